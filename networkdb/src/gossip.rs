@@ -1,0 +1,307 @@
+//! Periodic work: gossip, anti-entropy (bulk sync, push/pull), reaping, reconnection and the
+//! bootstrap check.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use rand::seq::SliceRandom;
+use rand::seq::index::sample;
+
+use crate::db::PendingSync;
+use crate::queue::retransmit_limit;
+use crate::wire::{
+    BulkSync, COMPOUND_HEADER_BYTES, Message, NetworkEntry, PushPull, TableEvent, TableEventKind,
+    encode_compound,
+};
+use crate::{Channel, Error, NetworkDb, NetworkId, NodeName, NodeState, Output};
+
+impl NetworkDb {
+    /// Picks `min(count, candidates.len())` distinct candidates uniformly (moby's exact
+    /// `mRandomNodes`).
+    pub(crate) fn sample(&mut self, candidates: &[NodeName], count: usize) -> Vec<NodeName> {
+        let amount = count.min(candidates.len());
+        sample(&mut self.rng, candidates.len(), amount)
+            .into_iter()
+            .map(|i| candidates[i].clone())
+            .collect()
+    }
+
+    /// One gossip tick: per local network (leaving ones too, so queues drain), one compound
+    /// of local events then relayed ones, within the packet budget, to up to `gossip_fanout`
+    /// random peers; then cluster events to random active nodes.
+    pub(crate) fn gossip(&mut self, _now: Instant) {
+        let budget = self.config.payload_budget().saturating_sub(COMPOUND_HEADER_BYTES);
+        let networks: Vec<NetworkId> = self.local.keys().cloned().collect();
+        let mut parts = Vec::new();
+        for network in networks {
+            let peers = self.network_peers(&network);
+            if peers.is_empty() {
+                // libnetwork drains the queue even with nobody to send to; keeping the events
+                // lets a peer that attaches later still receive them.
+                continue;
+            }
+            let limit = retransmit_limit(self.config.retransmit_mult, peers.len() + 1);
+            let targets = self.sample(&peers, self.config.gossip_fanout);
+            let Some(net) = self.local.get_mut(&network) else { continue };
+            parts.clear();
+            let used = net.local.drain_into(budget, limit, &mut parts);
+            net.relay.drain_into(budget - used, limit, &mut parts);
+            if parts.is_empty() {
+                continue;
+            }
+            net.messages_sent += parts.len() as u64;
+            let payload = encode_compound(&parts);
+            debug_assert!(payload.len() <= self.config.payload_budget(), "BUG: oversized compound");
+            for peer in targets {
+                self.send(&peer, Channel::Datagram, payload.clone());
+            }
+        }
+        self.gossip_cluster_events(budget);
+    }
+
+    fn gossip_cluster_events(&mut self, budget: usize) {
+        if self.cluster_queue.len() == 0 {
+            return;
+        }
+        let active: Vec<NodeName> = self
+            .nodes
+            .iter()
+            .filter(|(name, n)| **name != self.me && n.state == NodeState::Active)
+            .map(|(name, _)| name.clone())
+            .collect();
+        if active.is_empty() {
+            return;
+        }
+        let limit = retransmit_limit(self.config.retransmit_mult, active.len() + 1);
+        let targets = self.sample(&active, self.config.gossip_fanout);
+        let mut parts: Vec<Bytes> = Vec::new();
+        self.cluster_queue.drain_into(budget, limit, &mut parts);
+        if parts.is_empty() {
+            return;
+        }
+        let payload = encode_compound(&parts);
+        for peer in targets {
+            self.send(&peer, Channel::Datagram, payload.clone());
+        }
+    }
+
+    /// Bulk-syncs every common network with `node` now (libnetwork `bulkSyncNode`). A failed
+    /// node is tried at its last address (moby); an unknown node is an error.
+    pub fn bulk_sync_with(&mut self, now: Instant, node: &NodeName) -> Result<(), Error> {
+        if !self.nodes.contains_key(node) {
+            self.stats.bulk_sync_unknown_node += 1;
+            return Err(Error::UnknownNode(node.clone()));
+        }
+        let networks = self.common_networks(node);
+        self.send_bulk_sync(now, node, networks, true, false, None);
+        Ok(())
+    }
+
+    /// Sends this node's copy of `networks` to `peer`. A request registers a wait for the
+    /// reply, correlated by Lamport time.
+    pub(crate) fn send_bulk_sync(
+        &mut self,
+        now: Instant,
+        peer: &NodeName,
+        networks: Vec<NetworkId>,
+        unsolicited: bool,
+        join: bool,
+        fallback: Option<NodeName>,
+    ) {
+        if !self.nodes.contains_key(peer) {
+            self.stats.bulk_sync_unknown_node += 1;
+            return;
+        }
+        let mut attachments = Vec::new();
+        let mut events = Vec::new();
+        for network in &networks {
+            if let Some(local) = self.local.get(network) {
+                attachments.push(NetworkEntry {
+                    network: network.clone(),
+                    ltime: local.ltime,
+                    node: self.me.clone(),
+                    leaving: local.leaving,
+                });
+            }
+            if let Some(attached) = self.attachments.get(network) {
+                for (node, a) in attached {
+                    attachments.push(NetworkEntry {
+                        network: network.clone(),
+                        ltime: a.ltime,
+                        node: node.clone(),
+                        leaving: a.leaving,
+                    });
+                }
+            }
+            let Some(tables) = self.tables.get(network) else { continue };
+            for (table, entries) in tables {
+                for (key, e) in entries {
+                    events.push(TableEvent {
+                        kind: if e.deleting { TableEventKind::Delete } else { TableEventKind::Create },
+                        ltime: e.ltime,
+                        owner: e.owner.clone(),
+                        network: network.clone(),
+                        table: table.clone(),
+                        key: key.clone(),
+                        value: e.value.clone(),
+                        residual_reap_secs: e.residual_secs(now),
+                    });
+                }
+            }
+        }
+        let ltime = self.table_clock.increment();
+        let msg = Message::BulkSync(BulkSync {
+            ltime,
+            unsolicited,
+            node: self.me.clone(),
+            networks: networks.clone(),
+            attachments,
+            events,
+        });
+        self.stats.bulk_syncs_sent += 1;
+        self.send(peer, Channel::Stream, msg.encode());
+        if unsolicited {
+            self.pending_syncs.push(PendingSync {
+                peer: peer.clone(),
+                ltime,
+                deadline: now + self.config.bulk_sync_timeout,
+                networks,
+                join,
+                fallback,
+            });
+        }
+    }
+
+    /// Every `bulk_sync_interval`: for each joined network in random order, one random peer
+    /// (a second one as fallback if it does not answer); one sync covers every network shared
+    /// with that peer.
+    pub(crate) fn periodic_bulk_sync(&mut self, now: Instant) {
+        let mut pending: Vec<NetworkId> =
+            self.local.iter().filter(|(_, n)| !n.leaving).map(|(id, _)| id.clone()).collect();
+        pending.shuffle(&mut self.rng);
+        while let Some(network) = pending.pop() {
+            let peers = self.network_peers(&network);
+            let chosen = self.sample(&peers, 2);
+            let Some(first) = chosen.first().cloned() else { continue };
+            let networks = self.common_networks(&first);
+            pending.retain(|n| !networks.contains(n));
+            self.send_bulk_sync(now, &first, networks, true, false, chosen.get(1).cloned());
+        }
+    }
+
+    /// Requests whose reply did not come in time are counted; a periodic one tries its
+    /// fallback peer.
+    pub(crate) fn expire_syncs(&mut self, now: Instant) {
+        let (expired, waiting): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.pending_syncs).into_iter().partition(|p| p.deadline <= now);
+        self.pending_syncs = waiting;
+        for p in expired {
+            self.stats.bulk_sync_timeouts += 1;
+            if let Some(fallback) = p.fallback {
+                let networks = self.common_networks(&fallback);
+                if !networks.is_empty() {
+                    self.send_bulk_sync(now, &fallback, networks, true, false, None);
+                }
+            }
+        }
+        self.update_in_sync();
+    }
+
+    /// Sends every attachment this node knows of to `peer`.
+    pub(crate) fn send_push_pull(&mut self, peer: &NodeName, reply: bool) {
+        let mut networks = Vec::new();
+        for (network, local) in &self.local {
+            networks.push(NetworkEntry {
+                network: network.clone(),
+                ltime: local.ltime,
+                node: self.me.clone(),
+                leaving: local.leaving,
+            });
+        }
+        for (network, attached) in &self.attachments {
+            for (node, a) in attached {
+                networks.push(NetworkEntry {
+                    network: network.clone(),
+                    ltime: a.ltime,
+                    node: node.clone(),
+                    leaving: a.leaving,
+                });
+            }
+        }
+        let msg = Message::PushPull(PushPull {
+            ltime: self.network_clock.time(),
+            node: self.me.clone(),
+            networks,
+            reply,
+        });
+        self.send(peer, Channel::Stream, msg.encode());
+    }
+
+    pub(crate) fn periodic_push_pull(&mut self, _now: Instant) {
+        let active: Vec<NodeName> = self
+            .nodes
+            .iter()
+            .filter(|(name, n)| **name != self.me && n.state == NodeState::Active)
+            .map(|(name, _)| name.clone())
+            .collect();
+        if let Some(peer) = self.sample(&active, 1).pop() {
+            self.send_push_pull(&peer, false);
+        }
+    }
+
+    /// Removes expired tombstones, hidden entries, leaving attachments and dead nodes.
+    pub(crate) fn reap(&mut self, now: Instant) {
+        let due = |at: Option<Instant>| at.is_some_and(|at| at <= now);
+        for tables in self.tables.values_mut() {
+            for entries in tables.values_mut() {
+                entries.retain(|_, e| e.visible() || !due(e.reap_at));
+            }
+            tables.retain(|_, entries| !entries.is_empty());
+        }
+        self.tables.retain(|_, tables| !tables.is_empty());
+        for attached in self.attachments.values_mut() {
+            attached.retain(|_, a| !(a.leaving && due(a.reap_at)));
+        }
+        self.attachments.retain(|_, attached| !attached.is_empty());
+        self.local.retain(|_, n| !(n.leaving && due(n.reap_at)));
+        let dead: Vec<NodeName> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.state != NodeState::Active && due(n.reap_at))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in dead {
+            self.drop_node_state(&name);
+            self.nodes.remove(&name);
+        }
+    }
+
+    /// Offers one random failed node for reconnection.
+    pub(crate) fn offer_reconnect(&mut self) {
+        let failed: Vec<NodeName> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.state == NodeState::Failed)
+            .map(|(name, _)| name.clone())
+            .collect();
+        let Some(node) = self.sample(&failed, 1).pop() else { return };
+        if let Some(addr) = self.nodes.get(&node).map(|n| n.addr) {
+            self.outputs.push_back(Output::Reconnect { node, addr });
+        }
+    }
+
+    /// Asks for a rejoin when no bootstrap address (address and port) is an active peer.
+    pub(crate) fn check_bootstrap(&mut self) {
+        if self.bootstrap.is_empty() {
+            return;
+        }
+        let present = self.nodes.iter().any(|(name, n)| {
+            *name != self.me && n.state == NodeState::Active && self.bootstrap.contains(&n.addr)
+        });
+        let own = self.bootstrap.iter().all(|a| *a == self.addr);
+        if !present && !own {
+            let addrs = self.bootstrap.iter().copied().filter(|a| *a != self.addr).collect();
+            self.outputs.push_back(Output::RejoinBootstrap { addrs });
+        }
+    }
+}

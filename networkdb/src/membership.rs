@@ -1,0 +1,234 @@
+//! Membership inputs and node state changes (libnetwork `nodemgmt.go`, `event_delegate.go`).
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::node::Node;
+use crate::wire::{Message, NodeEvent, NodeEventKind};
+use crate::{Channel, Key, LTime, NetworkDb, NetworkId, NodeName, NodeState, TableName, NODE_TABLE};
+
+impl NetworkDb {
+    /// Starts cluster membership: remembers `bootstrap` (the addresses the membership layer
+    /// was asked to join; they are offered again by [`Output::RejoinBootstrap`](crate::Output)
+    /// when none of them is an active peer) and announces this node.
+    pub fn join(&mut self, _now: Instant, bootstrap: Vec<SocketAddr>) {
+        self.bootstrap = bootstrap;
+        let ltime = self.network_clock.increment();
+        self.queue_node_event(NodeEventKind::Join, ltime);
+    }
+
+    /// Leaves the cluster gracefully: sends a node LEAVE at once to as many active nodes as
+    /// gossip would reach, so that they drop this node's entries rather than hide them. The
+    /// shell sends the transmits, then shuts the membership layer down.
+    pub fn leave(&mut self, _now: Instant) {
+        let ltime = self.network_clock.increment();
+        let msg = Message::NodeEvent(NodeEvent {
+            kind: NodeEventKind::Leave,
+            ltime,
+            node: self.me.clone(),
+        });
+        let payload = msg.encode();
+        let candidates: Vec<NodeName> = self
+            .nodes
+            .iter()
+            .filter(|(name, n)| **name != self.me && n.state == NodeState::Active)
+            .map(|(name, _)| name.clone())
+            .collect();
+        let limit = crate::queue::retransmit_limit(self.config.retransmit_mult, candidates.len() + 1);
+        let count = self.config.gossip_fanout.saturating_mul(limit as usize);
+        for peer in self.sample(&candidates, count) {
+            self.send(&peer, Channel::Datagram, payload.clone());
+        }
+        self.queue_node_event(NodeEventKind::Leave, ltime);
+    }
+
+    /// The membership layer reports `name` alive at `addr` (memberlist `NotifyJoin`).
+    ///
+    /// A new node is added; a failed node is restored with its hidden entries and bulk-synced;
+    /// both exchange attachments (push/pull). A failed node at the same address under another
+    /// name is a previous incarnation and is retired; an active one is left alone, since the
+    /// membership layer's probes settle which is alive (moby PR #53688).
+    pub fn node_up(&mut self, now: Instant, name: NodeName, addr: SocketAddr) {
+        if name == self.me {
+            return;
+        }
+        self.notify_node_table(&name, addr, true);
+        let previous = self.nodes.get(&name).map(|n| n.state);
+        match previous {
+            Some(NodeState::Active) => {
+                if let Some(n) = self.nodes.get_mut(&name) {
+                    n.addr = addr;
+                }
+                return;
+            }
+            Some(NodeState::Failed) => {
+                if let Some(n) = self.nodes.get_mut(&name) {
+                    n.addr = addr;
+                    n.state = NodeState::Active;
+                    n.reap_at = None;
+                }
+                self.restore_entries(&name);
+                let networks = self.common_networks(&name);
+                if !networks.is_empty() {
+                    self.send_bulk_sync(now, &name, networks, true, false, None);
+                }
+            }
+            Some(NodeState::Left) | None => {
+                let incarnations: Vec<NodeName> = self
+                    .nodes
+                    .iter()
+                    .filter(|(other, n)| {
+                        **other != name && n.addr == addr && n.state == NodeState::Failed
+                    })
+                    .map(|(other, _)| other.clone())
+                    .collect();
+                for old in incarnations {
+                    self.set_left(now, &old);
+                }
+                let ltime = self.nodes.get(&name).map_or(LTime(0), |n| n.ltime);
+                self.nodes.insert(
+                    name.clone(),
+                    Node { addr, state: NodeState::Active, ltime, reap_at: None },
+                );
+            }
+        }
+        self.send_push_pull(&name, false);
+    }
+
+    /// The membership layer reports `name` unreachable (memberlist `NotifyLeave`): an active
+    /// node becomes failed and its entries are hidden until it returns; a node that already
+    /// said goodbye stays left.
+    pub fn node_down(&mut self, now: Instant, name: &str) {
+        let Some(node) = self.nodes.get_mut(name) else { return };
+        if node.state != NodeState::Active || name == self.me.as_str() {
+            return;
+        }
+        let addr = node.addr;
+        node.state = NodeState::Failed;
+        node.reap_at = Some(now + self.config.node_reap_interval);
+        let name = NodeName::from(name);
+        self.notify_node_table(&name, addr, false);
+        self.hide_entries(now, &name);
+        self.pending_syncs.retain(|p| p.peer != name);
+        self.update_in_sync();
+    }
+
+    /// Moves a node to left: its attachments and entries are dropped (libnetwork
+    /// `changeNodeState(left)`).
+    pub(crate) fn set_left(&mut self, now: Instant, name: &NodeName) {
+        let Some(node) = self.nodes.get_mut(name) else { return };
+        if node.state == NodeState::Left {
+            return;
+        }
+        let was_active = node.state == NodeState::Active;
+        node.state = NodeState::Left;
+        if node.reap_at.is_none() {
+            node.reap_at = Some(now + self.config.node_reap_interval);
+        }
+        let addr = node.addr;
+        if was_active {
+            self.notify_node_table(name, addr, false);
+        }
+        self.drop_node_state(name);
+        self.pending_syncs.retain(|p| &p.peer != name);
+        self.update_in_sync();
+    }
+
+    /// Removes every attachment and entry of `name`.
+    pub(crate) fn drop_node_state(&mut self, name: &NodeName) {
+        self.attachments.retain(|_, attached| {
+            attached.remove(name);
+            !attached.is_empty()
+        });
+        self.purge_owner_entries(None, name);
+    }
+
+    /// Hard-deletes the entries `owner` holds (in one network, or all), notifying watches of
+    /// those that were visible.
+    pub(crate) fn purge_owner_entries(&mut self, network: Option<&NetworkId>, owner: &NodeName) {
+        let mut gone: Vec<(NetworkId, TableName, Key, Bytes)> = Vec::new();
+        for (nid, tables) in self.tables.iter_mut() {
+            if network.is_some_and(|n| n != nid) {
+                continue;
+            }
+            for (table, entries) in tables.iter_mut() {
+                entries.retain(|key, e| {
+                    if &e.owner != owner {
+                        return true;
+                    }
+                    if let Some(v) = e.visible_value() {
+                        gone.push((nid.clone(), table.clone(), key.clone(), v.clone()));
+                    }
+                    false
+                });
+            }
+            tables.retain(|_, entries| !entries.is_empty());
+        }
+        self.tables.retain(|_, tables| !tables.is_empty());
+        for (nid, table, key, prev) in gone {
+            self.notify(&table, &nid, &key, Some(prev), None);
+        }
+    }
+
+    /// Hides the live entries of a failed owner until it returns (moby PR #53142).
+    fn hide_entries(&mut self, now: Instant, owner: &NodeName) {
+        let reap_at = now + self.config.reap_entry_interval;
+        let mut hidden = Vec::new();
+        for (nid, tables) in self.tables.iter_mut() {
+            for (table, entries) in tables.iter_mut() {
+                for (key, e) in entries.iter_mut() {
+                    if &e.owner != owner || e.deleting || e.hidden {
+                        continue;
+                    }
+                    e.hidden = true;
+                    e.reap_at = Some(reap_at);
+                    hidden.push((nid.clone(), table.clone(), key.clone(), e.value.clone()));
+                }
+            }
+        }
+        for (nid, table, key, prev) in hidden {
+            self.notify(&table, &nid, &key, Some(prev), None);
+        }
+    }
+
+    /// Makes a returning owner's hidden entries visible again.
+    fn restore_entries(&mut self, owner: &NodeName) {
+        let mut shown = Vec::new();
+        for (nid, tables) in self.tables.iter_mut() {
+            for (table, entries) in tables.iter_mut() {
+                for (key, e) in entries.iter_mut() {
+                    if &e.owner != owner || !e.hidden {
+                        continue;
+                    }
+                    e.hidden = false;
+                    e.reap_at = None;
+                    shown.push((nid.clone(), table.clone(), key.clone(), e.value.clone()));
+                }
+            }
+        }
+        for (nid, table, key, value) in shown {
+            self.notify(&table, &nid, &key, None, Some(value));
+        }
+    }
+
+    fn queue_node_event(&mut self, kind: NodeEventKind, ltime: LTime) {
+        let msg = Message::NodeEvent(NodeEvent { kind, ltime, node: self.me.clone() });
+        let dropped = self.cluster_queue.push(None, Bytes::from(msg.encode_part()));
+        self.stats.queue_overflow += dropped as u64;
+    }
+
+    /// A `NodeTable` watch event: key = node name, value = `{"Addr":"<ip>"}`.
+    fn notify_node_table(&mut self, name: &NodeName, addr: SocketAddr, up: bool) {
+        if self.watches.is_empty() {
+            return;
+        }
+        let value = Bytes::from(format!("{{\"Addr\":\"{}\"}}", addr.ip()));
+        let (prev, value) = if up { (None, Some(value)) } else { (Some(value), None) };
+        let table = TableName::from(NODE_TABLE);
+        let network = NetworkId::from("");
+        let key = Key::new(name.as_str());
+        self.notify(&table, &network, &key, prev, value);
+    }
+}

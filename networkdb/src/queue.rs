@@ -1,0 +1,175 @@
+//! Transmit-limited broadcast queues (memberlist's `TransmitLimitedQueue`, bounded).
+
+use std::cmp::Reverse;
+use std::collections::BTreeMap;
+use std::hash::Hash;
+
+use bytes::Bytes;
+use hashbrown::HashMap;
+
+use crate::wire::part_cost;
+
+/// `mult * ceil(log10(n + 1))`: how often an event is sent before it leaves the queue.
+pub(crate) fn retransmit_limit(mult: u32, nodes: usize) -> u32 {
+    let mut digits = 0u32;
+    let mut n = nodes.saturating_add(1);
+    // ceil(log10(x)) for x >= 1 is the number of digits of (x - 1).
+    n -= 1;
+    while n > 0 {
+        digits += 1;
+        n /= 10;
+    }
+    mult.saturating_mul(digits.max(1))
+}
+
+/// Order: fewest transmits first, then newest first.
+type Slot = (u32, Reverse<u64>);
+
+#[derive(Debug)]
+struct Item<K> {
+    key: Option<K>,
+    bytes: Bytes,
+}
+
+/// A queue of encoded events. A new item replaces a queued item with the same key
+/// (invalidation); draining prefers items sent the fewest times, newest first.
+#[derive(Debug)]
+pub(crate) struct BroadcastQueue<K> {
+    items: BTreeMap<Slot, Item<K>>,
+    by_key: HashMap<K, Slot>,
+    next_id: u64,
+    max_len: usize,
+}
+
+impl<K: Clone + Eq + Hash> BroadcastQueue<K> {
+    pub(crate) fn new(max_len: usize) -> Self {
+        Self { items: BTreeMap::new(), by_key: HashMap::new(), next_id: 0, max_len }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Queues `bytes`, replacing the item queued under the same key. Returns how many items
+    /// were dropped because the queue was full.
+    pub(crate) fn push(&mut self, key: Option<K>, bytes: Bytes) -> usize {
+        if let Some(k) = &key {
+            if let Some(slot) = self.by_key.remove(k) {
+                self.items.remove(&slot);
+            }
+        }
+        let slot = (0, Reverse(self.next_id));
+        self.next_id += 1;
+        if let Some(k) = &key {
+            self.by_key.insert(k.clone(), slot);
+        }
+        self.items.insert(slot, Item { key, bytes });
+        let mut dropped = 0;
+        while self.items.len() > self.max_len {
+            // The last slot is the most-sent, oldest item: the one peers most likely hold.
+            if let Some((_, item)) = self.items.pop_last() {
+                self.forget_key(&item);
+                dropped += 1;
+            }
+        }
+        dropped
+    }
+
+    /// Takes items that fit in `budget` bytes (each costs [`part_cost`]), charges each one
+    /// transmit and retires those that reach `limit`. Returns the bytes used.
+    pub(crate) fn drain_into(&mut self, budget: usize, limit: u32, out: &mut Vec<Bytes>) -> usize {
+        let mut used = 0;
+        let mut taken = Vec::new();
+        for (slot, item) in &self.items {
+            let cost = part_cost(item.bytes.len());
+            if used + cost > budget {
+                if budget - used < 16 {
+                    break;
+                }
+                continue;
+            }
+            used += cost;
+            out.push(item.bytes.clone());
+            taken.push(*slot);
+        }
+        for slot in taken {
+            let Some(item) = self.items.remove(&slot) else { continue };
+            let sent = slot.0 + 1;
+            if sent >= limit {
+                self.forget_key(&item);
+                continue;
+            }
+            let new_slot = (sent, slot.1);
+            if let Some(k) = &item.key {
+                self.by_key.insert(k.clone(), new_slot);
+            }
+            self.items.insert(new_slot, item);
+        }
+        used
+    }
+
+    /// The encoded size of the largest item, if any.
+    #[cfg(test)]
+    pub(crate) fn keys(&self) -> Vec<K> {
+        self.items.values().filter_map(|i| i.key.clone()).collect()
+    }
+
+    fn forget_key(&mut self, item: &Item<K>) {
+        if let Some(k) = &item.key {
+            self.by_key.remove(k);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limit_formula() {
+        assert_eq!(retransmit_limit(4, 1), 4);
+        assert_eq!(retransmit_limit(4, 9), 4);
+        assert_eq!(retransmit_limit(4, 10), 8);
+        assert_eq!(retransmit_limit(4, 99), 8);
+        assert_eq!(retransmit_limit(4, 100), 12);
+        assert_eq!(retransmit_limit(4, 999), 12);
+        assert_eq!(retransmit_limit(4, 0), 4);
+    }
+
+    #[test]
+    fn invalidation_keeps_newest_per_key() {
+        let mut q = BroadcastQueue::new(100);
+        q.push(Some("k"), Bytes::from_static(b"old"));
+        q.push(Some("j"), Bytes::from_static(b"other"));
+        q.push(Some("k"), Bytes::from_static(b"new"));
+        assert_eq!(q.len(), 2);
+        let mut out = Vec::new();
+        q.drain_into(1000, 4, &mut out);
+        assert_eq!(out, vec![Bytes::from_static(b"new"), Bytes::from_static(b"other")]);
+    }
+
+    #[test]
+    fn retires_after_limit_and_respects_budget() {
+        let mut q: BroadcastQueue<u32> = BroadcastQueue::new(100);
+        for i in 0..10 {
+            q.push(Some(i), Bytes::from(vec![0u8; 99]));
+        }
+        let mut out = Vec::new();
+        assert_eq!(q.drain_into(450, 2, &mut out), 400);
+        assert_eq!(out.len(), 4);
+        for _ in 0..10 {
+            out.clear();
+            q.drain_into(450, 2, &mut out);
+        }
+        assert_eq!(q.len(), 0);
+    }
+
+    #[test]
+    fn bounded() {
+        let mut q: BroadcastQueue<u32> = BroadcastQueue::new(16);
+        let dropped: usize = (0..20).map(|i| q.push(Some(i), Bytes::from_static(b"x"))).sum();
+        assert_eq!(dropped, 4);
+        assert_eq!(q.len(), 16);
+        assert!(!q.keys().contains(&0));
+    }
+}

@@ -1,0 +1,309 @@
+//! Receive handling: decode, then the freshness rules of every message type.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::entry::Entry;
+use crate::network::Attachment;
+use crate::wire::{
+    BulkSync, DecodeError, MAX_COMPOUND_DEPTH, Message, NetworkEntry, NetworkEvent,
+    NetworkEventKind, NodeEvent, NodeEventKind, PushPull, TableEvent, TableEventKind,
+};
+use crate::{Channel, NetworkDb, NodeState};
+
+/// Where a table event came from: gossip or a bulk sync.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Via {
+    Gossip,
+    BulkSync,
+}
+
+impl NetworkDb {
+    /// Handles a payload received on `channel`.
+    ///
+    /// A payload that cannot be decoded is counted in [`Stats`](crate::Stats) and returned as
+    /// an error; state is untouched by it (the parts of a compound before a bad part are
+    /// applied).
+    pub fn handle_message(
+        &mut self,
+        now: Instant,
+        channel: Channel,
+        payload: &[u8],
+    ) -> Result<(), DecodeError> {
+        self.stats.payloads_in += 1;
+        self.stats.bytes_in += payload.len() as u64;
+        let _ = channel;
+        let result = Message::decode(payload).and_then(|msg| self.dispatch(now, msg, None, 0));
+        if let Err(err) = &result {
+            self.count_decode_error(err);
+        }
+        result
+    }
+
+    fn count_decode_error(&mut self, err: &DecodeError) {
+        match err {
+            DecodeError::Empty => self.stats.dropped_empty += 1,
+            DecodeError::UnsupportedVersion(_) => self.stats.dropped_version += 1,
+            DecodeError::TooDeep => self.stats.dropped_too_deep += 1,
+            _ => self.stats.dropped_malformed += 1,
+        }
+    }
+
+    fn dispatch(
+        &mut self,
+        now: Instant,
+        msg: Message,
+        raw: Option<&[u8]>,
+        depth: usize,
+    ) -> Result<(), DecodeError> {
+        match msg {
+            Message::NodeEvent(ev) => {
+                if self.handle_node_event(now, &ev) {
+                    let bytes = raw.map_or_else(
+                        || Message::NodeEvent(ev.clone()).encode_part(),
+                        <[u8]>::to_vec,
+                    );
+                    let dropped = self.cluster_queue.push(None, Bytes::from(bytes));
+                    self.stats.queue_overflow += dropped as u64;
+                }
+            }
+            Message::NetworkEvent(ev) => {
+                if self.handle_network_event(now, &ev) {
+                    let bytes = raw.map_or_else(
+                        || Message::NetworkEvent(ev.clone()).encode_part(),
+                        <[u8]>::to_vec,
+                    );
+                    let key = Some((ev.network.clone(), ev.node.clone()));
+                    let dropped = self.cluster_queue.push(key, Bytes::from(bytes));
+                    self.stats.queue_overflow += dropped as u64;
+                }
+            }
+            Message::TableEvent(ev) => {
+                self.handle_table_event(now, ev, raw, Via::Gossip);
+            }
+            Message::PushPull(pp) => self.handle_push_pull(now, pp),
+            Message::BulkSync(bs) => self.handle_bulk_sync(now, bs),
+            Message::Compound(parts) => {
+                if depth >= MAX_COMPOUND_DEPTH {
+                    return Err(DecodeError::TooDeep);
+                }
+                for part in parts {
+                    let msg = Message::decode_part(&part.0)?;
+                    self.dispatch(now, msg, Some(&part.0), depth + 1)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// libnetwork `handleNodeEvent`; returns whether to relay.
+    pub(crate) fn handle_node_event(&mut self, now: Instant, ev: &NodeEvent) -> bool {
+        self.network_clock.witness(ev.ltime);
+        if ev.node == self.me {
+            self.stats.own_events += 1;
+            return false;
+        }
+        let Some(node) = self.nodes.get_mut(&ev.node) else { return false };
+        if node.ltime >= ev.ltime {
+            self.stats.stale_events += 1;
+            return false;
+        }
+        node.ltime = ev.ltime;
+        // Only the membership layer makes a node active (moby/libnetwork#2013).
+        if node.state != NodeState::Active {
+            return false;
+        }
+        match ev.kind {
+            NodeEventKind::Join => false,
+            NodeEventKind::Leave => {
+                let name = ev.node.clone();
+                self.set_left(now, &name);
+                true
+            }
+        }
+    }
+
+    /// libnetwork `handleNetworkEvent` with moby's fixes; returns whether to relay.
+    pub(crate) fn handle_network_event(&mut self, now: Instant, ev: &NetworkEvent) -> bool {
+        self.network_clock.witness(ev.ltime);
+        if ev.node == self.me {
+            self.stats.own_events += 1;
+            return false;
+        }
+        let leave = ev.kind == NetworkEventKind::Leave;
+        let reap_at = now + self.config.reap_network_interval();
+        let node_active =
+            self.nodes.get(&ev.node).is_some_and(|n| n.state == NodeState::Active);
+        let attached = self.attachments.entry(ev.network.clone()).or_default();
+        match attached.get_mut(&ev.node) {
+            Some(att) => {
+                if att.ltime >= ev.ltime {
+                    self.stats.stale_events += 1;
+                    return false;
+                }
+                att.ltime = ev.ltime;
+                att.leaving = leave;
+                att.reap_at = leave.then_some(reap_at);
+            }
+            None => {
+                if leave || !node_active {
+                    if attached.is_empty() {
+                        self.attachments.remove(&ev.network);
+                    }
+                    return false;
+                }
+                attached.insert(
+                    ev.node.clone(),
+                    Attachment { ltime: ev.ltime, leaving: false, reap_at: None },
+                );
+            }
+        }
+        if leave {
+            // moby PR #50342: the leaver's entries are removed, no tombstones are forged.
+            self.purge_owner_entries(Some(&ev.network), &ev.node);
+        }
+        true
+    }
+
+    /// Applies a table event. Returns whether it changed local state.
+    pub(crate) fn handle_table_event(
+        &mut self,
+        now: Instant,
+        ev: TableEvent,
+        raw: Option<&[u8]>,
+        via: Via,
+    ) -> bool {
+        if ev.owner == self.me {
+            // Own events never re-enter (and are not witnessed).
+            self.stats.own_events += 1;
+            return false;
+        }
+        self.table_clock.witness(ev.ltime);
+        let local_ok = self.local.get(&ev.network).is_some_and(|n| !n.leaving);
+        let owner_ok = self
+            .attachments
+            .get(&ev.network)
+            .and_then(|a| a.get(&ev.owner))
+            .is_some_and(|a| !a.leaving);
+        if !local_ok || !owner_ok {
+            self.stats.not_member += 1;
+            return false;
+        }
+        let existing = self.entry(&ev.network, &ev.table, &ev.key);
+        // Newer Lamport time wins; equal times from different owners (concurrent writes) are
+        // ordered by owner name, so every node keeps the same one whatever the arrival order.
+        if existing.is_some_and(|e| (e.ltime, &e.owner) >= (ev.ltime, &ev.owner)) {
+            self.stats.stale_events += 1;
+            return false;
+        }
+        let found = existing.is_some();
+        let prev = existing.and_then(Entry::visible_value).cloned();
+        let owner_failed =
+            self.nodes.get(&ev.owner).is_some_and(|n| n.state == NodeState::Failed);
+        let deleting = ev.kind == TableEventKind::Delete;
+        let mut residual = ev.residual_reap_secs;
+        if deleting && residual == 0 {
+            // An older peer sent no reap time: give the tombstone its full life.
+            self.stats.zero_reap_time += 1;
+        }
+        let full = self.config.reap_entry_interval;
+        let life = |secs: u32| {
+            if secs == 0 { full } else { std::time::Duration::from_secs(u64::from(secs)) }
+        };
+        let reap_at = (deleting || owner_failed).then(|| now + life(residual));
+        if !deleting && !owner_failed {
+            residual = 0;
+        }
+        let entry = Entry {
+            owner: ev.owner.clone(),
+            ltime: ev.ltime,
+            value: ev.value.clone(),
+            deleting,
+            hidden: owner_failed && !deleting,
+            reap_at,
+        };
+        let value = entry.visible_value().cloned();
+        self.put_entry(&ev.network, &ev.table, &ev.key, entry);
+        self.stats.table_events_applied += 1;
+        self.notify(&ev.table, &ev.network, &ev.key, prev, value);
+
+        let Some(local) = self.local.get(&ev.network) else { return true };
+        let relay = if !found && deleting {
+            // A tombstone learnt for a key never seen is spread again only when it came by
+            // bulk sync and still has more than a sixth of its life (moby/libnetwork#1944).
+            via == Via::BulkSync
+                && local.in_sync
+                && life(residual) > self.config.reap_entry_interval / 6
+        } else {
+            local.in_sync
+        };
+        if relay {
+            if via == Via::BulkSync && local.relay.len() > self.config.max_relay_queue_on_sync {
+                self.stats.relay_skipped_on_sync += 1;
+            } else {
+                self.queue_table_event(ev, raw, false);
+            }
+        }
+        true
+    }
+
+    fn handle_push_pull(&mut self, now: Instant, pp: PushPull) {
+        let sender = pp.node.clone();
+        self.apply_attachments(now, &pp.ltime, &pp.node, &pp.networks);
+        if !pp.reply && sender != self.me {
+            self.send_push_pull(&sender, true);
+        }
+    }
+
+    /// Applies a peer's attachments as node and network events, without relaying them.
+    pub(crate) fn apply_attachments(
+        &mut self,
+        now: Instant,
+        ltime: &crate::LTime,
+        node: &crate::NodeName,
+        entries: &[NetworkEntry],
+    ) {
+        let join = NodeEvent { kind: NodeEventKind::Join, ltime: *ltime, node: node.clone() };
+        self.handle_node_event(now, &join);
+        for e in entries {
+            let ev = NetworkEvent {
+                kind: if e.leaving { NetworkEventKind::Leave } else { NetworkEventKind::Join },
+                ltime: e.ltime,
+                node: e.node.clone(),
+                network: e.network.clone(),
+            };
+            self.handle_network_event(now, &ev);
+        }
+    }
+
+    fn handle_bulk_sync(&mut self, now: Instant, bs: BulkSync) {
+        if bs.ltime.0 > 0 {
+            self.table_clock.witness(bs.ltime);
+        }
+        if bs.node == self.me {
+            self.stats.own_events += 1;
+            return;
+        }
+        for e in &bs.attachments {
+            let ev = NetworkEvent {
+                kind: if e.leaving { NetworkEventKind::Leave } else { NetworkEventKind::Join },
+                ltime: e.ltime,
+                node: e.node.clone(),
+                network: e.network.clone(),
+            };
+            self.handle_network_event(now, &ev);
+        }
+        for ev in bs.events {
+            self.handle_table_event(now, ev, None, Via::BulkSync);
+        }
+        if bs.unsolicited {
+            self.send_bulk_sync(now, &bs.node, bs.networks, false, false, None);
+        } else {
+            // Any reply newer than a request answers it (moby#51701: concurrent syncs to one
+            // peer no longer overwrite each other's wait).
+            self.pending_syncs.retain(|p| !(p.peer == bs.node && p.ltime < bs.ltime));
+            self.update_in_sync();
+        }
+    }
+}

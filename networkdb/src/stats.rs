@@ -1,0 +1,48 @@
+//! Counters of what the core did and dropped.
+
+/// Cumulative counters; every drop has a reason.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Payloads received.
+    pub payloads_in: u64,
+    /// Bytes received.
+    pub bytes_in: u64,
+    /// Datagrams sent.
+    pub datagrams_out: u64,
+    /// Stream messages sent.
+    pub streams_out: u64,
+    /// Bytes sent (datagrams and streams).
+    pub bytes_out: u64,
+    /// Table events applied (they changed local state).
+    pub table_events_applied: u64,
+    /// Payloads dropped: empty.
+    pub dropped_empty: u64,
+    /// Payloads dropped: unknown protocol version.
+    pub dropped_version: u64,
+    /// Payloads dropped: malformed, truncated or trailing bytes.
+    pub dropped_malformed: u64,
+    /// Payloads dropped: compounds nested too deep.
+    pub dropped_too_deep: u64,
+    /// Events ignored because the local state was as new or newer.
+    pub stale_events: u64,
+    /// Table events refused because this node or the owner is not in the network.
+    pub not_member: u64,
+    /// Events about this node received from others (ignored).
+    pub own_events: u64,
+    /// Relays skipped because the relay queue was over `max_relay_queue_on_sync` during a
+    /// bulk sync.
+    pub relay_skipped_on_sync: u64,
+    /// Queued events dropped because a queue reached `max_queue_len`.
+    pub queue_overflow: u64,
+    /// Table events too large for one datagram, sent on the stream path instead.
+    pub oversized_via_stream: u64,
+    /// Bulk syncs sent (requests and replies).
+    pub bulk_syncs_sent: u64,
+    /// Bulk-sync requests whose reply did not come within `bulk_sync_timeout`.
+    pub bulk_sync_timeouts: u64,
+    /// Bulk syncs or replies that could not be sent: unknown node.
+    pub bulk_sync_unknown_node: u64,
+    /// Deletes received with no residual reap time (an old peer); given the full interval.
+    pub zero_reap_time: u64,
+}
