@@ -19,7 +19,6 @@ pub const MAX_TRANSPORT_OVERHEAD: usize = 100;
 /// Defaults are libnetwork's (each field cites its origin). Every constructor calls
 /// [`validate`](Self::validate).
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct Config {
     /// Upper bound in bytes of every datagram the node sends, transport overhead included.
     /// Default 1400 (libnetwork `PacketBufferSize`); at least [`MIN_PACKET_SIZE`].
@@ -102,11 +101,29 @@ impl Config {
 
     /// Checks every field and the rules between fields.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        range("packet_size", self.packet_size, MIN_PACKET_SIZE, MAX_PACKET_SIZE, "bytes")?;
-        range("transport_overhead", self.transport_overhead, 0, MAX_TRANSPORT_OVERHEAD, "bytes")?;
+        range(
+            "packet_size",
+            self.packet_size,
+            MIN_PACKET_SIZE,
+            MAX_PACKET_SIZE,
+            "bytes",
+        )?;
+        range(
+            "transport_overhead",
+            self.transport_overhead,
+            0,
+            MAX_TRANSPORT_OVERHEAD,
+            "bytes",
+        )?;
         range("gossip_fanout", self.gossip_fanout, 1, 64, "peers")?;
         range("retransmit_mult", self.retransmit_mult as usize, 1, 64, "")?;
-        range("max_relay_queue_on_sync", self.max_relay_queue_on_sync, 1, usize::MAX, "")?;
+        range(
+            "max_relay_queue_on_sync",
+            self.max_relay_queue_on_sync,
+            1,
+            usize::MAX,
+            "",
+        )?;
         range("max_queue_len", self.max_queue_len, 16, usize::MAX, "")?;
         for (field, value) in [
             ("gossip_interval", self.gossip_interval),
@@ -147,13 +164,21 @@ fn range(
     if (min..=max).contains(&value) {
         return Ok(());
     }
-    let unit = if unit.is_empty() { String::new() } else { format!(" {unit}") };
+    let unit = if unit.is_empty() {
+        String::new()
+    } else {
+        format!(" {unit}")
+    };
     let allowed = if max == usize::MAX {
         format!("at least {min}{unit}")
     } else {
         format!("{min}..={max}{unit}")
     };
-    Err(ConfigError::OutOfRange { field, allowed, value: value.to_string() })
+    Err(ConfigError::OutOfRange {
+        field,
+        allowed,
+        value: value.to_string(),
+    })
 }
 
 /// A configuration value outside its allowed range. Nothing was constructed.
@@ -187,16 +212,34 @@ mod tests {
 
     #[test]
     fn packet_size_floor_names_field_and_floor() {
-        let cfg = Config { packet_size: 499, ..Config::default() };
+        let cfg = Config {
+            packet_size: 499,
+            ..Config::default()
+        };
         let err = cfg.validate().unwrap_err().to_string();
         assert!(err.contains("packet_size"), "{err}");
         assert!(err.contains("500"), "{err}");
-        assert_eq!(Config { packet_size: 500, ..Config::default() }.validate(), Ok(()));
+        assert_eq!(
+            Config {
+                packet_size: 500,
+                ..Config::default()
+            }
+            .validate(),
+            Ok(())
+        );
     }
 
     #[test]
     fn zero_intervals_refused() {
-        let cfg = Config { gossip_interval: Duration::ZERO, ..Config::default() };
-        assert!(cfg.validate().unwrap_err().to_string().contains("gossip_interval"));
+        let cfg = Config {
+            gossip_interval: Duration::ZERO,
+            ..Config::default()
+        };
+        assert!(
+            cfg.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("gossip_interval")
+        );
     }
 }

@@ -16,9 +16,8 @@ use crate::queue::BroadcastQueue;
 use crate::timer::{Timer, TimerTable};
 use crate::wire::{Message, NetworkEvent, NetworkEventKind, TableEvent, TableEventKind};
 use crate::{
-    Channel, Config, ConfigError, Error, Key, LTime, NetworkId, NetworkStats, NodeName,
-    NodeState, Output, PeerInfo, Stats, TableElem, TableName, Transmit, WatchEvent, WatchFilter,
-    WatchId,
+    Channel, Config, ConfigError, Error, Key, LTime, NetworkId, NetworkStats, NodeName, NodeState,
+    Output, PeerInfo, Stats, TableElem, TableName, Transmit, WatchEvent, WatchFilter, WatchId,
 };
 
 /// Entries by network, then table, then key: one ordered index (libnetwork keeps two radix
@@ -125,12 +124,20 @@ impl NetworkDb {
             let period = period(&config, timer);
             // libnetwork staggers each periodic task by a random delay in [0, period).
             let nanos = u64::try_from(period.as_nanos()).unwrap_or(u64::MAX).max(1);
-            timers.set(timer, now + Duration::from_nanos(rng.random_range(0..nanos)));
+            timers.set(
+                timer,
+                now + Duration::from_nanos(rng.random_range(0..nanos)),
+            );
         }
         let mut nodes = BTreeMap::new();
         nodes.insert(
             name.clone(),
-            Node { addr, state: NodeState::Active, ltime: LTime(0), reap_at: None },
+            Node {
+                addr,
+                state: NodeState::Active,
+                ltime: LTime(0),
+                reap_at: None,
+            },
         );
         Ok(Self {
             cluster_queue: BroadcastQueue::new(config.max_queue_len),
@@ -178,7 +185,10 @@ impl NetworkDb {
     #[must_use]
     pub fn poll_timeout(&self) -> Instant {
         let timers = self.timers.next();
-        self.pending_syncs.iter().map(|p| p.deadline).fold(timers, Instant::min)
+        self.pending_syncs
+            .iter()
+            .map(|p| p.deadline)
+            .fold(timers, Instant::min)
     }
 
     /// Runs every timer that is due at `now`.
@@ -219,8 +229,10 @@ impl NetworkDb {
         }
         let ltime = self.network_clock.increment();
         let max_queue_len = self.config.max_queue_len;
-        let local =
-            self.local.entry(network.clone()).or_insert_with(|| LocalNetwork::new(ltime, max_queue_len));
+        let local = self
+            .local
+            .entry(network.clone())
+            .or_insert_with(|| LocalNetwork::new(ltime, max_queue_len));
         local.ltime = ltime;
         local.leaving = false;
         local.reap_at = None;
@@ -240,7 +252,7 @@ impl NetworkDb {
     ///
     /// Fails with [`Error::NotJoined`] if the network is not joined or already being left.
     pub fn leave_network(&mut self, now: Instant, network: NetworkId) -> Result<(), Error> {
-        if !self.local.get(&network).is_some_and(|n| !n.leaving) {
+        if self.local.get(&network).is_none_or(|n| n.leaving) {
             return Err(Error::NotJoined(network));
         }
         let ltime = self.network_clock.increment();
@@ -286,7 +298,11 @@ impl NetworkDb {
 
     /// The networks this node is attached to (not being left), in order.
     pub fn networks(&self) -> Vec<NetworkId> {
-        self.local.iter().filter(|(_, n)| !n.leaving).map(|(id, _)| id.clone()).collect()
+        self.local
+            .iter()
+            .filter(|(_, n)| !n.leaving)
+            .map(|(id, _)| id.clone())
+            .collect()
     }
 
     /// Whether `node` (this node included) is attached to `network` and not leaving it.
@@ -322,10 +338,24 @@ impl NetworkDb {
     ) -> Result<(), Error> {
         check_name("table", &table)?;
         check_name("network id", &network)?;
-        if self.entry(&network, &table, &key).is_some_and(Entry::visible) {
-            return Err(Error::EntryExists { table, network, key });
+        if self
+            .entry(&network, &table, &key)
+            .is_some_and(Entry::visible)
+        {
+            return Err(Error::EntryExists {
+                table,
+                network,
+                key,
+            });
         }
-        self.write_local(now, TableEventKind::Create, table, network, key, value.into());
+        self.write_local(
+            now,
+            TableEventKind::Create,
+            table,
+            network,
+            key,
+            value.into(),
+        );
         Ok(())
     }
 
@@ -340,10 +370,24 @@ impl NetworkDb {
         key: Key,
         value: impl Into<Bytes>,
     ) -> Result<(), Error> {
-        if !self.entry(&network, &table, &key).is_some_and(Entry::visible) {
-            return Err(Error::UpdateNotFound { table, network, key });
+        if !self
+            .entry(&network, &table, &key)
+            .is_some_and(Entry::visible)
+        {
+            return Err(Error::UpdateNotFound {
+                table,
+                network,
+                key,
+            });
         }
-        self.write_local(now, TableEventKind::Update, table, network, key, value.into());
+        self.write_local(
+            now,
+            TableEventKind::Update,
+            table,
+            network,
+            key,
+            value.into(),
+        );
         Ok(())
     }
 
@@ -358,8 +402,15 @@ impl NetworkDb {
         network: NetworkId,
         key: Key,
     ) -> Result<(), Error> {
-        let Some(value) = self.entry(&network, &table, &key).and_then(Entry::visible_value) else {
-            return Err(Error::DeleteNotFound { table, network, key });
+        let Some(value) = self
+            .entry(&network, &table, &key)
+            .and_then(Entry::visible_value)
+        else {
+            return Err(Error::DeleteNotFound {
+                table,
+                network,
+                key,
+            });
         };
         let value = value.clone();
         self.write_local(now, TableEventKind::Delete, table, network, key, value);
@@ -368,19 +419,37 @@ impl NetworkDb {
 
     /// The value of a visible entry.
     pub fn get_entry(&self, table: &str, network: &str, key: &str) -> Result<Bytes, Error> {
-        let names = || (TableName::from(table), NetworkId::from(network), Key::from(key));
+        let names = || {
+            (
+                TableName::from(table),
+                NetworkId::from(network),
+                Key::from(key),
+            )
+        };
         match self.entry(network, table, key) {
             None => {
                 let (table, network, key) = names();
-                Err(Error::NotFound { table, network, key })
+                Err(Error::NotFound {
+                    table,
+                    network,
+                    key,
+                })
             }
             Some(e) if e.deleting => {
                 let (table, network, key) = names();
-                Err(Error::Deleted { table, network, key })
+                Err(Error::Deleted {
+                    table,
+                    network,
+                    key,
+                })
             }
             Some(e) if e.hidden => {
                 let (table, network, key) = names();
-                Err(Error::Hidden { table, network, key })
+                Err(Error::Hidden {
+                    table,
+                    network,
+                    key,
+                })
             }
             Some(e) => Ok(e.value.clone()),
         }
@@ -394,15 +463,29 @@ impl NetworkDb {
         entries
             .iter()
             .filter(|(_, e)| e.visible())
-            .map(|(k, e)| (k.clone(), TableElem { value: e.value.clone(), owner: e.owner.clone() }))
+            .map(|(k, e)| {
+                (
+                    k.clone(),
+                    TableElem {
+                        value: e.value.clone(),
+                        owner: e.owner.clone(),
+                    },
+                )
+            })
             .collect()
     }
 
     /// Calls `f(network, key, value, deleted)` for every entry of `table` in every network, in
     /// order, tombstones and hidden entries reported as deleted, until `f` returns true.
-    pub fn walk_table(&self, table: &str, mut f: impl FnMut(&NetworkId, &Key, &Bytes, bool) -> bool) {
+    pub fn walk_table(
+        &self,
+        table: &str,
+        mut f: impl FnMut(&NetworkId, &Key, &Bytes, bool) -> bool,
+    ) {
         for (network, tables) in &self.tables {
-            let Some(entries) = tables.get(table) else { continue };
+            let Some(entries) = tables.get(table) else {
+                continue;
+            };
             for (key, e) in entries {
                 if f(network, key, &e.value, !e.visible()) {
                     return;
@@ -413,7 +496,10 @@ impl NetworkDb {
 
     /// The tables holding entries (tombstones included) in `network`, in order.
     pub fn tables(&self, network: &str) -> Vec<TableName> {
-        self.tables.get(network).map(|t| t.keys().cloned().collect()).unwrap_or_default()
+        self.tables
+            .get(network)
+            .map(|t| t.keys().cloned().collect())
+            .unwrap_or_default()
     }
 
     // ---- watches ----
@@ -459,7 +545,10 @@ impl NetworkDb {
     pub fn peers(&self, network: &str) -> Vec<PeerInfo> {
         let mut out = Vec::new();
         if self.local.get(network).is_some_and(|n| !n.leaving) {
-            out.push(PeerInfo { name: self.me.clone(), addr: Some(self.addr) });
+            out.push(PeerInfo {
+                name: self.me.clone(),
+                addr: Some(self.addr),
+            });
         }
         for name in self.network_peers(network) {
             let addr = self.nodes.get(&name).map(|n| n.addr);
@@ -473,7 +562,10 @@ impl NetworkDb {
         self.nodes
             .iter()
             .filter(|(_, n)| n.state == NodeState::Active)
-            .map(|(name, n)| PeerInfo { name: name.clone(), addr: Some(n.addr) })
+            .map(|(name, n)| PeerInfo {
+                name: name.clone(),
+                addr: Some(n.addr),
+            })
             .collect()
     }
 
@@ -490,8 +582,10 @@ impl NetworkDb {
     /// Statistics of a joined network (`None` if never joined or already reaped).
     pub fn network_stats(&self, network: &str) -> Option<NetworkStats> {
         let local = self.local.get(network)?;
-        let entries =
-            self.tables.get(network).map_or(0, |t| t.values().map(BTreeMap::len).sum());
+        let entries = self
+            .tables
+            .get(network)
+            .map_or(0, |t| t.values().map(BTreeMap::len).sum());
         Some(NetworkStats {
             entries,
             queue_len: local.local.len() + local.relay.len(),
@@ -536,12 +630,17 @@ impl NetworkDb {
 
     /// Active remote nodes attached to `network` and not leaving, in name order.
     pub(crate) fn network_peers(&self, network: &str) -> Vec<NodeName> {
-        let Some(attached) = self.attachments.get(network) else { return Vec::new() };
+        let Some(attached) = self.attachments.get(network) else {
+            return Vec::new();
+        };
         attached
             .iter()
             .filter(|(name, a)| {
                 !a.leaving
-                    && self.nodes.get(*name).is_some_and(|n| n.state == NodeState::Active)
+                    && self
+                        .nodes
+                        .get(*name)
+                        .is_some_and(|n| n.state == NodeState::Active)
             })
             .map(|(name, _)| name.clone())
             .collect()
@@ -593,7 +692,9 @@ impl NetworkDb {
 
     /// Queues a transmit to a known node; unknown nodes are skipped.
     pub(crate) fn send(&mut self, to: &NodeName, channel: Channel, payload: Vec<u8>) -> bool {
-        let Some(node) = self.nodes.get(to) else { return false };
+        let Some(node) = self.nodes.get(to) else {
+            return false;
+        };
         match channel {
             Channel::Datagram => self.stats.datagrams_out += 1,
             Channel::Stream => self.stats.streams_out += 1,
@@ -620,9 +721,10 @@ impl NetworkDb {
             node: self.me.clone(),
             network: network.clone(),
         });
-        let dropped = self
-            .cluster_queue
-            .push(Some((network.clone(), self.me.clone())), Bytes::from(msg.encode_part()));
+        let dropped = self.cluster_queue.push(
+            Some((network.clone(), self.me.clone())),
+            Bytes::from(msg.encode_part()),
+        );
         self.stats.queue_overflow += dropped as u64;
     }
 
@@ -632,7 +734,10 @@ impl NetworkDb {
             if local.in_sync || local.leaving {
                 continue;
             }
-            let waiting = self.pending_syncs.iter().any(|p| p.join && p.networks.contains(id));
+            let waiting = self
+                .pending_syncs
+                .iter()
+                .any(|p| p.join && p.networks.contains(id));
             if !waiting {
                 local.in_sync = true;
             }
@@ -700,9 +805,15 @@ impl NetworkDb {
             // A relayed oversized event reached every peer directly from its owner.
             return;
         }
-        let Some(net) = self.local.get_mut(&event.network) else { return };
+        let Some(net) = self.local.get_mut(&event.network) else {
+            return;
+        };
         let key = Some((event.table, event.key));
-        let dropped = if local { net.local.push(key, bytes) } else { net.relay.push(key, bytes) };
+        let dropped = if local {
+            net.local.push(key, bytes)
+        } else {
+            net.relay.push(key, bytes)
+        };
         self.stats.queue_overflow += dropped as u64;
     }
 }
@@ -721,7 +832,10 @@ pub(crate) fn period(config: &Config, timer: Timer) -> Duration {
 
 fn check_name(what: &'static str, name: &impl AsRef<str>) -> Result<(), Error> {
     if name.as_ref().is_empty() {
-        return Err(Error::InvalidName { what, name: String::new() });
+        return Err(Error::InvalidName {
+            what,
+            name: String::new(),
+        });
     }
     Ok(())
 }

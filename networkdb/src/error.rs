@@ -7,7 +7,9 @@ use crate::{Key, NetworkId, NodeName, TableName};
 #[non_exhaustive]
 pub enum Error {
     /// `create_entry` over a visible entry.
-    #[error("cannot create entry in table {table} with network id {network} and key {key}, already exists")]
+    #[error(
+        "cannot create entry in table {table} with network id {network} and key {key}, already exists"
+    )]
     EntryExists {
         /// Table.
         table: TableName,
@@ -17,7 +19,9 @@ pub enum Error {
         key: Key,
     },
     /// `update_entry` of an absent, deleted or hidden entry.
-    #[error("cannot update entry as the entry in table {table} with network id {network} and key {key} does not exist")]
+    #[error(
+        "cannot update entry as the entry in table {table} with network id {network} and key {key} does not exist"
+    )]
     UpdateNotFound {
         /// Table.
         table: TableName,
@@ -27,7 +31,9 @@ pub enum Error {
         key: Key,
     },
     /// `delete_entry` of an absent, deleted or hidden entry.
-    #[error("cannot delete entry {table} with network id {network} and key {key} does not exist or is already being deleted")]
+    #[error(
+        "cannot delete entry {table} with network id {network} and key {key} does not exist or is already being deleted"
+    )]
     DeleteNotFound {
         /// Table.
         table: TableName,
@@ -47,7 +53,9 @@ pub enum Error {
         key: Key,
     },
     /// `get_entry` of a tombstone.
-    #[error("entry in table {table} network id {network} and key {key} deleted and pending garbage collection")]
+    #[error(
+        "entry in table {table} network id {network} and key {key} deleted and pending garbage collection"
+    )]
     Deleted {
         /// Table.
         table: TableName,
@@ -57,7 +65,9 @@ pub enum Error {
         key: Key,
     },
     /// `get_entry` of an entry whose owner failed.
-    #[error("entry in table {table} network id {network} and key {key} is owned by a failed node and hidden until it returns")]
+    #[error(
+        "entry in table {table} network id {network} and key {key} is owned by a failed node and hidden until it returns"
+    )]
     Hidden {
         /// Table.
         table: TableName,

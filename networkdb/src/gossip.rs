@@ -30,7 +30,10 @@ impl NetworkDb {
     /// of local events then relayed ones, within the packet budget, to up to `gossip_fanout`
     /// random peers; then cluster events to random active nodes.
     pub(crate) fn gossip(&mut self, _now: Instant) {
-        let budget = self.config.payload_budget().saturating_sub(COMPOUND_HEADER_BYTES);
+        let budget = self
+            .config
+            .payload_budget()
+            .saturating_sub(COMPOUND_HEADER_BYTES);
         let networks: Vec<NetworkId> = self.local.keys().cloned().collect();
         let mut parts = Vec::new();
         for network in networks {
@@ -42,7 +45,9 @@ impl NetworkDb {
             }
             let limit = retransmit_limit(self.config.retransmit_mult, peers.len() + 1);
             let targets = self.sample(&peers, self.config.gossip_fanout);
-            let Some(net) = self.local.get_mut(&network) else { continue };
+            let Some(net) = self.local.get_mut(&network) else {
+                continue;
+            };
             parts.clear();
             let used = net.local.drain_into(budget, limit, &mut parts);
             net.relay.drain_into(budget - used, limit, &mut parts);
@@ -51,7 +56,10 @@ impl NetworkDb {
             }
             net.messages_sent += parts.len() as u64;
             let payload = encode_compound(&parts);
-            debug_assert!(payload.len() <= self.config.payload_budget(), "BUG: oversized compound");
+            debug_assert!(
+                payload.len() <= self.config.payload_budget(),
+                "BUG: oversized compound"
+            );
             for peer in targets {
                 self.send(&peer, Channel::Datagram, payload.clone());
             }
@@ -133,11 +141,17 @@ impl NetworkDb {
                     });
                 }
             }
-            let Some(tables) = self.tables.get(network) else { continue };
+            let Some(tables) = self.tables.get(network) else {
+                continue;
+            };
             for (table, entries) in tables {
                 for (key, e) in entries {
                     events.push(TableEvent {
-                        kind: if e.deleting { TableEventKind::Delete } else { TableEventKind::Create },
+                        kind: if e.deleting {
+                            TableEventKind::Delete
+                        } else {
+                            TableEventKind::Create
+                        },
                         ltime: e.ltime,
                         owner: e.owner.clone(),
                         network: network.clone(),
@@ -176,13 +190,19 @@ impl NetworkDb {
     /// (a second one as fallback if it does not answer); one sync covers every network shared
     /// with that peer.
     pub(crate) fn periodic_bulk_sync(&mut self, now: Instant) {
-        let mut pending: Vec<NetworkId> =
-            self.local.iter().filter(|(_, n)| !n.leaving).map(|(id, _)| id.clone()).collect();
+        let mut pending: Vec<NetworkId> = self
+            .local
+            .iter()
+            .filter(|(_, n)| !n.leaving)
+            .map(|(id, _)| id.clone())
+            .collect();
         pending.shuffle(&mut self.rng);
         while let Some(network) = pending.pop() {
             let peers = self.network_peers(&network);
             let chosen = self.sample(&peers, 2);
-            let Some(first) = chosen.first().cloned() else { continue };
+            let Some(first) = chosen.first().cloned() else {
+                continue;
+            };
             let networks = self.common_networks(&first);
             pending.retain(|n| !networks.contains(n));
             self.send_bulk_sync(now, &first, networks, true, false, chosen.get(1).cloned());
@@ -192,8 +212,9 @@ impl NetworkDb {
     /// Requests whose reply did not come in time are counted; a periodic one tries its
     /// fallback peer.
     pub(crate) fn expire_syncs(&mut self, now: Instant) {
-        let (expired, waiting): (Vec<_>, Vec<_>) =
-            std::mem::take(&mut self.pending_syncs).into_iter().partition(|p| p.deadline <= now);
+        let (expired, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending_syncs)
+            .into_iter()
+            .partition(|p| p.deadline <= now);
         self.pending_syncs = waiting;
         for p in expired {
             self.stats.bulk_sync_timeouts += 1;
@@ -284,7 +305,9 @@ impl NetworkDb {
             .filter(|(_, n)| n.state == NodeState::Failed)
             .map(|(name, _)| name.clone())
             .collect();
-        let Some(node) = self.sample(&failed, 1).pop() else { return };
+        let Some(node) = self.sample(&failed, 1).pop() else {
+            return;
+        };
         if let Some(addr) = self.nodes.get(&node).map(|n| n.addr) {
             self.outputs.push_back(Output::Reconnect { node, addr });
         }
@@ -300,7 +323,12 @@ impl NetworkDb {
         });
         let own = self.bootstrap.iter().all(|a| *a == self.addr);
         if !present && !own {
-            let addrs = self.bootstrap.iter().copied().filter(|a| *a != self.addr).collect();
+            let addrs = self
+                .bootstrap
+                .iter()
+                .copied()
+                .filter(|a| *a != self.addr)
+                .collect();
             self.outputs.push_back(Output::RejoinBootstrap { addrs });
         }
     }

@@ -19,6 +19,13 @@ use crate::{
     WatchEvent, WatchId,
 };
 
+/// The start of virtual time for tests that drive a [`NetworkDb`] directly. Arbitrary: the
+/// core only compares instants it was given.
+pub fn epoch() -> Instant {
+    #[allow(clippy::disallowed_methods, reason = "the harness picks the virtual epoch once")]
+    Instant::now()
+}
+
 /// Knobs of the simulated network.
 #[derive(Clone, Debug)]
 pub struct NetOptions {
@@ -61,8 +68,15 @@ pub struct Host {
 
 #[derive(Debug)]
 enum Pending {
-    Deliver { to: usize, channel: Channel, payload: Vec<u8> },
-    Down { observer: usize, name: NodeName },
+    Deliver {
+        to: usize,
+        channel: Channel,
+        payload: Vec<u8>,
+    },
+    Down {
+        observer: usize,
+        name: NodeName,
+    },
 }
 
 /// N NetworkDB nodes wired together on virtual time.
@@ -83,9 +97,7 @@ pub struct Harness {
 impl Harness {
     /// `n` nodes that have not joined each other yet.
     pub fn new(n: usize, config: Config, seed: u64) -> Self {
-        // The epoch is arbitrary: the core only compares instants it was given.
-        #[allow(clippy::disallowed_methods, reason = "the harness picks the virtual epoch once")]
-        let now = Instant::now();
+        let now = epoch();
         let mut h = Self {
             now,
             config,
@@ -99,7 +111,12 @@ impl Harness {
         };
         for i in 0..n {
             let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 10_001 + i as u16);
-            h.hosts.push(Host { db: None, addr, incarnation: 0, events: Vec::new() });
+            h.hosts.push(Host {
+                db: None,
+                addr,
+                incarnation: 0,
+                events: Vec::new(),
+            });
             h.start(i);
         }
         h
@@ -160,7 +177,10 @@ impl Harness {
 
     /// Watch events node `i` received so far, taken.
     pub fn take_events(&mut self, i: usize) -> Vec<WatchEvent> {
-        std::mem::take(&mut self.hosts[i].events).into_iter().map(|(_, e)| e).collect()
+        std::mem::take(&mut self.hosts[i].events)
+            .into_iter()
+            .map(|(_, e)| e)
+            .collect()
     }
 
     // ---- membership ----
@@ -275,11 +295,15 @@ impl Harness {
                 (None, None) => break,
             };
             if take_msg {
-                let Some((&(at, seq), _)) = self.queue.first_key_value() else { break };
+                let Some((&(at, seq), _)) = self.queue.first_key_value() else {
+                    break;
+                };
                 if at > end {
                     break;
                 }
-                let Some(pending) = self.queue.remove(&(at, seq)) else { break };
+                let Some(pending) = self.queue.remove(&(at, seq)) else {
+                    break;
+                };
                 self.now = self.now.max(at);
                 self.apply(pending);
             } else if let Some((at, i)) = next_timer {
@@ -326,7 +350,7 @@ impl Harness {
             }
         }
         for network in networks {
-            let mut reference: Option<(NodeName, Vec<(TableName, Key, Vec<u8>)>)> = None;
+            let mut reference: Option<(NodeName, View)> = None;
             for h in &self.hosts {
                 let Some(db) = &h.db else { continue };
                 if !db.is_attached(&network, db.name()) {
@@ -361,10 +385,20 @@ impl Harness {
 
     fn start(&mut self, i: usize) {
         let inc = self.hosts[i].incarnation;
-        let name = if inc == 0 { format!("node{i}") } else { format!("node{i}-r{inc}") };
+        let name = if inc == 0 {
+            format!("node{i}")
+        } else {
+            format!("node{i}-r{inc}")
+        };
         let seed = self.seed ^ ((i as u64) << 32) ^ u64::from(inc);
-        let db = NetworkDb::new(self.now, name.into(), self.hosts[i].addr, seed, self.config.clone())
-            .expect("harness: invalid config");
+        let db = NetworkDb::new(
+            self.now,
+            name.into(),
+            self.hosts[i].addr,
+            seed,
+            self.config.clone(),
+        )
+        .expect("harness: invalid config");
         self.hosts[i].db = Some(db);
     }
 
@@ -419,20 +453,34 @@ impl Harness {
                 continue;
             }
             self.seq += 1;
-            self.queue.insert((at, self.seq), Pending::Down { observer, name: name.clone() });
+            self.queue.insert(
+                (at, self.seq),
+                Pending::Down {
+                    observer,
+                    name: name.clone(),
+                },
+            );
         }
     }
 
     fn apply(&mut self, pending: Pending) {
         let now = self.now;
         match pending {
-            Pending::Deliver { to, channel, payload } => {
-                let Some(db) = self.hosts[to].db.as_mut() else { return };
+            Pending::Deliver {
+                to,
+                channel,
+                payload,
+            } => {
+                let Some(db) = self.hosts[to].db.as_mut() else {
+                    return;
+                };
                 let _ = db.handle_message(now, channel, &payload);
                 self.drain(to);
             }
             Pending::Down { observer, name } => {
-                let Some(db) = self.hosts[observer].db.as_mut() else { return };
+                let Some(db) = self.hosts[observer].db.as_mut() else {
+                    return;
+                };
                 db.node_down(now, &name);
                 self.drain(observer);
             }
@@ -448,7 +496,9 @@ impl Harness {
     fn drain(&mut self, i: usize) {
         let mut contacts = Vec::new();
         loop {
-            let Some(db) = self.hosts[i].db.as_mut() else { return };
+            let Some(db) = self.hosts[i].db.as_mut() else {
+                return;
+            };
             let Some(out) = db.poll_output() else { break };
             match out {
                 Output::Transmit(t) => self.route(i, t),
@@ -464,7 +514,9 @@ impl Harness {
     }
 
     fn route(&mut self, from: usize, t: Transmit) {
-        let Some(to) = self.index_of(t.addr) else { return };
+        let Some(to) = self.index_of(t.addr) else {
+            return;
+        };
         if !self.is_up(to) || self.cuts.contains(&(from, to)) {
             return;
         }
@@ -489,13 +541,20 @@ impl Harness {
             let payload = t.payload.clone();
             self.queue.insert(
                 (at, self.seq),
-                Pending::Deliver { to, channel: t.channel, payload },
+                Pending::Deliver {
+                    to,
+                    channel: t.channel,
+                    payload,
+                },
             );
         }
     }
 }
 
-fn visible_view(db: &NetworkDb, network: &NetworkId) -> Vec<(TableName, Key, Vec<u8>)> {
+/// What readers of one network see: (table, key, value), in order.
+type View = Vec<(TableName, Key, Vec<u8>)>;
+
+fn visible_view(db: &NetworkDb, network: &NetworkId) -> View {
     let mut out = Vec::new();
     for table in db.tables(network) {
         for (key, elem) in db.table_by_network(&table, network) {
@@ -511,6 +570,10 @@ fn first_difference<T: std::fmt::Debug + PartialEq>(a: &[T], b: &[T]) -> String 
             return format!("{x:?} vs {y:?}");
         }
     }
-    let longer = if a.len() > b.len() { a.get(b.len()) } else { b.get(a.len()) };
+    let longer = if a.len() > b.len() {
+        a.get(b.len())
+    } else {
+        b.get(a.len())
+    };
     format!("extra {longer:?}")
 }

@@ -7,7 +7,9 @@ use bytes::Bytes;
 
 use crate::node::Node;
 use crate::wire::{Message, NodeEvent, NodeEventKind};
-use crate::{Channel, Key, LTime, NetworkDb, NetworkId, NodeName, NodeState, TableName, NODE_TABLE};
+use crate::{
+    Channel, Key, LTime, NODE_TABLE, NetworkDb, NetworkId, NodeName, NodeState, TableName,
+};
 
 impl NetworkDb {
     /// Starts cluster membership: remembers `bootstrap` (the addresses the membership layer
@@ -36,7 +38,8 @@ impl NetworkDb {
             .filter(|(name, n)| **name != self.me && n.state == NodeState::Active)
             .map(|(name, _)| name.clone())
             .collect();
-        let limit = crate::queue::retransmit_limit(self.config.retransmit_mult, candidates.len() + 1);
+        let limit =
+            crate::queue::retransmit_limit(self.config.retransmit_mult, candidates.len() + 1);
         let count = self.config.gossip_fanout.saturating_mul(limit as usize);
         for peer in self.sample(&candidates, count) {
             self.send(&peer, Channel::Datagram, payload.clone());
@@ -90,7 +93,12 @@ impl NetworkDb {
                 let ltime = self.nodes.get(&name).map_or(LTime(0), |n| n.ltime);
                 self.nodes.insert(
                     name.clone(),
-                    Node { addr, state: NodeState::Active, ltime, reap_at: None },
+                    Node {
+                        addr,
+                        state: NodeState::Active,
+                        ltime,
+                        reap_at: None,
+                    },
                 );
             }
         }
@@ -101,7 +109,9 @@ impl NetworkDb {
     /// node becomes failed and its entries are hidden until it returns; a node that already
     /// said goodbye stays left.
     pub fn node_down(&mut self, now: Instant, name: &str) {
-        let Some(node) = self.nodes.get_mut(name) else { return };
+        let Some(node) = self.nodes.get_mut(name) else {
+            return;
+        };
         if node.state != NodeState::Active || name == self.me.as_str() {
             return;
         }
@@ -118,7 +128,9 @@ impl NetworkDb {
     /// Moves a node to left: its attachments and entries are dropped (libnetwork
     /// `changeNodeState(left)`).
     pub(crate) fn set_left(&mut self, now: Instant, name: &NodeName) {
-        let Some(node) = self.nodes.get_mut(name) else { return };
+        let Some(node) = self.nodes.get_mut(name) else {
+            return;
+        };
         if node.state == NodeState::Left {
             return;
         }
@@ -214,8 +226,14 @@ impl NetworkDb {
     }
 
     fn queue_node_event(&mut self, kind: NodeEventKind, ltime: LTime) {
-        let msg = Message::NodeEvent(NodeEvent { kind, ltime, node: self.me.clone() });
-        let dropped = self.cluster_queue.push(None, Bytes::from(msg.encode_part()));
+        let msg = Message::NodeEvent(NodeEvent {
+            kind,
+            ltime,
+            node: self.me.clone(),
+        });
+        let dropped = self
+            .cluster_queue
+            .push(None, Bytes::from(msg.encode_part()));
         self.stats.queue_overflow += dropped as u64;
     }
 
@@ -225,7 +243,11 @@ impl NetworkDb {
             return;
         }
         let value = Bytes::from(format!("{{\"Addr\":\"{}\"}}", addr.ip()));
-        let (prev, value) = if up { (None, Some(value)) } else { (Some(value), None) };
+        let (prev, value) = if up {
+            (None, Some(value))
+        } else {
+            (Some(value), None)
+        };
         let table = TableName::from(NODE_TABLE);
         let network = NetworkId::from("");
         let key = Key::new(name.as_str());

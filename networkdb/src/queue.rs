@@ -43,7 +43,12 @@ pub(crate) struct BroadcastQueue<K> {
 
 impl<K: Clone + Eq + Hash> BroadcastQueue<K> {
     pub(crate) fn new(max_len: usize) -> Self {
-        Self { items: BTreeMap::new(), by_key: HashMap::new(), next_id: 0, max_len }
+        Self {
+            items: BTreeMap::new(),
+            by_key: HashMap::new(),
+            next_id: 0,
+            max_len,
+        }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -93,7 +98,9 @@ impl<K: Clone + Eq + Hash> BroadcastQueue<K> {
             taken.push(*slot);
         }
         for slot in taken {
-            let Some(item) = self.items.remove(&slot) else { continue };
+            let Some(item) = self.items.remove(&slot) else {
+                continue;
+            };
             let sent = slot.0 + 1;
             if sent >= limit {
                 self.forget_key(&item);
@@ -145,7 +152,10 @@ mod tests {
         assert_eq!(q.len(), 2);
         let mut out = Vec::new();
         q.drain_into(1000, 4, &mut out);
-        assert_eq!(out, vec![Bytes::from_static(b"new"), Bytes::from_static(b"other")]);
+        assert_eq!(
+            out,
+            vec![Bytes::from_static(b"new"), Bytes::from_static(b"other")]
+        );
     }
 
     #[test]
@@ -167,7 +177,9 @@ mod tests {
     #[test]
     fn bounded() {
         let mut q: BroadcastQueue<u32> = BroadcastQueue::new(16);
-        let dropped: usize = (0..20).map(|i| q.push(Some(i), Bytes::from_static(b"x"))).sum();
+        let dropped: usize = (0..20)
+            .map(|i| q.push(Some(i), Bytes::from_static(b"x")))
+            .sum();
         assert_eq!(dropped, 4);
         assert_eq!(q.len(), 16);
         assert!(!q.keys().contains(&0));

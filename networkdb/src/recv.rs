@@ -104,7 +104,9 @@ impl NetworkDb {
             self.stats.own_events += 1;
             return false;
         }
-        let Some(node) = self.nodes.get_mut(&ev.node) else { return false };
+        let Some(node) = self.nodes.get_mut(&ev.node) else {
+            return false;
+        };
         if node.ltime >= ev.ltime {
             self.stats.stale_events += 1;
             return false;
@@ -133,8 +135,10 @@ impl NetworkDb {
         }
         let leave = ev.kind == NetworkEventKind::Leave;
         let reap_at = now + self.config.reap_network_interval();
-        let node_active =
-            self.nodes.get(&ev.node).is_some_and(|n| n.state == NodeState::Active);
+        let node_active = self
+            .nodes
+            .get(&ev.node)
+            .is_some_and(|n| n.state == NodeState::Active);
         let attached = self.attachments.entry(ev.network.clone()).or_default();
         match attached.get_mut(&ev.node) {
             Some(att) => {
@@ -155,7 +159,11 @@ impl NetworkDb {
                 }
                 attached.insert(
                     ev.node.clone(),
-                    Attachment { ltime: ev.ltime, leaving: false, reap_at: None },
+                    Attachment {
+                        ltime: ev.ltime,
+                        leaving: false,
+                        reap_at: None,
+                    },
                 );
             }
         }
@@ -199,8 +207,10 @@ impl NetworkDb {
         }
         let found = existing.is_some();
         let prev = existing.and_then(Entry::visible_value).cloned();
-        let owner_failed =
-            self.nodes.get(&ev.owner).is_some_and(|n| n.state == NodeState::Failed);
+        let owner_failed = self
+            .nodes
+            .get(&ev.owner)
+            .is_some_and(|n| n.state == NodeState::Failed);
         let deleting = ev.kind == TableEventKind::Delete;
         let mut residual = ev.residual_reap_secs;
         if deleting && residual == 0 {
@@ -209,7 +219,11 @@ impl NetworkDb {
         }
         let full = self.config.reap_entry_interval;
         let life = |secs: u32| {
-            if secs == 0 { full } else { std::time::Duration::from_secs(u64::from(secs)) }
+            if secs == 0 {
+                full
+            } else {
+                std::time::Duration::from_secs(u64::from(secs))
+            }
         };
         let reap_at = (deleting || owner_failed).then(|| now + life(residual));
         if !deleting && !owner_failed {
@@ -228,7 +242,9 @@ impl NetworkDb {
         self.stats.table_events_applied += 1;
         self.notify(&ev.table, &ev.network, &ev.key, prev, value);
 
-        let Some(local) = self.local.get(&ev.network) else { return true };
+        let Some(local) = self.local.get(&ev.network) else {
+            return true;
+        };
         let relay = if !found && deleting {
             // A tombstone learnt for a key never seen is spread again only when it came by
             // bulk sync and still has more than a sixth of its life (moby/libnetwork#1944).
@@ -264,11 +280,19 @@ impl NetworkDb {
         node: &crate::NodeName,
         entries: &[NetworkEntry],
     ) {
-        let join = NodeEvent { kind: NodeEventKind::Join, ltime: *ltime, node: node.clone() };
+        let join = NodeEvent {
+            kind: NodeEventKind::Join,
+            ltime: *ltime,
+            node: node.clone(),
+        };
         self.handle_node_event(now, &join);
         for e in entries {
             let ev = NetworkEvent {
-                kind: if e.leaving { NetworkEventKind::Leave } else { NetworkEventKind::Join },
+                kind: if e.leaving {
+                    NetworkEventKind::Leave
+                } else {
+                    NetworkEventKind::Join
+                },
                 ltime: e.ltime,
                 node: e.node.clone(),
                 network: e.network.clone(),
@@ -287,7 +311,11 @@ impl NetworkDb {
         }
         for e in &bs.attachments {
             let ev = NetworkEvent {
-                kind: if e.leaving { NetworkEventKind::Leave } else { NetworkEventKind::Join },
+                kind: if e.leaving {
+                    NetworkEventKind::Leave
+                } else {
+                    NetworkEventKind::Join
+                },
                 ltime: e.ltime,
                 node: e.node.clone(),
                 network: e.network.clone(),
@@ -302,7 +330,8 @@ impl NetworkDb {
         } else {
             // Any reply newer than a request answers it (moby#51701: concurrent syncs to one
             // peer no longer overwrite each other's wait).
-            self.pending_syncs.retain(|p| !(p.peer == bs.node && p.ltime < bs.ltime));
+            self.pending_syncs
+                .retain(|p| !(p.peer == bs.node && p.ltime < bs.ltime));
             self.update_in_sync();
         }
     }

@@ -32,7 +32,9 @@ pub(crate) struct TimerTable {
 
 impl TimerTable {
     pub(crate) fn new(now: Instant) -> Self {
-        Self { deadlines: [now; 6] }
+        Self {
+            deadlines: [now; 6],
+        }
     }
 
     pub(crate) fn set(&mut self, timer: Timer, at: Instant) {
@@ -44,6 +46,10 @@ impl TimerTable {
     }
 
     pub(crate) fn next(&self) -> Instant {
-        self.deadlines.iter().copied().min().unwrap_or_else(|| self.deadlines[0])
+        self.deadlines
+            .iter()
+            .copied()
+            .min()
+            .unwrap_or_else(|| self.deadlines[0])
     }
 }

@@ -315,12 +315,21 @@ mod tests {
     #[test]
     fn bad_input_is_an_error() {
         assert_eq!(Message::decode(&[]), Err(DecodeError::Empty));
-        assert_eq!(Message::decode(&[9, 0]), Err(DecodeError::UnsupportedVersion(9)));
-        assert!(matches!(Message::decode(&[1, 77]), Err(DecodeError::Malformed(_))));
+        assert_eq!(
+            Message::decode(&[9, 0]),
+            Err(DecodeError::UnsupportedVersion(9))
+        );
+        assert!(matches!(
+            Message::decode(&[1, 77]),
+            Err(DecodeError::Malformed(_))
+        ));
         let mut ok = Message::TableEvent(table_event()).encode();
         ok.push(0);
         assert_eq!(Message::decode(&ok), Err(DecodeError::TrailingBytes(1)));
         let truncated = &Message::TableEvent(table_event()).encode()[..10];
-        assert!(matches!(Message::decode(truncated), Err(DecodeError::Malformed(_))));
+        assert!(matches!(
+            Message::decode(truncated),
+            Err(DecodeError::Malformed(_))
+        ));
     }
 }

@@ -1,7 +1,9 @@
+//! Smoke test: a 3-node cluster replicates an entry to the attached node only.
+
 use std::time::Duration;
 
-use networkdb::harness::Harness;
 use networkdb::Config;
+use networkdb::harness::Harness;
 
 #[test]
 fn crud_converges() {
@@ -15,7 +17,9 @@ fn crud_converges() {
     h.run_for(Duration::from_secs(1));
     assert!(h.db(1).is_attached("net1", "node0"));
     let now = h.now();
-    h.db_mut(0).create_entry(now, "t".into(), "net1".into(), "k".into(), &b"v"[..]).unwrap();
+    h.db_mut(0)
+        .create_entry(now, "t".into(), "net1".into(), "k".into(), &b"v"[..])
+        .unwrap();
     h.run_for(Duration::from_secs(1));
     assert_eq!(h.db(1).get_entry("t", "net1", "k").unwrap(), &b"v"[..]);
     assert!(h.db(2).get_entry("t", "net1", "k").is_err());

@@ -1,0 +1,215 @@
+#![allow(clippy::unwrap_used, reason = "test helpers unwrap known-good values")]
+//! Property tests of the core: order independence, monotonic clocks, tombstones that hold,
+//! and datagrams that never exceed the packet budget.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use networkdb::harness::{Harness, epoch};
+use networkdb::wire::{Message, NetworkEvent, NetworkEventKind, TableEvent, TableEventKind};
+use networkdb::{Channel, Config, LTime, NetworkDb, NodeName, Output};
+use proptest::prelude::*;
+
+const OWNERS: [&str; 3] = ["owner-a", "owner-b", "owner-c"];
+
+fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// A node attached to network `n` whose peers `OWNERS` are attached too.
+fn receiver(now: Instant) -> NetworkDb {
+    let mut db = NetworkDb::new(now, "rx".into(), addr(1), 7, Config::default()).unwrap();
+    db.join_network(now, "n".into()).unwrap();
+    for (i, owner) in OWNERS.iter().enumerate() {
+        db.node_up(now, NodeName::from(*owner), addr(2 + i as u16));
+        let join = Message::NetworkEvent(NetworkEvent {
+            kind: NetworkEventKind::Join,
+            ltime: LTime(1),
+            node: NodeName::from(*owner),
+            network: "n".into(),
+        });
+        db.handle_message(now, Channel::Datagram, &join.encode())
+            .unwrap();
+    }
+    while db.poll_output().is_some() {}
+    db
+}
+
+#[derive(Clone, Debug)]
+struct Ev {
+    owner: usize,
+    key: u8,
+    ltime: u64,
+    kind: u8,
+    value: u8,
+}
+
+fn ev_strategy() -> impl Strategy<Value = Ev> {
+    (0..OWNERS.len(), 0u8..4, 1u64..30, 0u8..3, any::<u8>()).prop_map(
+        |(owner, key, ltime, kind, value)| Ev {
+            owner,
+            key,
+            ltime,
+            kind,
+            value,
+        },
+    )
+}
+
+/// Distinct (owner, ltime) pairs: an owner never writes two events with one time.
+fn unique(mut evs: Vec<Ev>) -> Vec<Ev> {
+    let mut seen = std::collections::BTreeSet::new();
+    evs.retain(|e| seen.insert((e.owner, e.ltime)));
+    evs
+}
+
+fn encode(e: &Ev) -> Vec<u8> {
+    let kind = match e.kind {
+        0 => TableEventKind::Create,
+        1 => TableEventKind::Update,
+        _ => TableEventKind::Delete,
+    };
+    Message::TableEvent(TableEvent {
+        kind,
+        ltime: LTime(e.ltime),
+        owner: NodeName::from(OWNERS[e.owner]),
+        network: "n".into(),
+        table: "t".into(),
+        key: format!("k{}", e.key).into(),
+        value: Bytes::from(vec![e.value]),
+        residual_reap_secs: if kind == TableEventKind::Delete {
+            1800
+        } else {
+            0
+        },
+    })
+    .encode()
+}
+
+fn state(db: &NetworkDb) -> Vec<(String, Vec<u8>, bool)> {
+    let mut out = Vec::new();
+    db.walk_table("t", |_, key, value, deleted| {
+        out.push((key.to_string(), value.to_vec(), deleted));
+        false
+    });
+    out
+}
+
+proptest! {
+    /// Any interleaving, duplication or reordering of the same events gives the same state.
+    #[test]
+    fn order_and_duplicates_do_not_matter(
+        evs in prop::collection::vec(ev_strategy(), 1..40),
+        order in prop::collection::vec(any::<prop::sample::Index>(), 0..80),
+    ) {
+        let evs = unique(evs);
+        let now = epoch();
+        let mut a = receiver(now);
+        for e in &evs {
+            let _ = a.handle_message(now, Channel::Datagram, &encode(e));
+        }
+        // The same events in another order, each at least once, some several times.
+        let mut b = receiver(now);
+        let mut sequence: Vec<&Ev> = order.iter().map(|i| i.get(&evs)).collect();
+        sequence.extend(evs.iter().rev());
+        for e in sequence {
+            let _ = b.handle_message(now, Channel::Datagram, &encode(e));
+        }
+        prop_assert_eq!(state(&a), state(&b));
+    }
+
+    /// A deleted entry never comes back while its tombstone lives, whatever older events
+    /// arrive after the delete.
+    #[test]
+    fn tombstone_holds_against_older_events(
+        older in prop::collection::vec(ev_strategy(), 0..30),
+        delete_owner in 0..OWNERS.len(),
+    ) {
+        let now = epoch();
+        let mut db = receiver(now);
+        let delete = Ev { owner: delete_owner, key: 0, ltime: 100, kind: 2, value: 0 };
+        db.handle_message(now, Channel::Datagram, &encode(&delete)).unwrap();
+        for mut e in older {
+            e.key = 0;
+            db.handle_message(now, Channel::Datagram, &encode(&e)).unwrap();
+            prop_assert!(db.get_entry("t", "n", "k0").is_err());
+        }
+        let later = now + Duration::from_secs(29 * 60);
+        db.handle_timeout(later);
+        prop_assert!(db.get_entry("t", "n", "k0").is_err());
+    }
+
+    /// Clocks never go back, whatever the workload.
+    #[test]
+    fn clocks_never_go_back(ops in prop::collection::vec((0usize..3, 0u8..6, 0u8..4), 1..60)) {
+        let mut h = Harness::cluster(3, Config::default(), 11);
+        let mut last = [(LTime(0), LTime(0)); 3];
+        for (node, op, key) in ops {
+            let now = h.now();
+            let db = h.db_mut(node);
+            let (t, n, k) = ("t".into(), "n".into(), format!("k{key}").into());
+            let _ = match op {
+                0 => db.join_network(now, n),
+                1 => db.leave_network(now, n),
+                2 => db.create_entry(now, t, n, k, &b"v"[..]),
+                3 => db.update_entry(now, t, n, k, &b"w"[..]),
+                4 => db.delete_entry(now, t, n, k),
+                _ => Ok(()),
+            };
+            h.run_for(Duration::from_millis(300));
+            for (i, prev) in last.iter_mut().enumerate() {
+                let clocks = h.db(i).clocks();
+                prop_assert!(clocks.0 >= prev.0 && clocks.1 >= prev.1);
+                *prev = clocks;
+            }
+        }
+    }
+
+    /// Every datagram fits `packet_size`, and an event too big for one goes by stream.
+    #[test]
+    fn datagrams_fit_the_packet_budget(
+        sizes in prop::collection::vec(0usize..700, 1..200),
+        packet_size in 500usize..1500,
+    ) {
+        let now = epoch();
+        let config = Config { packet_size, ..Config::default() };
+        let mut db = NetworkDb::new(now, "tx".into(), addr(1), 3, config).unwrap();
+        db.join_network(now, "n".into()).unwrap();
+        for (i, owner) in OWNERS.iter().enumerate() {
+            db.node_up(now, NodeName::from(*owner), addr(2 + i as u16));
+            let join = Message::NetworkEvent(NetworkEvent {
+                kind: NetworkEventKind::Join,
+                ltime: LTime(1),
+                node: NodeName::from(*owner),
+                network: "n".into(),
+            });
+            db.handle_message(now, Channel::Datagram, &join.encode()).unwrap();
+        }
+        for (i, size) in sizes.iter().enumerate() {
+            db.create_entry(now, "t".into(), "n".into(), format!("k{i}").into(), vec![7u8; *size])
+                .unwrap();
+        }
+        let mut t = now;
+        let mut table_events = 0usize;
+        // Enough ticks to send every event its four times, a part or more per datagram.
+        for _ in 0..sizes.len() * 4 + 10 {
+            t += Duration::from_millis(200);
+            db.handle_timeout(t);
+            while let Some(out) = db.poll_output() {
+                if let Output::Transmit(tx) = out {
+                    if tx.channel == Channel::Datagram {
+                        prop_assert!(tx.payload.len() <= packet_size,
+                            "datagram of {} bytes over {}", tx.payload.len(), packet_size);
+                        if let Ok(Message::Compound(parts)) = Message::decode(&tx.payload) {
+                            table_events += parts.len();
+                        }
+                    }
+                }
+            }
+        }
+        let oversized = db.stats().oversized_via_stream as usize;
+        prop_assert!(table_events > 0 || oversized == sizes.len());
+        prop_assert_eq!(db.network_stats("n").unwrap().queue_len, 0);
+    }
+}
