@@ -213,3 +213,34 @@ proptest! {
         prop_assert_eq!(db.network_stats("n").unwrap().queue_len, 0);
     }
 }
+
+proptest! {
+    /// Arbitrary bytes, and valid payloads with bytes flipped, truncated or extended, are
+    /// counted and dropped: no panic, and a valid payload that follows is still applied.
+    #[test]
+    fn garbage_never_panics(
+        noise in prop::collection::vec(any::<u8>(), 0..300),
+        flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..8),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let now = epoch();
+        let mut db = receiver(now);
+        let _ = db.handle_message(now, Channel::Datagram, &noise);
+        let mut versioned = vec![networkdb::wire::PROTOCOL_VERSION];
+        versioned.extend_from_slice(&noise);
+        let _ = db.handle_message(now, Channel::Stream, &versioned);
+        let valid = encode(&Ev { owner: 0, key: 1, ltime: 5, kind: 0, value: 9 });
+        let mut mutated = valid.clone();
+        for (i, b) in &flips {
+            let i = i.index(mutated.len());
+            mutated[i] ^= b;
+        }
+        let _ = db.handle_message(now, Channel::Datagram, &mutated);
+        let _ = db.handle_message(now, Channel::Datagram, &valid[..cut.index(valid.len())]);
+        let compound = Message::Compound(vec![networkdb::wire::Part(noise.clone())]).encode();
+        let _ = db.handle_message(now, Channel::Datagram, &compound);
+        let later = encode(&Ev { owner: 1, key: 2, ltime: 50, kind: 0, value: 3 });
+        prop_assert!(db.handle_message(now, Channel::Datagram, &later).is_ok());
+        prop_assert_eq!(db.get_entry("t", "n", "k2").unwrap(), Bytes::from(vec![3u8]));
+    }
+}
