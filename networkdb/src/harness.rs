@@ -22,7 +22,10 @@ use crate::{
 /// The start of virtual time for tests that drive a [`NetworkDb`] directly. Arbitrary: the
 /// core only compares instants it was given.
 pub fn epoch() -> Instant {
-    #[allow(clippy::disallowed_methods, reason = "the harness picks the virtual epoch once")]
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the harness picks the virtual epoch once"
+    )]
     Instant::now()
 }
 
