@@ -745,7 +745,7 @@ impl NetworkDb {
     }
 
     /// Applies a local create/update/delete and queues its event.
-    fn write_local(
+    pub(crate) fn write_local(
         &mut self,
         now: Instant,
         kind: TableEventKind,

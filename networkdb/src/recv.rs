@@ -112,13 +112,12 @@ impl NetworkDb {
             return false;
         }
         node.ltime = ev.ltime;
-        // Only the membership layer makes a node active (moby/libnetwork#2013).
-        if node.state != NodeState::Active {
-            return false;
-        }
-        match ev.kind {
-            NodeEventKind::Join => false,
-            NodeEventKind::Leave => {
+        match (ev.kind, node.state) {
+            // Only the membership layer makes a node active (moby/libnetwork#2013).
+            (NodeEventKind::Join, _) | (NodeEventKind::Leave, NodeState::Left) => false,
+            // A goodbye also retires a node already seen as failed: what was kept for its
+            // return is dropped (moby PR #53142).
+            (NodeEventKind::Leave, NodeState::Active | NodeState::Failed) => {
                 let name = ev.node.clone();
                 self.set_left(now, &name);
                 true
@@ -185,6 +184,26 @@ impl NetworkDb {
         if ev.owner == self.me {
             // Own events never re-enter (and are not witnessed).
             self.stats.own_events += 1;
+            // This node is the authority on its own writes. A peer may still hold one this
+            // node no longer holds at all: another node took the entry over and then left the
+            // network, and this node purged it with the leaver's entries while the peer never
+            // saw the takeover. Answer with a tombstone newer than the peer's copy, or the
+            // peer would show it forever.
+            let joined = self.local.get(&ev.network).is_some_and(|n| !n.leaving);
+            if ev.kind != TableEventKind::Delete
+                && joined
+                && self.entry(&ev.network, &ev.table, &ev.key).is_none()
+            {
+                self.table_clock.witness(ev.ltime);
+                let TableEvent {
+                    network,
+                    table,
+                    key,
+                    value,
+                    ..
+                } = ev;
+                self.write_local(now, TableEventKind::Delete, table, network, key, value);
+            }
             return false;
         }
         self.table_clock.witness(ev.ltime);
