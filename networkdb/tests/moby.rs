@@ -1841,11 +1841,15 @@ fn churn_case(n: usize, seed: u64) {
                 db.join_network(now, nw.into()).expect("join");
             }
         } else {
-            // Like moby's model, a node updates and deletes only the entries it owns.
+            // Unlike moby's model, which updates and deletes only the writer's own entries, half
+            // of the writes here take over any visible entry (libnetwork's UpdateEntry and
+            // DeleteEntry take ownership), which is how overlay and service discovery behave
+            // when an endpoint moves.
+            let any_owner = rng.random_bool(0.5);
             let own: Vec<Key> = db
                 .table_by_network(table, nw)
                 .into_iter()
-                .filter(|(_, e)| e.owner == me)
+                .filter(|(_, e)| any_owner || e.owner == me)
                 .map(|(k, _)| k)
                 .collect();
             let roll = rng.random_range(0..100);
