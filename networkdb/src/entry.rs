@@ -34,15 +34,22 @@ impl Entry {
         self.visible().then_some(&self.value)
     }
 
-    /// Whole seconds left before reaping (at least 1 while not yet due), for the wire.
+    /// Whole seconds left before reaping, for the wire: never 0 for an entry with a deadline,
+    /// because 0 means "unknown" and the receiver would give an expired tombstone a full new
+    /// life (moby/libnetwork#1944).
     pub(crate) fn residual_secs(&self, now: Instant) -> u32 {
         match self.reap_at {
-            Some(at) if at > now => {
-                let secs = at.duration_since(now).as_secs();
+            Some(at) => {
+                let secs = at.saturating_duration_since(now).as_secs();
                 u32::try_from(secs).unwrap_or(u32::MAX).max(1)
             }
-            _ => 0,
+            None => 0,
         }
+    }
+
+    /// A tombstone or hidden entry past its deadline, waiting for the reaper: logically gone.
+    pub(crate) fn expired(&self, now: Instant) -> bool {
+        !self.visible() && self.reap_at.is_some_and(|at| at <= now)
     }
 }
 

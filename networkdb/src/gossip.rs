@@ -145,7 +145,7 @@ impl NetworkDb {
                 continue;
             };
             for (table, entries) in tables {
-                for (key, e) in entries {
+                for (key, e) in entries.iter().filter(|(_, e)| !e.expired(now)) {
                     events.push(TableEvent {
                         kind: if e.deleting {
                             TableEventKind::Delete
@@ -275,7 +275,7 @@ impl NetworkDb {
         let due = |at: Option<Instant>| at.is_some_and(|at| at <= now);
         for tables in self.tables.values_mut() {
             for entries in tables.values_mut() {
-                entries.retain(|_, e| e.visible() || !due(e.reap_at));
+                entries.retain(|_, e| !e.expired(now));
             }
             tables.retain(|_, entries| !entries.is_empty());
         }
