@@ -1,5 +1,28 @@
-//! Cluster membership and the node core (not built yet).
+//! Cluster membership and the node core.
 //!
-//! This crate will hold the sans-IO node core that combines SWIM membership (the `foca` crate)
-//! with `networkdb` table replication, plus a tokio shell with real UDP/TCP sockets,
-//! mutual TLS and an AES-256-GCM keyring. See `docs/ARCHITECTURE.md` section "Cluster".
+//! [`Node`] is a sans-IO state machine combining SWIM membership (the `foca` crate) with a
+//! [`networkdb::NetworkDb`]: SWIM's notifications become NetworkDB node events (up; down ->
+//! failed), NetworkDB gossips node, network and table events in its own datagrams on the same
+//! socket (a kind byte tells them apart), and bulk sync and push/pull travel the stream path.
+//! Every datagram, SWIM or NetworkDB, fits `packet_size` once sealed in the AEAD envelope of
+//! [`crypto`].
+//!
+//! # I/O contract
+//!
+//! `handle_datagram(now, from, plaintext)`, `handle_stream(now, authenticated_name, bytes)`,
+//! `handle_timeout(now)` and API calls go in; [`Output`]s come out of `poll_output()` and the
+//! next deadline out of `poll_timeout()`. The shell (feature `shell`) owns sockets, TLS, the
+//! clock and nonces.
+
+#![deny(missing_docs)]
+
+mod config;
+pub mod crypto;
+mod identity;
+mod node;
+
+pub use config::{DATAGRAM_OVERHEAD, NodeConfig, NodeConfigError};
+pub use identity::{NodeIdentity, base_name};
+pub use node::{
+    FRAME_OVERHEAD, InputError, KIND_NETWORKDB, KIND_SWIM, MemberEvent, Node, NodeStats, Output,
+};

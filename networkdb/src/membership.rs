@@ -125,6 +125,16 @@ impl NetworkDb {
         self.update_in_sync();
     }
 
+    /// The membership layer reports that `name` is gone for good (a newer run of the same
+    /// node replaced it at its address): it moves to left and its state is dropped.
+    pub fn node_retired(&mut self, now: Instant, name: &str) {
+        if name == self.me.as_str() {
+            return;
+        }
+        let name = NodeName::from(name);
+        self.set_left(now, &name);
+    }
+
     /// Moves a node to left: its attachments and entries are dropped (libnetwork
     /// `changeNodeState(left)`).
     pub(crate) fn set_left(&mut self, now: Instant, name: &NodeName) {

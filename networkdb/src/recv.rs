@@ -41,6 +41,22 @@ impl NetworkDb {
         result
     }
 
+    /// Handles a message already decoded by the caller (the cluster layer decodes stream
+    /// messages to check their sender against the peer's certificate first).
+    pub fn handle_decoded(
+        &mut self,
+        now: Instant,
+        channel: Channel,
+        msg: Message,
+    ) -> Result<(), DecodeError> {
+        let _ = channel;
+        let result = self.dispatch(now, msg, None, 0);
+        if let Err(err) = &result {
+            self.count_decode_error(err);
+        }
+        result
+    }
+
     fn count_decode_error(&mut self, err: &DecodeError) {
         match err {
             DecodeError::Empty => self.stats.dropped_empty += 1,

@@ -1,0 +1,543 @@
+//! The sans-IO node core: foca SWIM membership wired to a [`NetworkDb`].
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::time::{Duration, Instant};
+
+use foca::{AccumulatingRuntime, Foca, NoCustomBroadcast, OwnedNotification, PostcardCodec, Timer};
+use networkdb::wire::Message;
+use networkdb::{Channel, NetworkDb, WatchEvent, WatchId};
+use rand::SeedableRng;
+use rand_xoshiro::Xoshiro256PlusPlus;
+
+use crate::identity::{NodeIdentity, base_name};
+use crate::{NodeConfig, NodeConfigError};
+
+/// First byte of a datagram (after decryption): which protocol it carries.
+pub const KIND_SWIM: u8 = 1;
+/// First byte of a datagram carrying a NetworkDB payload.
+pub const KIND_NETWORKDB: u8 = 2;
+/// Bytes of framing the core adds to every datagram (the kind byte).
+pub const FRAME_OVERHEAD: usize = 1;
+
+type Swim = Foca<NodeIdentity, PostcardCodec, Xoshiro256PlusPlus, NoCustomBroadcast>;
+
+/// What the core asks its shell to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[must_use]
+pub enum Output {
+    /// Seal and send one datagram (at most `packet_size` once sealed).
+    Datagram {
+        /// Destination.
+        to: SocketAddr,
+        /// Kind byte first.
+        payload: Vec<u8>,
+    },
+    /// Send one message on the authenticated stream path.
+    Stream {
+        /// Destination.
+        to: SocketAddr,
+        /// The node name the peer's certificate must carry.
+        peer: String,
+        /// A NetworkDB payload (version byte first).
+        payload: Vec<u8>,
+    },
+    /// A change seen by a NetworkDB watch.
+    Watch {
+        /// The watch.
+        watch: WatchId,
+        /// The change.
+        event: WatchEvent,
+    },
+    /// A membership change, for logs and metrics.
+    Member(MemberEvent),
+}
+
+/// Membership changes as SWIM reports them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MemberEvent {
+    /// A member is up.
+    Up(NodeIdentity),
+    /// A member is down (failed or left).
+    Down(NodeIdentity),
+    /// This node has no active member left: it keeps announcing to its seeds.
+    Idle,
+    /// This node is connected again.
+    Active,
+}
+
+/// Why a datagram or stream message was dropped. State is unchanged (counted in
+/// [`NodeStats`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InputError {
+    /// Empty datagram.
+    #[error("empty datagram")]
+    Empty,
+    /// Unknown kind byte.
+    #[error("unknown datagram kind {0}")]
+    UnknownKind(u8),
+    /// SWIM refused the datagram.
+    #[error("membership protocol: {0}")]
+    Swim(String),
+    /// NetworkDB could not decode it.
+    #[error(transparent)]
+    Decode(#[from] networkdb::DecodeError),
+    /// A stream message claimed another node than the one its TLS certificate names.
+    #[error("peer authenticated as {authenticated} claims to be {claimed}")]
+    Impersonation {
+        /// Name in the certificate.
+        authenticated: String,
+        /// Name in the message.
+        claimed: String,
+    },
+}
+
+/// Counters of the node core.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NodeStats {
+    /// SWIM datagrams received.
+    pub swim_in: u64,
+    /// SWIM datagrams sent.
+    pub swim_out: u64,
+    /// NetworkDB datagrams received.
+    pub db_datagrams_in: u64,
+    /// Stream messages received.
+    pub streams_in: u64,
+    /// Datagrams dropped: empty or unknown kind.
+    pub dropped_kind: u64,
+    /// Datagrams SWIM refused (malformed, too big, from a stale identity...).
+    pub dropped_swim: u64,
+    /// NetworkDB payloads that did not decode.
+    pub dropped_decode: u64,
+    /// Stream messages whose claimed sender differs from the authenticated one.
+    pub dropped_impersonation: u64,
+    /// Announces sent to seeds while isolated.
+    pub seed_announces: u64,
+}
+
+#[derive(Debug)]
+struct Scheduled {
+    at: Instant,
+    seq: u64,
+    timer: Timer<NodeIdentity>,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scheduled {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
+}
+
+/// A cluster node: SWIM membership plus NetworkDB, sans-IO.
+///
+/// Same contract as [`NetworkDb`]: inputs are `handle_datagram`, `handle_stream`,
+/// `handle_timeout` and API calls (through [`db_mut`](Self::db_mut) for NetworkDB's); after any
+/// input drain [`poll_output`](Self::poll_output) until `None`, then wait until
+/// [`poll_timeout`](Self::poll_timeout). SWIM's relative timers are kept here as absolute
+/// deadlines in a heap, so every one is delivered, in order.
+pub struct Node {
+    identity: NodeIdentity,
+    config: NodeConfig,
+    swim: Swim,
+    rt: AccumulatingRuntime<NodeIdentity>,
+    db: NetworkDb,
+    timers: BinaryHeap<Reverse<Scheduled>>,
+    seq: u64,
+    outputs: VecDeque<Output>,
+    seeds: Vec<SocketAddr>,
+    /// While no member is active, announce to the seeds at this time.
+    next_seed_announce: Option<Instant>,
+    stats: NodeStats,
+    now: Instant,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("identity", &self.identity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Node {
+    /// Creates a node with `identity`, drawing randomness from `seed`.
+    pub fn new(
+        now: Instant,
+        identity: NodeIdentity,
+        seed: u64,
+        config: NodeConfig,
+    ) -> Result<Self, NodeConfigError> {
+        config.validate()?;
+        let mut swim_config = config.swim.clone();
+        let swim_packet = config.db.packet_size - config.db.transport_overhead;
+        swim_config.max_packet_size =
+            NonZeroUsize::new(swim_packet).ok_or(NodeConfigError::PacketSize(swim_packet))?;
+        let rng = Xoshiro256PlusPlus::seed_from_u64(seed ^ 0x5157_494d);
+        let swim = Foca::new(identity.clone(), swim_config, rng, PostcardCodec);
+        let db = NetworkDb::new(
+            now,
+            identity.db_name(),
+            identity.addr,
+            seed,
+            config.db.clone(),
+        )?;
+        Ok(Self {
+            identity,
+            config,
+            swim,
+            rt: AccumulatingRuntime::default(),
+            db,
+            timers: BinaryHeap::new(),
+            seq: 0,
+            outputs: VecDeque::new(),
+            seeds: Vec::new(),
+            next_seed_announce: None,
+            stats: NodeStats::default(),
+            now,
+        })
+    }
+
+    /// This node's identity.
+    pub fn identity(&self) -> &NodeIdentity {
+        self.swim.identity()
+    }
+
+    /// The NetworkDB of this node.
+    pub fn db(&self) -> &NetworkDb {
+        &self.db
+    }
+
+    /// The NetworkDB of this node, for API calls; their outputs come out of `poll_output`.
+    pub fn db_mut(&mut self) -> &mut NetworkDb {
+        &mut self.db
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> NodeStats {
+        self.stats
+    }
+
+    /// Active SWIM members, this node excluded.
+    pub fn members(&self) -> Vec<NodeIdentity> {
+        self.swim.iter_members().map(|m| m.id().clone()).collect()
+    }
+
+    /// Joins the cluster through `seeds`: announces to each, and keeps announcing every
+    /// `seed_announce_interval` while no member is active, so islands heal.
+    pub fn join(&mut self, now: Instant, seeds: Vec<SocketAddr>) {
+        self.now = now;
+        let seeds: Vec<SocketAddr> = seeds
+            .into_iter()
+            .filter(|s| *s != self.identity.addr)
+            .collect();
+        self.db.join(now, seeds.clone());
+        self.seeds = seeds;
+        self.announce_to_seeds(now);
+    }
+
+    /// Leaves gracefully: NetworkDB's goodbye first, then SWIM's. Keep handling input for a
+    /// few seconds so both spread.
+    pub fn leave(&mut self, now: Instant) {
+        self.now = now;
+        self.db.leave(now);
+        let res = self.swim.leave_cluster(&mut self.rt);
+        self.swim_result(res);
+        self.seeds.clear();
+        self.next_seed_announce = None;
+        self.pump_swim(now);
+    }
+
+    /// Handles a decrypted datagram from `from`.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        payload: &[u8],
+    ) -> Result<(), InputError> {
+        self.now = now;
+        let _ = from;
+        let Some((&kind, body)) = payload.split_first() else {
+            self.stats.dropped_kind += 1;
+            return Err(InputError::Empty);
+        };
+        match kind {
+            KIND_SWIM => {
+                self.stats.swim_in += 1;
+                let res = self.swim.handle_data(body, &mut self.rt);
+                self.pump_swim(now);
+                res.map_err(|e| {
+                    self.stats.dropped_swim += 1;
+                    InputError::Swim(e.to_string())
+                })
+            }
+            KIND_NETWORKDB => {
+                self.stats.db_datagrams_in += 1;
+                self.db
+                    .handle_message(now, Channel::Datagram, body)
+                    .map_err(|e| {
+                        self.stats.dropped_decode += 1;
+                        InputError::Decode(e)
+                    })
+            }
+            other => {
+                self.stats.dropped_kind += 1;
+                Err(InputError::UnknownKind(other))
+            }
+        }
+    }
+
+    /// Handles a stream message from a peer whose TLS certificate names `authenticated`.
+    /// A message that claims another sender is dropped: a node cannot speak for another.
+    pub fn handle_stream(
+        &mut self,
+        now: Instant,
+        authenticated: &str,
+        payload: &[u8],
+    ) -> Result<(), InputError> {
+        self.now = now;
+        self.stats.streams_in += 1;
+        let msg = Message::decode(payload).map_err(|e| {
+            self.stats.dropped_decode += 1;
+            InputError::Decode(e)
+        })?;
+        if let Some(claimed) = claimed_sender(&msg)? {
+            if base_name(&claimed) != authenticated {
+                self.stats.dropped_impersonation += 1;
+                return Err(InputError::Impersonation {
+                    authenticated: authenticated.to_owned(),
+                    claimed,
+                });
+            }
+        }
+        self.db.handle_decoded(now, Channel::Stream, msg)?;
+        Ok(())
+    }
+
+    /// Runs the timers due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
+        while let Some(Reverse(next)) = self.timers.peek() {
+            if next.at > now {
+                break;
+            }
+            let Some(Reverse(due)) = self.timers.pop() else {
+                break;
+            };
+            let res = self.swim.handle_timer(due.timer, &mut self.rt);
+            self.swim_result(res);
+            self.pump_swim(now);
+        }
+        if self.db.poll_timeout() <= now {
+            self.db.handle_timeout(now);
+        }
+        if self.next_seed_announce.is_some_and(|at| at <= now) {
+            self.announce_to_seeds(now);
+        }
+    }
+
+    /// The next deadline.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Instant {
+        let mut next = self.db.poll_timeout();
+        if let Some(Reverse(t)) = self.timers.peek() {
+            next = next.min(t.at);
+        }
+        if let Some(at) = self.next_seed_announce {
+            next = next.min(at);
+        }
+        next
+    }
+
+    /// The next output.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        if let Some(out) = self.outputs.pop_front() {
+            return Some(out);
+        }
+        while let Some(out) = self.db.poll_output() {
+            match out {
+                networkdb::Output::Transmit(t) => {
+                    let mut payload = Vec::with_capacity(t.payload.len() + 1);
+                    match t.channel {
+                        Channel::Datagram => {
+                            payload.push(KIND_NETWORKDB);
+                            payload.extend_from_slice(&t.payload);
+                            return Some(Output::Datagram {
+                                to: t.addr,
+                                payload,
+                            });
+                        }
+                        Channel::Stream => {
+                            return Some(Output::Stream {
+                                to: t.addr,
+                                peer: base_name(t.to.as_str()).to_owned(),
+                                payload: t.payload,
+                            });
+                        }
+                    }
+                }
+                networkdb::Output::Watch { watch, event } => {
+                    return Some(Output::Watch { watch, event });
+                }
+                networkdb::Output::Reconnect { addr, .. } => {
+                    let res = self.swim.announce(NodeIdentity::probe(addr), &mut self.rt);
+                    self.swim_result(res);
+                    self.pump_swim(self.now);
+                }
+                networkdb::Output::RejoinBootstrap { addrs } => {
+                    for addr in addrs {
+                        let res = self.swim.announce(NodeIdentity::probe(addr), &mut self.rt);
+                        self.swim_result(res);
+                    }
+                    self.pump_swim(self.now);
+                }
+            }
+            if let Some(out) = self.outputs.pop_front() {
+                return Some(out);
+            }
+        }
+        self.outputs.pop_front()
+    }
+
+    fn announce_to_seeds(&mut self, now: Instant) {
+        if self.seeds.is_empty() {
+            self.next_seed_announce = None;
+            return;
+        }
+        if self.swim.num_members() > 0 {
+            self.next_seed_announce = None;
+            return;
+        }
+        for seed in self.seeds.clone() {
+            self.stats.seed_announces += 1;
+            let res = self.swim.announce(NodeIdentity::probe(seed), &mut self.rt);
+            self.swim_result(res);
+        }
+        self.next_seed_announce = Some(now + self.config.seed_announce_interval);
+        self.pump_swim(now);
+    }
+
+    fn swim_result(&mut self, res: Result<(), foca::Error>) {
+        if res.is_err() {
+            self.stats.dropped_swim += 1;
+        }
+    }
+
+    /// Moves SWIM's effects out of its runtime: datagrams, timers, notifications.
+    fn pump_swim(&mut self, now: Instant) {
+        loop {
+            let mut progressed = false;
+            while let Some((to, data)) = self.rt.to_send() {
+                progressed = true;
+                self.stats.swim_out += 1;
+                let mut payload = Vec::with_capacity(data.len() + 1);
+                payload.push(KIND_SWIM);
+                payload.extend_from_slice(&data);
+                self.outputs.push_back(Output::Datagram {
+                    to: to.addr,
+                    payload,
+                });
+            }
+            while let Some((after, timer)) = self.rt.to_schedule() {
+                progressed = true;
+                self.seq += 1;
+                self.timers.push(Reverse(Scheduled {
+                    at: now + after,
+                    seq: self.seq,
+                    timer,
+                }));
+            }
+            while let Some(n) = self.rt.to_notify() {
+                progressed = true;
+                self.on_notification(now, n);
+            }
+            if !progressed {
+                break;
+            }
+        }
+    }
+
+    fn on_notification(&mut self, now: Instant, n: OwnedNotification<NodeIdentity>) {
+        match n {
+            OwnedNotification::MemberUp(id) => {
+                self.db.node_up(now, id.db_name(), id.addr);
+                self.next_seed_announce = None;
+                self.outputs.push_back(Output::Member(MemberEvent::Up(id)));
+            }
+            OwnedNotification::MemberDown(id) => {
+                self.db.node_down(now, id.db_name().as_str());
+                self.outputs
+                    .push_back(Output::Member(MemberEvent::Down(id)));
+            }
+            OwnedNotification::Rename(old, new) => {
+                // Same address, newer identity. A new run of the node retires the old run's
+                // state; a rejoin within one run keeps its NetworkDB name and changes nothing.
+                if old.db_name() != new.db_name() {
+                    self.db.node_down(now, old.db_name().as_str());
+                    self.db.node_retired(now, old.db_name().as_str());
+                }
+            }
+            OwnedNotification::Idle => {
+                self.outputs.push_back(Output::Member(MemberEvent::Idle));
+                if !self.seeds.is_empty() {
+                    self.next_seed_announce = Some(now + self.config.seed_announce_interval);
+                }
+            }
+            OwnedNotification::Active => {
+                self.next_seed_announce = None;
+                self.outputs.push_back(Output::Member(MemberEvent::Active));
+            }
+            OwnedNotification::Rejoin(id) => {
+                self.identity = id;
+            }
+            OwnedNotification::Defunct => {}
+        }
+    }
+}
+
+/// The sender a stream message claims, if it names one. Every table event of a compound must
+/// be owned by the sender (only a node's own events travel its stream path).
+fn claimed_sender(msg: &Message) -> Result<Option<String>, InputError> {
+    Ok(match msg {
+        Message::BulkSync(bs) => Some(bs.node.to_string()),
+        Message::PushPull(pp) => Some(pp.node.to_string()),
+        Message::TableEvent(ev) => Some(ev.owner.to_string()),
+        Message::NodeEvent(ev) => Some(ev.node.to_string()),
+        Message::NetworkEvent(ev) => Some(ev.node.to_string()),
+        Message::Compound(parts) => {
+            let mut claimed: Option<String> = None;
+            for part in parts {
+                let inner = Message::decode_part(&part.0)?;
+                if let Some(name) = claimed_sender(&inner)? {
+                    match &claimed {
+                        Some(c) if *c != name => {
+                            return Err(InputError::Impersonation {
+                                authenticated: c.clone(),
+                                claimed: name,
+                            });
+                        }
+                        _ => claimed = Some(name),
+                    }
+                }
+            }
+            claimed
+        }
+    })
+}
+
+/// Default pause between announces to the seeds while isolated.
+pub(crate) const DEFAULT_SEED_ANNOUNCE_INTERVAL: Duration = Duration::from_secs(1);
