@@ -20,6 +20,8 @@ mod config;
 pub mod crypto;
 mod identity;
 mod node;
+#[cfg(feature = "shell")]
+pub mod shell;
 
 pub use config::{DATAGRAM_OVERHEAD, NodeConfig, NodeConfigError};
 pub use identity::{NodeIdentity, base_name};

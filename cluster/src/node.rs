@@ -301,12 +301,13 @@ impl Node {
         }
     }
 
-    /// Handles a stream message from a peer whose TLS certificate names `authenticated`.
-    /// A message that claims another sender is dropped: a node cannot speak for another.
+    /// Handles a stream message from a peer whose TLS certificate carries the names
+    /// `authenticated`. A message that claims a sender not among them is dropped: a node
+    /// cannot speak for another.
     pub fn handle_stream(
         &mut self,
         now: Instant,
-        authenticated: &str,
+        authenticated: &[impl AsRef<str>],
         payload: &[u8],
     ) -> Result<(), InputError> {
         self.now = now;
@@ -316,16 +317,35 @@ impl Node {
             InputError::Decode(e)
         })?;
         if let Some(claimed) = claimed_sender(&msg)? {
-            if base_name(&claimed) != authenticated {
+            let base = base_name(&claimed);
+            if !authenticated.iter().any(|a| a.as_ref() == base) {
                 self.stats.dropped_impersonation += 1;
+                let names: Vec<&str> = authenticated.iter().map(AsRef::as_ref).collect();
                 return Err(InputError::Impersonation {
-                    authenticated: authenticated.to_owned(),
+                    authenticated: names.join(","),
                     claimed,
                 });
             }
         }
         self.db.handle_decoded(now, Channel::Stream, msg)?;
         Ok(())
+    }
+
+    /// Handles a stream message on an insecure (unauthenticated) path: the claimed sender is
+    /// trusted. Only for clusters run with `--insecure`.
+    pub fn handle_stream_unauthenticated(
+        &mut self,
+        now: Instant,
+        payload: &[u8],
+    ) -> Result<(), InputError> {
+        self.now = now;
+        self.stats.streams_in += 1;
+        self.db
+            .handle_message(now, Channel::Stream, payload)
+            .map_err(|e| {
+                self.stats.dropped_decode += 1;
+                InputError::Decode(e)
+            })
     }
 
     /// Runs the timers due at `now`.

@@ -103,7 +103,7 @@ impl Net {
                 if let Some(node) = self.nodes[j].as_mut() {
                     let _ = match d {
                         Delivery::Datagram(from, p) => node.handle_datagram(now, from, &p),
-                        Delivery::Stream(name, p) => node.handle_stream(now, &name, &p),
+                        Delivery::Stream(name, p) => node.handle_stream(now, &[name], &p),
                     };
                     self.drain(j);
                 }
