@@ -60,6 +60,11 @@ pub struct Config {
     /// A relayed event learnt by bulk sync is not queued while the relay queue holds more than
     /// this. Default 500 (libnetwork `maxQueueLenBroadcastOnSync`).
     pub max_relay_queue_on_sync: usize,
+    /// When a network's queue of local events holds more than one datagram can carry, send
+    /// the whole backlog at once on the stream path to every peer of the network instead of
+    /// trickling it out one datagram per tick (ours: upstream spreads about 7 table events per
+    /// network per tick, so a burst of thousands takes tens of seconds). Default true.
+    pub stream_backlog: bool,
     /// Bound of every broadcast queue; on overflow the most-sent item is dropped and counted
     /// (anti-entropy repairs it). Default 65,536 (our limit; libnetwork has none); at least 16.
     pub max_queue_len: usize,
@@ -82,6 +87,7 @@ impl Default for Config {
             node_reap_interval: Duration::from_secs(24 * 3600),
             rejoin_interval: Duration::from_secs(60),
             max_relay_queue_on_sync: 500,
+            stream_backlog: true,
             max_queue_len: 65_536,
         }
     }

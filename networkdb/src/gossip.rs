@@ -48,6 +48,20 @@ impl NetworkDb {
             let Some(net) = self.local.get_mut(&network) else {
                 continue;
             };
+            if self.config.stream_backlog && net.local.bytes() > budget {
+                // More than one datagram's worth of local events: every peer gets the whole
+                // backlog reliably now, in one stream message.
+                let backlog = net.local.take_all();
+                self.stats.backlog_flushes += 1;
+                self.stats.backlog_events += backlog.len() as u64;
+                let payload = encode_compound(&backlog);
+                for peer in &peers {
+                    self.send(peer, Channel::Stream, payload.clone());
+                }
+            }
+            let Some(net) = self.local.get_mut(&network) else {
+                continue;
+            };
             parts.clear();
             let used = net.local.drain_into(budget, limit, &mut parts);
             net.relay.drain_into(budget - used, limit, &mut parts);

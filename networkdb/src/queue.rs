@@ -39,6 +39,8 @@ pub(crate) struct BroadcastQueue<K> {
     by_key: HashMap<K, Slot>,
     next_id: u64,
     max_len: usize,
+    /// Sum of the queued items' [`part_cost`]s.
+    bytes: usize,
 }
 
 impl<K: Clone + Eq + Hash> BroadcastQueue<K> {
@@ -48,6 +50,7 @@ impl<K: Clone + Eq + Hash> BroadcastQueue<K> {
             by_key: HashMap::new(),
             next_id: 0,
             max_len,
+            bytes: 0,
         }
     }
 
@@ -55,12 +58,29 @@ impl<K: Clone + Eq + Hash> BroadcastQueue<K> {
         self.items.len()
     }
 
+    /// Bytes the queued items take inside compounds.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Removes and returns every queued item, freshest first.
+    pub(crate) fn take_all(&mut self) -> Vec<Bytes> {
+        self.by_key.clear();
+        self.bytes = 0;
+        std::mem::take(&mut self.items)
+            .into_values()
+            .map(|i| i.bytes)
+            .collect()
+    }
+
     /// Queues `bytes`, replacing the item queued under the same key. Returns how many items
     /// were dropped because the queue was full.
     pub(crate) fn push(&mut self, key: Option<K>, bytes: Bytes) -> usize {
         if let Some(k) = &key {
             if let Some(slot) = self.by_key.remove(k) {
-                self.items.remove(&slot);
+                if let Some(old) = self.items.remove(&slot) {
+                    self.bytes -= part_cost(old.bytes.len());
+                }
             }
         }
         let slot = (0, Reverse(self.next_id));
@@ -68,12 +88,13 @@ impl<K: Clone + Eq + Hash> BroadcastQueue<K> {
         if let Some(k) = &key {
             self.by_key.insert(k.clone(), slot);
         }
+        self.bytes += part_cost(bytes.len());
         self.items.insert(slot, Item { key, bytes });
         let mut dropped = 0;
         while self.items.len() > self.max_len {
             // The last slot is the most-sent, oldest item: the one peers most likely hold.
             if let Some((_, item)) = self.items.pop_last() {
-                self.forget_key(&item);
+                self.forget(&item);
                 dropped += 1;
             }
         }
@@ -103,7 +124,7 @@ impl<K: Clone + Eq + Hash> BroadcastQueue<K> {
             };
             let sent = slot.0 + 1;
             if sent >= limit {
-                self.forget_key(&item);
+                self.forget(&item);
                 continue;
             }
             let new_slot = (sent, slot.1);
@@ -115,13 +136,15 @@ impl<K: Clone + Eq + Hash> BroadcastQueue<K> {
         used
     }
 
-    /// The encoded size of the largest item, if any.
+    /// Keys of the queued items.
     #[cfg(test)]
     pub(crate) fn keys(&self) -> Vec<K> {
         self.items.values().filter_map(|i| i.key.clone()).collect()
     }
 
-    fn forget_key(&mut self, item: &Item<K>) {
+    /// Bookkeeping for an item that left the queue.
+    fn forget(&mut self, item: &Item<K>) {
+        self.bytes -= part_cost(item.bytes.len());
         if let Some(k) = &item.key {
             self.by_key.remove(k);
         }
@@ -171,6 +194,25 @@ mod tests {
             out.clear();
             q.drain_into(450, 2, &mut out);
         }
+        assert_eq!(q.len(), 0);
+    }
+
+    #[test]
+    fn byte_count_follows_every_change() {
+        let mut q: BroadcastQueue<u32> = BroadcastQueue::new(16);
+        q.push(Some(1), Bytes::from(vec![0; 10]));
+        q.push(Some(1), Bytes::from(vec![0; 20]));
+        q.push(Some(2), Bytes::from(vec![0; 200]));
+        assert_eq!(q.bytes(), 21 + 202);
+        let mut out = Vec::new();
+        q.drain_into(1000, 1, &mut out);
+        assert_eq!(q.bytes(), 0);
+        for i in 0..20 {
+            q.push(Some(i), Bytes::from(vec![0; 5]));
+        }
+        assert_eq!(q.bytes(), 16 * 6);
+        assert_eq!(q.take_all().len(), 16);
+        assert_eq!(q.bytes(), 0);
         assert_eq!(q.len(), 0);
     }
 

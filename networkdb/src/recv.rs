@@ -12,10 +12,14 @@ use crate::wire::{
 };
 use crate::{Channel, NetworkDb, NodeState};
 
-/// Where a table event came from: gossip or a bulk sync.
+/// Where a table event came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Via {
+    /// A datagram: relayed onwards.
     Gossip,
+    /// The owner's backlog sent to every peer on the stream path: not relayed.
+    Stream,
+    /// A bulk sync.
     BulkSync,
 }
 
@@ -33,8 +37,8 @@ impl NetworkDb {
     ) -> Result<(), DecodeError> {
         self.stats.payloads_in += 1;
         self.stats.bytes_in += payload.len() as u64;
-        let _ = channel;
-        let result = Message::decode(payload).and_then(|msg| self.dispatch(now, msg, None, 0));
+        let via = via_of(channel);
+        let result = Message::decode(payload).and_then(|msg| self.dispatch(now, msg, None, 0, via));
         if let Err(err) = &result {
             self.count_decode_error(err);
         }
@@ -49,8 +53,7 @@ impl NetworkDb {
         channel: Channel,
         msg: Message,
     ) -> Result<(), DecodeError> {
-        let _ = channel;
-        let result = self.dispatch(now, msg, None, 0);
+        let result = self.dispatch(now, msg, None, 0, via_of(channel));
         if let Err(err) = &result {
             self.count_decode_error(err);
         }
@@ -72,6 +75,7 @@ impl NetworkDb {
         msg: Message,
         raw: Option<&[u8]>,
         depth: usize,
+        via: Via,
     ) -> Result<(), DecodeError> {
         match msg {
             Message::NodeEvent(ev) => {
@@ -96,7 +100,7 @@ impl NetworkDb {
                 }
             }
             Message::TableEvent(ev) => {
-                self.handle_table_event(now, ev, raw, Via::Gossip);
+                self.handle_table_event(now, ev, raw, via);
             }
             Message::PushPull(pp) => self.handle_push_pull(now, pp),
             Message::BulkSync(bs) => self.handle_bulk_sync(now, bs),
@@ -106,7 +110,7 @@ impl NetworkDb {
                 }
                 for part in parts {
                     let msg = Message::decode_part(&part.0)?;
-                    self.dispatch(now, msg, Some(&part.0), depth + 1)?;
+                    self.dispatch(now, msg, Some(&part.0), depth + 1, via)?;
                 }
             }
         }
@@ -287,7 +291,9 @@ impl NetworkDb {
                 && local.in_sync
                 && life(residual) > self.config.reap_entry_interval / 6
         } else {
-            local.in_sync
+            // The owner sent its backlog to every peer directly: relaying it would only
+            // repeat it.
+            local.in_sync && via != Via::Stream
         };
         if relay {
             if via == Via::BulkSync && local.relay.len() > self.config.max_relay_queue_on_sync {
@@ -369,5 +375,12 @@ impl NetworkDb {
                 .retain(|p| !(p.peer == bs.node && p.ltime < bs.ltime));
             self.update_in_sync();
         }
+    }
+}
+
+fn via_of(channel: Channel) -> Via {
+    match channel {
+        Channel::Datagram => Via::Gossip,
+        Channel::Stream => Via::Stream,
     }
 }

@@ -37,6 +37,10 @@ pub struct Stats {
     pub queue_overflow: u64,
     /// Table events too large for one datagram, sent on the stream path instead.
     pub oversized_via_stream: u64,
+    /// Local backlogs sent on the stream path (see `Config::stream_backlog`).
+    pub backlog_flushes: u64,
+    /// Table events sent in those backlogs.
+    pub backlog_events: u64,
     /// Bulk syncs sent (requests and replies).
     pub bulk_syncs_sent: u64,
     /// Bulk-sync requests whose reply did not come within `bulk_sync_timeout`.
