@@ -60,7 +60,15 @@ impl Net {
         let name = format!("node{i}");
         while let Some(out) = self.nodes[i].as_mut().and_then(Node::poll_output) {
             let (to, delivery) = match out {
-                Output::Datagram { to, payload } => (to, Delivery::Datagram(from, payload)),
+                Output::Datagram { to, payload } => {
+                    // Every datagram, SWIM or NetworkDB, fits packet_size once sealed.
+                    let sealed = payload.len() + cluster::crypto::ENVELOPE_OVERHEAD;
+                    assert!(
+                        sealed <= 1400,
+                        "a {sealed}-byte datagram exceeds packet_size"
+                    );
+                    (to, Delivery::Datagram(from, payload))
+                }
                 Output::Stream { to, payload, .. } => (to, Delivery::Stream(name.clone(), payload)),
                 _ => continue,
             };
