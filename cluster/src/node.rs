@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use foca::{AccumulatingRuntime, Foca, NoCustomBroadcast, OwnedNotification, PostcardCodec, Timer};
 use networkdb::wire::Message;
-use networkdb::{Channel, NetworkDb, WatchEvent, WatchId};
+use networkdb::{Channel, NetworkDb, NodeState, WatchEvent, WatchId};
 use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
 
@@ -85,6 +85,9 @@ pub enum InputError {
     /// NetworkDB could not decode it.
     #[error(transparent)]
     Decode(#[from] networkdb::DecodeError),
+    /// A stream message came from a node this node's membership does not know.
+    #[error("stream message from {0}, which is not a member")]
+    NotMember(String),
     /// A stream message claimed another node than the one its TLS certificate names.
     #[error("peer authenticated as {authenticated} claims to be {claimed}")]
     Impersonation {
@@ -115,6 +118,8 @@ pub struct NodeStats {
     pub dropped_decode: u64,
     /// Stream messages whose claimed sender differs from the authenticated one.
     pub dropped_impersonation: u64,
+    /// Stream messages from a sender that is not a member.
+    pub dropped_not_member: u64,
     /// Announces sent to seeds while isolated.
     pub seed_announces: u64,
 }
@@ -316,15 +321,47 @@ impl Node {
             self.stats.dropped_decode += 1;
             InputError::Decode(e)
         })?;
-        if let Some(claimed) = claimed_sender(&msg)? {
+        let names = || {
+            authenticated
+                .iter()
+                .map(AsRef::as_ref)
+                .collect::<Vec<&str>>()
+                .join(",")
+        };
+        let claimed = match claimed_sender(&msg) {
+            Ok(claimed) => claimed,
+            Err(InputError::Impersonation { claimed, .. }) => {
+                // A compound naming two senders: at least one is not the peer.
+                self.stats.dropped_impersonation += 1;
+                return Err(InputError::Impersonation {
+                    authenticated: names(),
+                    claimed,
+                });
+            }
+            Err(e) => {
+                self.stats.dropped_decode += 1;
+                return Err(e);
+            }
+        };
+        if let Some(claimed) = claimed {
             let base = base_name(&claimed);
             if !authenticated.iter().any(|a| a.as_ref() == base) {
                 self.stats.dropped_impersonation += 1;
-                let names: Vec<&str> = authenticated.iter().map(AsRef::as_ref).collect();
                 return Err(InputError::Impersonation {
-                    authenticated: names.join(","),
+                    authenticated: names(),
                     claimed,
                 });
+            }
+            // A certificate is not membership: only a node SWIM admitted (it proved the
+            // gossip key) may hand this node state. A failed member still may, so that its
+            // entries are remembered until it returns.
+            let known = matches!(
+                self.db.node_state(&claimed),
+                Some(NodeState::Active | NodeState::Failed)
+            );
+            if !known {
+                self.stats.dropped_not_member += 1;
+                return Err(InputError::NotMember(claimed));
             }
         }
         self.db.handle_decoded(now, Channel::Stream, msg)?;

@@ -150,3 +150,51 @@ pub async fn entries(h: &Handle, table: &'static str, network: &'static str) -> 
         .await
         .unwrap_or(0)
 }
+
+/// The shell counters of a running node.
+pub async fn stats(h: &Handle) -> cluster::shell::ShellStats {
+    h.stats().await.unwrap()
+}
+
+/// Creates `key` with `value` in table `table` of network `network` on a node.
+pub async fn create(
+    h: &Handle,
+    table: &'static str,
+    network: &'static str,
+    key: String,
+    value: Vec<u8>,
+) {
+    h.with_node(move |n, now| {
+        n.db_mut()
+            .create_entry(now, table.into(), network.into(), key.into(), value)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+}
+
+/// Whether a node shows `key` in table `table` of network `network`.
+pub async fn has_key(h: &Handle, table: &'static str, network: &'static str, key: String) -> bool {
+    h.with_node(move |n, _| {
+        n.db()
+            .table_by_network(table, network)
+            .contains_key(key.as_str())
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// Names of the active SWIM members a node sees.
+pub async fn member_names(h: &Handle) -> Vec<String> {
+    h.with_node(|n, _| n.members().iter().map(|m| m.name.to_string()).collect())
+        .await
+        .unwrap_or_default()
+}
+
+/// Joins network `network` on a node.
+pub async fn join_network(h: &Handle, network: &'static str) {
+    h.with_node(move |n, now| n.db_mut().join_network(now, network.into()))
+        .await
+        .unwrap()
+        .unwrap();
+}
