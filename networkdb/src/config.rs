@@ -14,6 +14,10 @@ pub const MAX_PACKET_SIZE: usize = 65_507;
 /// at least 400 bytes of payload remain at the packet-size floor.
 pub const MAX_TRANSPORT_OVERHEAD: usize = 100;
 
+/// The longest allowed interval: far beyond any sensible setting, and small enough that
+/// `Instant + interval` (and `reap_entry_interval + 5 * reap_period`) cannot overflow.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
 /// Intervals and limits of a [`NetworkDb`](crate::NetworkDb).
 ///
 /// Defaults are libnetwork's (each field cites its origin). Every constructor calls
@@ -140,7 +144,15 @@ impl Config {
             ("reconnect_interval", self.reconnect_interval),
             ("node_reap_interval", self.node_reap_interval),
             ("rejoin_interval", self.rejoin_interval),
+            ("reap_entry_interval", self.reap_entry_interval),
         ] {
+            if value > MAX_INTERVAL {
+                return Err(ConfigError::OutOfRange {
+                    field,
+                    allowed: format!("at most {MAX_INTERVAL:?}"),
+                    value: format!("{value:?}"),
+                });
+            }
             if value.is_zero() {
                 return Err(ConfigError::OutOfRange {
                     field,

@@ -721,10 +721,25 @@ impl NetworkDb {
             node: self.me.clone(),
             network: network.clone(),
         });
-        let dropped = self.cluster_queue.push(
+        self.push_cluster(
             Some((network.clone(), self.me.clone())),
             Bytes::from(msg.encode_part()),
         );
+    }
+
+    /// Queues a node or network event for cluster-wide gossip. One that can never fit a
+    /// datagram is not queued (it would never leave the queue) and is counted; push/pull and
+    /// bulk sync carry the state it describes.
+    pub(crate) fn push_cluster(&mut self, key: Option<ClusterKey>, bytes: Bytes) {
+        let max_part = self
+            .config
+            .payload_budget()
+            .saturating_sub(crate::wire::COMPOUND_HEADER_BYTES);
+        if crate::wire::part_cost(bytes.len()) > max_part {
+            self.stats.oversized_cluster_events += 1;
+            return;
+        }
+        let dropped = self.cluster_queue.push(key, bytes);
         self.stats.queue_overflow += dropped as u64;
     }
 
@@ -830,11 +845,16 @@ pub(crate) fn period(config: &Config, timer: Timer) -> Duration {
     }
 }
 
+/// The longest table name or network id, in bytes: far more than any real one, and short
+/// enough that every event about them fits a datagram.
+pub const MAX_NAME_LEN: usize = 255;
+
 fn check_name(what: &'static str, name: &impl AsRef<str>) -> Result<(), Error> {
-    if name.as_ref().is_empty() {
+    let name = name.as_ref();
+    if name.is_empty() || name.len() > MAX_NAME_LEN {
         return Err(Error::InvalidName {
             what,
-            name: String::new(),
+            name: name.to_owned(),
         });
     }
     Ok(())

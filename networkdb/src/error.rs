@@ -86,7 +86,7 @@ pub enum Error {
     #[error("cannot bulk sync with unknown node {0}")]
     UnknownNode(NodeName),
     /// A name was empty or contained a character the diagnostic paths reserve.
-    #[error("invalid {what} {name:?}: must not be empty")]
+    #[error("invalid {what} {name:?}: must be 1 to 255 bytes")]
     InvalidName {
         /// What was named ("table", "network id").
         what: &'static str,

@@ -110,7 +110,7 @@ impl NetworkDb {
     /// Bulk-syncs every common network with `node` now (libnetwork `bulkSyncNode`). A failed
     /// node is tried at its last address (moby); an unknown node is an error.
     pub fn bulk_sync_with(&mut self, now: Instant, node: &NodeName) -> Result<(), Error> {
-        if !self.nodes.contains_key(node) {
+        if !self.syncable(node) {
             self.stats.bulk_sync_unknown_node += 1;
             return Err(Error::UnknownNode(node.clone()));
         }
@@ -130,7 +130,7 @@ impl NetworkDb {
         join: bool,
         fallback: Option<NodeName>,
     ) {
-        if !self.nodes.contains_key(peer) {
+        if !self.syncable(peer) {
             self.stats.bulk_sync_unknown_node += 1;
             return;
         }
@@ -221,6 +221,32 @@ impl NetworkDb {
             pending.retain(|n| !networks.contains(n));
             self.send_bulk_sync(now, &first, networks, true, false, chosen.get(1).cloned());
         }
+    }
+
+    /// Active and failed nodes can be bulk-synced (a failed one may still be alive); left and
+    /// unknown ones cannot.
+    fn syncable(&self, node: &NodeName) -> bool {
+        self.nodes
+            .get(node)
+            .is_some_and(|n| n.state != NodeState::Left)
+    }
+
+    /// Forgets the requests waiting on `peer` (it failed or left); a periodic one tries its
+    /// fallback peer at once.
+    pub(crate) fn abandon_syncs_to(&mut self, now: Instant, peer: &NodeName) {
+        let (gone, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending_syncs)
+            .into_iter()
+            .partition(|p| &p.peer == peer);
+        self.pending_syncs = keep;
+        for p in gone {
+            if let Some(fallback) = p.fallback {
+                let networks = self.common_networks(&fallback);
+                if !networks.is_empty() {
+                    self.send_bulk_sync(now, &fallback, networks, true, false, None);
+                }
+            }
+        }
+        self.update_in_sync();
     }
 
     /// Requests whose reply did not come in time are counted; a periodic one tries its

@@ -45,8 +45,10 @@ mod watch;
 pub mod wire;
 
 pub use clock::LamportClock;
-pub use config::{Config, ConfigError, MAX_PACKET_SIZE, MAX_TRANSPORT_OVERHEAD, MIN_PACKET_SIZE};
-pub use db::NetworkDb;
+pub use config::{
+    Config, ConfigError, MAX_INTERVAL, MAX_PACKET_SIZE, MAX_TRANSPORT_OVERHEAD, MIN_PACKET_SIZE,
+};
+pub use db::{MAX_NAME_LEN, NetworkDb};
 pub use entry::TableElem;
 pub use error::Error;
 pub use ids::{Key, LTime, NetworkId, NodeName, TableName};

@@ -57,8 +57,10 @@ impl NetworkDb {
         if name == self.me {
             return;
         }
-        self.notify_node_table(&name, addr, true);
         let previous = self.nodes.get(&name).map(|n| n.state);
+        if previous != Some(NodeState::Active) {
+            self.notify_node_table(&name, addr, true);
+        }
         match previous {
             Some(NodeState::Active) => {
                 if let Some(n) = self.nodes.get_mut(&name) {
@@ -121,8 +123,7 @@ impl NetworkDb {
         let name = NodeName::from(name);
         self.notify_node_table(&name, addr, false);
         self.hide_entries(now, &name);
-        self.pending_syncs.retain(|p| p.peer != name);
-        self.update_in_sync();
+        self.abandon_syncs_to(now, &name);
     }
 
     /// The membership layer reports that `name` is gone for good (a newer run of the same
@@ -154,8 +155,7 @@ impl NetworkDb {
             self.notify_node_table(name, addr, false);
         }
         self.drop_node_state(name);
-        self.pending_syncs.retain(|p| &p.peer != name);
-        self.update_in_sync();
+        self.abandon_syncs_to(now, name);
     }
 
     /// Removes every attachment and entry of `name`.
@@ -241,10 +241,7 @@ impl NetworkDb {
             ltime,
             node: self.me.clone(),
         });
-        let dropped = self
-            .cluster_queue
-            .push(None, Bytes::from(msg.encode_part()));
-        self.stats.queue_overflow += dropped as u64;
+        self.push_cluster(None, Bytes::from(msg.encode_part()));
     }
 
     /// A `NodeTable` watch event: key = node name, value = `{"Addr":"<ip>"}`.

@@ -12,6 +12,9 @@ use crate::wire::{
 };
 use crate::{Channel, NetworkDb, NodeState};
 
+/// Lamport times above this are refused (2^62: unreachable by incrementing).
+const MAX_SANE_LTIME: u64 = 1 << 62;
+
 /// Where a table event came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Via {
@@ -60,6 +63,17 @@ impl NetworkDb {
         result
     }
 
+    /// Whether a Lamport time could have been reached by counting. Larger ones (a buggy or
+    /// hostile peer) are refused and counted: witnessing one would pin the clock at
+    /// `u64::MAX` and leave only owner names to order writes.
+    fn sane(&mut self, ltime: crate::LTime) -> bool {
+        if ltime.0 > MAX_SANE_LTIME {
+            self.stats.dropped_malformed += 1;
+            return false;
+        }
+        true
+    }
+
     fn count_decode_error(&mut self, err: &DecodeError) {
         match err {
             DecodeError::Empty => self.stats.dropped_empty += 1,
@@ -84,8 +98,7 @@ impl NetworkDb {
                         || Message::NodeEvent(ev.clone()).encode_part(),
                         <[u8]>::to_vec,
                     );
-                    let dropped = self.cluster_queue.push(None, Bytes::from(bytes));
-                    self.stats.queue_overflow += dropped as u64;
+                    self.push_cluster(None, Bytes::from(bytes));
                 }
             }
             Message::NetworkEvent(ev) => {
@@ -95,12 +108,17 @@ impl NetworkDb {
                         <[u8]>::to_vec,
                     );
                     let key = Some((ev.network.clone(), ev.node.clone()));
-                    let dropped = self.cluster_queue.push(key, Bytes::from(bytes));
-                    self.stats.queue_overflow += dropped as u64;
+                    self.push_cluster(key, Bytes::from(bytes));
                 }
             }
             Message::TableEvent(ev) => {
                 self.handle_table_event(now, ev, raw, via);
+            }
+            // Push/pull and bulk sync belong to the stream path, where the transport
+            // authenticates the sender; one datagram must not make this node send full copies
+            // of its tables to whoever it names.
+            Message::PushPull(_) | Message::BulkSync(_) if via == Via::Gossip => {
+                self.stats.wrong_channel += 1;
             }
             Message::PushPull(pp) => self.handle_push_pull(now, pp),
             Message::BulkSync(bs) => self.handle_bulk_sync(now, bs),
@@ -119,6 +137,9 @@ impl NetworkDb {
 
     /// libnetwork `handleNodeEvent`; returns whether to relay.
     pub(crate) fn handle_node_event(&mut self, now: Instant, ev: &NodeEvent) -> bool {
+        if !self.sane(ev.ltime) {
+            return false;
+        }
         self.network_clock.witness(ev.ltime);
         if ev.node == self.me {
             self.stats.own_events += 1;
@@ -147,9 +168,22 @@ impl NetworkDb {
 
     /// libnetwork `handleNetworkEvent` with moby's fixes; returns whether to relay.
     pub(crate) fn handle_network_event(&mut self, now: Instant, ev: &NetworkEvent) -> bool {
+        if !self.sane(ev.ltime) {
+            return false;
+        }
         self.network_clock.witness(ev.ltime);
         if ev.node == self.me {
             self.stats.own_events += 1;
+            // A peer believes this node is attached to a network it is not attached to (it
+            // missed the LEAVE, and the leaving record has since been reaped everywhere): say
+            // it again, newer than the peer's copy, or the peer keeps the attachment (and
+            // accepts this node's stale entries from anyone) forever.
+            let attached = self.local.get(&ev.network).is_some_and(|n| !n.leaving);
+            if ev.kind == NetworkEventKind::Join && !attached {
+                let ltime = self.network_clock.increment();
+                let network = ev.network.clone();
+                self.queue_network_event(NetworkEventKind::Leave, ltime, &network);
+            }
             return false;
         }
         let leave = ev.kind == NetworkEventKind::Leave;
@@ -201,6 +235,9 @@ impl NetworkDb {
         raw: Option<&[u8]>,
         via: Via,
     ) -> bool {
+        if !self.sane(ev.ltime) {
+            return false;
+        }
         if ev.owner == self.me {
             // Own events never re-enter (and are not witnessed).
             self.stats.own_events += 1;
@@ -257,6 +294,8 @@ impl NetworkDb {
             self.stats.zero_reap_time += 1;
         }
         let full = self.config.reap_entry_interval;
+        // A residual longer than a full life (a buggy or hostile peer) is cut to one.
+        residual = residual.min(u32::try_from(full.as_secs()).unwrap_or(u32::MAX));
         let life = |secs: u32| {
             if secs == 0 {
                 full
@@ -343,6 +382,9 @@ impl NetworkDb {
     }
 
     fn handle_bulk_sync(&mut self, now: Instant, bs: BulkSync) {
+        if !self.sane(bs.ltime) {
+            return;
+        }
         if bs.ltime.0 > 0 {
             self.table_clock.witness(bs.ltime);
         }

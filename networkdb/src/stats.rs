@@ -20,10 +20,13 @@ pub struct Stats {
     pub dropped_empty: u64,
     /// Payloads dropped: unknown protocol version.
     pub dropped_version: u64,
-    /// Payloads dropped: malformed, truncated or trailing bytes.
+    /// Payloads dropped: malformed, truncated or trailing bytes, or a Lamport time no clock
+    /// reaches by counting (above 2^62).
     pub dropped_malformed: u64,
     /// Payloads dropped: compounds nested too deep.
     pub dropped_too_deep: u64,
+    /// Push/pull or bulk-sync messages received as datagrams (they belong to the stream path).
+    pub wrong_channel: u64,
     /// Events ignored because the local state was as new or newer.
     pub stale_events: u64,
     /// Table events refused because this node or the owner is not in the network.
@@ -41,6 +44,9 @@ pub struct Stats {
     pub backlog_flushes: u64,
     /// Table events sent in those backlogs.
     pub backlog_events: u64,
+    /// Node or network events too large for any datagram, not queued for gossip (push/pull
+    /// and bulk sync carry that state).
+    pub oversized_cluster_events: u64,
     /// Bulk syncs sent (requests and replies).
     pub bulk_syncs_sent: u64,
     /// Bulk-sync requests whose reply did not come within `bulk_sync_timeout`.

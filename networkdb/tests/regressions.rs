@@ -1,0 +1,255 @@
+//! Regression tests from the review of the core: each failed before its fix.
+
+#![allow(clippy::unwrap_used, reason = "tests")]
+use std::time::Duration;
+
+use networkdb::harness::Harness;
+use networkdb::{Config, NodeState};
+
+const NET: &str = "net";
+const TABLE: &str = "t";
+
+fn cr(h: &mut Harness, i: usize, key: &str, value: &str) {
+    let now = h.now();
+    h.db_mut(i)
+        .create_entry(
+            now,
+            TABLE.into(),
+            NET.into(),
+            key.into(),
+            value.as_bytes().to_vec(),
+        )
+        .expect("create");
+}
+
+fn sees(h: &Harness, i: usize, key: &str) -> Option<String> {
+    h.db(i)
+        .get_entry(TABLE, NET, key)
+        .ok()
+        .map(|v| String::from_utf8_lossy(&v).into_owned())
+}
+
+fn setup(seed: u64) -> Harness {
+    let mut h = Harness::cluster(3, Config::default(), seed);
+    let now = h.now();
+    for i in 0..3 {
+        h.db_mut(i).join_network(now, NET.into()).expect("join");
+    }
+    h.run_for(Duration::from_secs(2));
+    cr(&mut h, 0, "k0", "v0");
+    h.run_for(Duration::from_secs(5));
+    for i in 0..3 {
+        assert_eq!(sees(&h, i, "k0").as_deref(), Some("v0"));
+    }
+    h
+}
+
+/// node2 is cut off (no failure detection, as in the repo's own partition tests) while node0
+/// leaves the network; the partition outlives the leaving attachment (30 min 25 s). After the
+/// heal node2's bulk sync re-creates node0's attachment on node1 and with it node0's entries:
+/// node0 is not attached, yet node1 and node2 show its entry forever.
+#[test]
+fn zombie_attachment_after_long_partition() {
+    let mut h = setup(901);
+    h.isolate(2);
+    let now = h.now();
+    h.db_mut(0).leave_network(now, NET.into()).expect("leave");
+    h.run_for(Duration::from_secs(5));
+    assert_eq!(sees(&h, 1, "k0"), None);
+    h.run_for(Duration::from_secs(31 * 60));
+    h.heal();
+    h.run_for(Duration::from_secs(5 * 60));
+    let n0 = h.name(0);
+    for i in 1..3 {
+        eprintln!(
+            "node{i}: attached(node0)={} sees k0={:?}",
+            h.db(i).is_attached(NET, &n0),
+            sees(&h, i, "k0")
+        );
+    }
+    for i in 1..3 {
+        assert_eq!(
+            sees(&h, i, "k0"),
+            None,
+            "node{i} shows node0's entry after it left"
+        );
+        assert!(
+            !h.db(i).is_attached(NET, &n0),
+            "node{i} still thinks node0 is attached to {NET}"
+        );
+    }
+}
+
+/// The same with failure detection both ways: entries are hidden then reaped, but the
+/// attachment stays wrong forever (peers list / network_peers include node0).
+#[test]
+fn zombie_attachment_after_long_partition_with_failure_detection() {
+    let mut h = setup(902);
+    h.isolate(2);
+    h.report_down_at(2, 0);
+    h.report_down_at(2, 1);
+    h.report_down_at(0, 2);
+    h.report_down_at(1, 2);
+    let now = h.now();
+    h.db_mut(0).leave_network(now, NET.into()).expect("leave");
+    h.run_for(Duration::from_secs(40 * 60));
+    h.heal();
+    h.report_up_between(2, 0);
+    h.report_up_between(2, 1);
+    h.run_for(Duration::from_secs(5 * 60));
+    assert_eq!(h.db(1).node_state(&h.name(2)), Some(NodeState::Active));
+    let n0 = h.name(0);
+    for i in 1..3 {
+        assert!(
+            !h.db(i).is_attached(NET, &n0),
+            "node{i} still thinks node0 is attached to {NET}"
+        );
+    }
+}
+
+/// `Config::validate` accepts intervals that make the core panic on `Instant + Duration`:
+/// whatever `NetworkDb::new` accepts must not panic later.
+#[test]
+fn validated_config_does_not_panic() {
+    use networkdb::NetworkDb;
+    let cfg = Config {
+        reap_entry_interval: Duration::MAX,
+        ..Config::default()
+    };
+    let now = networkdb::harness::epoch();
+    let Ok(mut db) = NetworkDb::new(now, "a".into(), "127.0.0.1:1".parse().unwrap(), 1, cfg) else {
+        return; // refused at construction: fine
+    };
+    db.join_network(now, NET.into()).unwrap();
+    let _ = db.leave_network(now, NET.into()); // panics: overflow when adding duration to instant
+}
+
+#[test]
+fn validated_config_does_not_panic_timer() {
+    use networkdb::NetworkDb;
+    let cfg = Config {
+        bulk_sync_timeout: Duration::MAX,
+        ..Config::default()
+    };
+    let now = networkdb::harness::epoch();
+    let Ok(mut db) = NetworkDb::new(now, "a".into(), "127.0.0.1:1".parse().unwrap(), 1, cfg) else {
+        return;
+    };
+    db.node_up(now, "b".into(), "127.0.0.1:2".parse().unwrap());
+    db.join_network(now, NET.into()).unwrap();
+    let _ = db.bulk_sync_with(now, &"b".into()); // panics: overflow when adding duration to instant
+}
+
+/// A network event larger than one datagram would never be sent nor retired from the cluster
+/// queue. A local join with such an id is refused; one relayed from a peer is not queued and
+/// is counted.
+#[test]
+fn oversized_network_event_never_retires() {
+    use networkdb::wire::{Message, NetworkEvent, NetworkEventKind};
+    use networkdb::{Channel, Error, LTime, NetworkDb};
+    let mut h = Harness::cluster(2, Config::default(), 5);
+    let long: String = "n".repeat(1500);
+    let now = h.now();
+    let refused = h.db_mut(0).join_network(now, long.as_str().into());
+    assert!(
+        matches!(refused, Err(Error::InvalidName { .. })),
+        "{refused:?}"
+    );
+    h.run_for(Duration::from_secs(600));
+    assert_eq!(
+        h.db(0).cluster_queue_len(),
+        0,
+        "JOIN still queued after 10 min"
+    );
+
+    let now = networkdb::harness::epoch();
+    let mut db = NetworkDb::new(
+        now,
+        "a".into(),
+        "10.0.0.1:1".parse().unwrap(),
+        1,
+        Config::default(),
+    )
+    .unwrap();
+    db.node_up(now, "b".into(), "10.0.0.2:1".parse().unwrap());
+    let ev = Message::NetworkEvent(NetworkEvent {
+        kind: NetworkEventKind::Join,
+        ltime: LTime(5),
+        node: "b".into(),
+        network: long.as_str().into(),
+    });
+    db.handle_message(now, Channel::Datagram, &ev.encode())
+        .unwrap();
+    assert_eq!(
+        db.cluster_queue_len(),
+        0,
+        "an oversized relay is not queued"
+    );
+    assert_eq!(db.stats().oversized_cluster_events, 1);
+}
+
+/// A repeated `node_up` for an active node emits a second NodeTable "create" with no delete
+/// in between.
+#[test]
+fn repeated_node_up_emits_duplicate_create() {
+    use networkdb::{NetworkDb, Output, WatchFilter};
+    let now = networkdb::harness::epoch();
+    let mut db = NetworkDb::new(
+        now,
+        "a".into(),
+        "10.0.0.1:1".parse().unwrap(),
+        1,
+        Config::default(),
+    )
+    .unwrap();
+    let _ = db.watch(WatchFilter::default());
+    db.node_up(now, "b".into(), "10.0.0.2:1".parse().unwrap());
+    db.node_up(now, "b".into(), "10.0.0.2:1".parse().unwrap());
+    let mut creates = 0;
+    while let Some(o) = db.poll_output() {
+        if let Output::Watch { event, .. } = o {
+            if event.is_create() {
+                creates += 1;
+            }
+        }
+    }
+    assert_eq!(creates, 1);
+}
+
+/// One table event with `ltime = u64::MAX` (from a buggy member) pins every table clock it
+/// reaches at u64::MAX; from then on every write has the same time and only the owner name
+/// orders them: node0 (smaller name) can no longer delete node1's entry; its delete is
+/// undone by the next bulk sync.
+#[test]
+fn max_ltime_poisons_the_table_clock() {
+    use networkdb::wire::{Message, TableEvent, TableEventKind};
+    use networkdb::{Channel, LTime};
+    let mut h = setup(903);
+    let now = h.now();
+    let n1 = h.name(1);
+    let ev = Message::TableEvent(TableEvent {
+        kind: TableEventKind::Create,
+        ltime: LTime(u64::MAX),
+        owner: n1.clone(),
+        network: NET.into(),
+        table: TABLE.into(),
+        key: "poison".into(),
+        value: bytes::Bytes::from_static(b"x"),
+        residual_reap_secs: 0,
+    });
+    let _ = h
+        .db_mut(0)
+        .handle_message(now, Channel::Datagram, &ev.encode());
+    h.run_for(Duration::from_secs(10));
+    cr(&mut h, 1, "k1", "v1");
+    h.run_for(Duration::from_secs(5));
+    assert_eq!(sees(&h, 0, "k1").as_deref(), Some("v1"));
+    let now = h.now();
+    h.db_mut(0)
+        .delete_entry(now, TABLE.into(), NET.into(), "k1".into())
+        .expect("delete");
+    h.run_for(Duration::from_secs(120));
+    for i in 0..3 {
+        assert_eq!(sees(&h, i, "k1"), None, "node{i}: node0's delete was lost");
+    }
+}
