@@ -244,3 +244,109 @@ proptest! {
         prop_assert_eq!(db.get_entry("t", "n", "k2").unwrap(), Bytes::from(vec![3u8]));
     }
 }
+
+#[derive(Clone, Debug)]
+enum Op {
+    Join(usize, usize),
+    Leave(usize, usize),
+    Create(usize, usize, u8),
+    Update(usize, usize, u8),
+    Delete(usize, usize, u8),
+    Sleep(u16),
+}
+
+fn op_strategy(nodes: usize, networks: usize) -> impl Strategy<Value = Op> {
+    let n = 0..nodes;
+    let m = 0..networks;
+    prop_oneof![
+        (n.clone(), m.clone()).prop_map(|(i, j)| Op::Join(i, j)),
+        (n.clone(), m.clone()).prop_map(|(i, j)| Op::Leave(i, j)),
+        (n.clone(), m.clone(), 0u8..8).prop_map(|(i, j, k)| Op::Create(i, j, k)),
+        (n.clone(), m.clone(), 0u8..8).prop_map(|(i, j, k)| Op::Update(i, j, k)),
+        (n, m, 0u8..8).prop_map(|(i, j, k)| Op::Delete(i, j, k)),
+        (0u16..2000).prop_map(Op::Sleep),
+    ]
+}
+
+fn workload() -> impl Strategy<Value = (usize, usize, Vec<Op>, u64)> {
+    (2usize..=25, 1usize..=5).prop_flat_map(|(nodes, networks)| {
+        (
+            Just(nodes),
+            Just(networks),
+            prop::collection::vec(op_strategy(nodes, networks), 1..60),
+            any::<u64>(),
+        )
+    })
+}
+
+/// Every visible entry is held by its owner, which is attached to the network.
+fn owners_hold_what_others_see(h: &Harness) -> Result<(), String> {
+    for i in 0..h.len() {
+        let db = h.db(i);
+        for network in db.networks() {
+            for table in db.tables(&network) {
+                for (key, e) in db.table_by_network(&table, &network) {
+                    let owner = (0..h.len()).find(|&j| h.db(j).name() == &e.owner);
+                    let Some(o) = owner else {
+                        return Err(format!(
+                            "{} sees {key} owned by unknown {}",
+                            db.name(),
+                            e.owner
+                        ));
+                    };
+                    let held = h.db(o).get_entry(&table, &network, &key).ok();
+                    if held.as_ref() != Some(&e.value) {
+                        return Err(format!(
+                            "{} sees {network}/{table}/{key}={:?} but its owner {} holds {held:?}",
+                            db.name(),
+                            e.value,
+                            e.owner
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// moby `TestNetworkDBAlwaysConverges`: 2-25 nodes, 1-5 networks, random join, leave,
+    /// create, update, delete and sleep; within 2 minutes of virtual time after the last
+    /// operation every view agrees and matches the owners'. Shrinks to a minimal workload.
+    #[test]
+    fn network_db_always_converges((nodes, _networks, ops, seed) in workload()) {
+        let mut h = Harness::cluster(nodes, Config::default(), seed);
+        for op in &ops {
+            let now = h.now();
+            let net = |j: usize| networkdb::NetworkId::from(format!("net{j}"));
+            let key = |k: u8| networkdb::Key::from(format!("k{k}"));
+            let _ = match *op {
+                Op::Join(i, j) => h.db_mut(i).join_network(now, net(j)),
+                Op::Leave(i, j) => h.db_mut(i).leave_network(now, net(j)),
+                Op::Create(i, j, k) => {
+                    h.db_mut(i).create_entry(now, "t".into(), net(j), key(k), vec![k, i as u8])
+                }
+                Op::Update(i, j, k) => {
+                    h.db_mut(i).update_entry(now, "t".into(), net(j), key(k), vec![k, i as u8, 1])
+                }
+                Op::Delete(i, j, k) => h.db_mut(i).delete_entry(now, "t".into(), net(j), key(k)),
+                Op::Sleep(ms) => {
+                    h.run_for(Duration::from_millis(u64::from(ms)));
+                    Ok(())
+                }
+            };
+        }
+        let settled = h.run_until_true(Duration::from_secs(120), Duration::from_millis(500), |h| {
+            h.check_converged().is_ok() && owners_hold_what_others_see(h).is_ok()
+        });
+        prop_assert!(
+            settled,
+            "seed {seed}: not converged 2 min after the workload: {:?} / {:?}",
+            h.check_converged(),
+            owners_hold_what_others_see(&h)
+        );
+    }
+}
