@@ -26,5 +26,6 @@ pub mod shell;
 pub use config::{DATAGRAM_OVERHEAD, NodeConfig, NodeConfigError};
 pub use identity::{NodeIdentity, base_name};
 pub use node::{
-    FRAME_OVERHEAD, InputError, KIND_NETWORKDB, KIND_SWIM, MemberEvent, Node, NodeStats, Output,
+    DEFERRED_MAX_BYTES, DEFERRED_TTL, FRAME_OVERHEAD, InputError, KIND_NETWORKDB, KIND_SWIM,
+    MemberEvent, Node, NodeStats, Output,
 };

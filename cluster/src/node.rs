@@ -118,7 +118,10 @@ pub struct NodeStats {
     pub dropped_decode: u64,
     /// Stream messages whose claimed sender differs from the authenticated one.
     pub dropped_impersonation: u64,
-    /// Stream messages from a sender that is not a member.
+    /// Stream messages from a sender not (yet) known as a member, kept until it is.
+    pub deferred_streams: u64,
+    /// Of those, dropped: the sender did not become a member in time (or the buffer was
+    /// full).
     pub dropped_not_member: u64,
     /// Announces sent to seeds while isolated.
     pub seed_announces: u64,
@@ -169,7 +172,23 @@ pub struct Node {
     next_seed_announce: Option<Instant>,
     stats: NodeStats,
     now: Instant,
+    /// Stream messages from senders not yet known as members, oldest first.
+    deferred: VecDeque<Deferred>,
+    deferred_bytes: usize,
 }
+
+/// A stream message waiting for its sender to become a member.
+struct Deferred {
+    until: Instant,
+    claimed: String,
+    msg: Message,
+    len: usize,
+}
+
+/// How long a stream message from a sender not yet known as a member is kept.
+pub const DEFERRED_TTL: Duration = Duration::from_secs(10);
+/// The most bytes of such messages kept.
+pub const DEFERRED_MAX_BYTES: usize = 16 << 20;
 
 impl std::fmt::Debug for Node {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -214,6 +233,8 @@ impl Node {
             next_seed_announce: None,
             stats: NodeStats::default(),
             now,
+            deferred: VecDeque::new(),
+            deferred_bytes: 0,
         })
     }
 
@@ -360,12 +381,57 @@ impl Node {
                 Some(NodeState::Active | NodeState::Failed)
             );
             if !known {
-                self.stats.dropped_not_member += 1;
+                // Often SWIM has not told this node about the sender yet: keep the message
+                // (bounded, briefly) and apply it if the sender becomes a member.
+                self.defer(now, claimed.clone(), msg, payload.len());
                 return Err(InputError::NotMember(claimed));
             }
         }
         self.db.handle_decoded(now, Channel::Stream, msg)?;
         Ok(())
+    }
+
+    /// Keeps a stream message from a sender not yet known as a member, within
+    /// [`DEFERRED_MAX_BYTES`] and for [`DEFERRED_TTL`]; the oldest go first.
+    fn defer(&mut self, now: Instant, claimed: String, msg: Message, len: usize) {
+        self.expire_deferred(now);
+        self.stats.deferred_streams += 1;
+        self.deferred_bytes += len;
+        self.deferred.push_back(Deferred {
+            until: now + DEFERRED_TTL,
+            claimed,
+            msg,
+            len,
+        });
+        while self.deferred_bytes > DEFERRED_MAX_BYTES {
+            let Some(old) = self.deferred.pop_front() else {
+                break;
+            };
+            self.deferred_bytes -= old.len;
+            self.stats.dropped_not_member += 1;
+        }
+    }
+
+    fn expire_deferred(&mut self, now: Instant) {
+        while self.deferred.front().is_some_and(|d| d.until <= now) {
+            if let Some(old) = self.deferred.pop_front() {
+                self.deferred_bytes -= old.len;
+                self.stats.dropped_not_member += 1;
+            }
+        }
+    }
+
+    /// Applies the deferred messages of a sender that just became a member.
+    fn replay_deferred(&mut self, now: Instant, member: &str) {
+        self.expire_deferred(now);
+        let (mine, rest): (VecDeque<_>, VecDeque<_>) = std::mem::take(&mut self.deferred)
+            .into_iter()
+            .partition(|d| d.claimed == member);
+        self.deferred = rest;
+        for d in mine {
+            self.deferred_bytes -= d.len;
+            let _ = self.db.handle_decoded(now, Channel::Stream, d.msg);
+        }
     }
 
     /// Handles a stream message on an insecure (unauthenticated) path: the claimed sender is
@@ -532,6 +598,7 @@ impl Node {
         match n {
             OwnedNotification::MemberUp(id) => {
                 self.db.node_up(now, id.db_name(), id.addr);
+                self.replay_deferred(now, id.db_name().as_str());
                 self.next_seed_announce = None;
                 self.outputs.push_back(Output::Member(MemberEvent::Up(id)));
             }

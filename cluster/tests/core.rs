@@ -198,3 +198,47 @@ fn five_nodes_converge_and_survive_a_restart() {
         assert_eq!(table.get("k4").map(|e| e.value.to_vec()), Some(vec![44]));
     }
 }
+
+/// A stream message from a sender SWIM has not reported yet is kept, and applied once the
+/// sender becomes a member (a certificate alone is not membership, but ordering races between
+/// SWIM and the stream path must not lose state).
+#[test]
+fn stream_from_a_not_yet_member_is_applied_when_it_joins() {
+    use networkdb::LTime;
+    use networkdb::wire::{Message, NetworkEntry, PushPull};
+
+    let mut net = Net::new(2);
+    let name1 = net.node(1).identity().db_name();
+    let pp = Message::PushPull(PushPull {
+        ltime: LTime(1000),
+        node: name1.clone(),
+        networks: vec![NetworkEntry {
+            network: "early".into(),
+            ltime: LTime(2),
+            node: name1.clone(),
+            leaving: false,
+        }],
+        reply: true,
+    });
+    let now = net.now;
+    let refused = net.node(0).handle_stream(now, &["node1"], &pp.encode());
+    assert!(
+        matches!(refused, Err(cluster::InputError::NotMember(_))),
+        "{refused:?}"
+    );
+    assert_eq!(net.node(0).stats().deferred_streams, 1);
+    assert!(!net.node(0).db().is_attached("early", name1.as_str()));
+    assert!(net.node(0).db().clocks().0 < LTime(1000));
+
+    let seed = net.addrs[0];
+    let now = net.now;
+    net.node(1).join(now, vec![seed]);
+    net.run_for(Duration::from_secs(3));
+    assert!(
+        net.node(0).db().clocks().0 > LTime(1000),
+        "applied after MemberUp"
+    );
+    assert_eq!(net.node(0).stats().dropped_not_member, 0);
+    // node1 is not attached to "early": it answered the stale claim with a LEAVE.
+    assert!(!net.node(0).db().is_attached("early", name1.as_str()));
+}
