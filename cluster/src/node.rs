@@ -613,6 +613,13 @@ impl Node {
                 if old.db_name() != new.db_name() {
                     self.db.node_down(now, old.db_name().as_str());
                     self.db.node_retired(now, old.db_name().as_str());
+                    // foca sends no MemberUp when both identities are active: the new run must
+                    // still become active in NetworkDB.
+                    if self.swim.iter_members().any(|m| m.id() == &new) {
+                        self.db.node_up(now, new.db_name(), new.addr);
+                        self.replay_deferred(now, new.db_name().as_str());
+                        self.outputs.push_back(Output::Member(MemberEvent::Up(new)));
+                    }
                 }
             }
             OwnedNotification::Idle => {

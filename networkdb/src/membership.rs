@@ -85,7 +85,7 @@ impl NetworkDb {
                     .nodes
                     .iter()
                     .filter(|(other, n)| {
-                        **other != name && n.addr == addr && n.state == NodeState::Failed
+                        n.state == NodeState::Failed && n.addr == addr && **other != name
                     })
                     .map(|(other, _)| other.clone())
                     .collect();

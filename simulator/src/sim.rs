@@ -1,0 +1,1229 @@
+//! The discrete-event loop: hosts running the real node core, a network model, the script and
+//! the workload, on virtual time.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use cluster::{MemberEvent, Node, NodeConfig, NodeIdentity, Output};
+use networkdb::{Key, NetworkId, TableName, WatchFilter};
+use rand::{RngExt, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+
+use crate::options::{PartitionKind, SimOptions};
+use crate::report::{Report, Traffic, Violation};
+use crate::scenario::{self, Action, Expectation, Script};
+use crate::{OptionsError, seeds};
+
+/// The port every host listens on.
+const PORT: u16 = 7946;
+/// Table names: the workload writes the first two; probes (tracked writes) the third.
+pub(crate) const TABLES: [&str; 3] = ["endpoint_table", "overlay_peer_table", "probe"];
+/// Index of the probe table in [`TABLES`].
+pub(crate) const PROBE_TABLE: usize = 2;
+/// Violations kept per checker; the rest are counted.
+pub(crate) const MAX_VIOLATIONS_PER_CHECK: usize = 20;
+/// A graceful leave stops the process this long after the goodbye.
+const LEAVE_LINGER: Duration = Duration::from_secs(2);
+/// Virtual time is shifted by this much so that negative clock offsets stay representable.
+const CLOCK_BASE: Duration = Duration::from_secs(3600);
+
+/// What becomes of a key the workload wrote: the checker verifies that a key whose last fate
+/// is `Gone` is visible nowhere.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Fate {
+    /// Its last write was a create or an update.
+    Live,
+    /// Deleted, or its owner left the network or the cluster, or crashed.
+    Gone,
+}
+
+/// One host: a fixed address and name, running one node core at a time.
+pub(crate) struct Host {
+    pub(crate) name: Arc<str>,
+    pub(crate) addr: SocketAddr,
+    pub(crate) node: Option<Node>,
+    /// Starts so far; the SWIM incarnation of the running process.
+    pub(crate) incarnation: u64,
+    offset_nanos: i64,
+    paused_until: Option<Duration>,
+    buffered: usize,
+    timer_gen: u64,
+    timer_at: Option<Duration>,
+    /// When the running process started.
+    pub(crate) alive_since: Duration,
+    /// Networks the running process is attached to, with the time it attached.
+    pub(crate) attached: BTreeMap<usize, Duration>,
+    /// Keys of the running process the workload may update or delete: (network, table,
+    /// key).
+    owned: Vec<(usize, usize, String)>,
+    /// Keys of the running process written by the script or as probes: never touched again.
+    fixed_keys: Vec<(usize, usize, String)>,
+    rejoin: Vec<usize>,
+    leaving: bool,
+    /// How often a live node reported this host's process down.
+    pub(crate) down_reports: u64,
+}
+
+impl Host {
+    /// Running, and not stopping after a graceful leave.
+    pub(crate) fn is_live(&self) -> bool {
+        self.node.is_some() && !self.leaving
+    }
+}
+
+/// A tracked write: a fresh key whose spread to every attached node is measured.
+pub(crate) struct Probe {
+    pub(crate) at: Duration,
+    pub(crate) owner: usize,
+    pub(crate) owner_incarnation: u64,
+    pub(crate) network: usize,
+    /// When each host first saw it, in nanoseconds after the write (`u64::MAX`: not seen).
+    pub(crate) seen: Vec<u64>,
+}
+
+#[derive(Debug)]
+enum Event {
+    Datagram {
+        from: usize,
+        to: usize,
+        payload: Vec<u8>,
+    },
+    Stream {
+        from: usize,
+        to: usize,
+        incarnation: u64,
+        payload: Vec<u8>,
+    },
+    Timer {
+        node: usize,
+        generation: u64,
+    },
+    Act(Action),
+    Workload,
+    Probe,
+    Sample,
+    Calm,
+}
+
+struct Queued {
+    at: Duration,
+    seq: u64,
+    event: Event,
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for Queued {}
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Queued {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
+}
+
+/// Which links a partition cuts, as masks over the hosts.
+struct Cut {
+    a: Vec<bool>,
+    b: Vec<bool>,
+    symmetric: bool,
+}
+
+impl Cut {
+    fn blocks(&self, from: usize, to: usize) -> bool {
+        if self.symmetric {
+            self.a[from] != self.a[to]
+        } else {
+            self.a[from] && self.b[to]
+        }
+    }
+}
+
+/// A run in progress. Build it with [`Simulation::new`], then [`Simulation::run`].
+pub struct Simulation {
+    pub(crate) opts: SimOptions,
+    config: NodeConfig,
+    epoch: Instant,
+    pub(crate) now: Duration,
+    end: Duration,
+    queue: BinaryHeap<Reverse<Queued>>,
+    seq: u64,
+    pub(crate) hosts: Vec<Host>,
+    seed_addrs: Vec<SocketAddr>,
+    net_rng: Xoshiro256PlusPlus,
+    work_rng: Xoshiro256PlusPlus,
+    cuts: Vec<Cut>,
+    active_cuts: Vec<usize>,
+    calm: bool,
+    stream_tail: hashbrown::HashMap<(u32, u32), Duration>,
+    pub(crate) net_ids: Vec<NetworkId>,
+    pub(crate) table_ids: Vec<TableName>,
+    /// Fate of every key written, by (network, table, key).
+    pub(crate) fates: BTreeMap<(usize, usize, String), Fate>,
+    pub(crate) probes: Vec<Probe>,
+    write_id: u64,
+    key_counter: u64,
+    workload: (Duration, Duration),
+    pub(crate) final_checks: Vec<Expectation>,
+    queue_bounds: Vec<(usize, usize, usize)>,
+    pub(crate) traffic: Traffic,
+    /// Drops by reason: the simulator's own, and those of processes that stopped.
+    pub(crate) drops: BTreeMap<String, u64>,
+    pub(crate) violations: Vec<Violation>,
+    pub(crate) max_network_queue: usize,
+    pub(crate) max_cluster_queue: usize,
+    pub(crate) api_errors: u64,
+    pub(crate) events: u64,
+    pub(crate) settled_at: Option<Duration>,
+    pub(crate) node_seconds: f64,
+    out_buf: Vec<Output>,
+    started: Instant,
+    last_progress: Option<Instant>,
+}
+
+impl Simulation {
+    /// Validates the options, builds the scenario's schedule and starts every host's first
+    /// process at time zero.
+    pub fn new(opts: SimOptions) -> Result<Self, OptionsError> {
+        opts.validate()?;
+        let script = scenario::build(&opts)?;
+        let mut config = if opts.fast_swim {
+            NodeConfig::fast()
+        } else {
+            NodeConfig::default()
+        };
+        if let Some(size) = opts.swim_cluster_size {
+            // foca's LAN profile sized for `size` members: more retransmissions of each
+            // membership update and, with the default profile, a longer suspicion.
+            let sized = foca::Config::new_lan(size);
+            config.swim.max_transmissions = sized.max_transmissions;
+            if !opts.fast_swim {
+                config.swim.suspect_to_down_after = sized.suspect_to_down_after;
+            }
+        }
+        let n = opts.nodes;
+        let mut clock_rng =
+            Xoshiro256PlusPlus::seed_from_u64(seeds::derive(opts.seed, seeds::CLOCK, 0));
+        let max_off = i64::try_from(opts.clock_offset_max.as_nanos()).unwrap_or(i64::MAX);
+        let hosts = (0..n)
+            .map(|i| {
+                let offset_nanos = if max_off == 0 {
+                    0
+                } else {
+                    clock_rng.random_range(-max_off..=max_off)
+                };
+                Host {
+                    name: format!("node{i}").into(),
+                    addr: host_addr(i),
+                    node: None,
+                    incarnation: 0,
+                    offset_nanos,
+                    paused_until: None,
+                    buffered: 0,
+                    timer_gen: 0,
+                    timer_at: None,
+                    alive_since: Duration::ZERO,
+                    attached: BTreeMap::new(),
+                    owned: Vec::new(),
+                    fixed_keys: Vec::new(),
+                    rejoin: Vec::new(),
+                    leaving: false,
+                    down_reports: 0,
+                }
+            })
+            .collect();
+        let Script {
+            actions,
+            partitions,
+            workload,
+            final_checks,
+        } = script;
+        let cuts = partitions
+            .iter()
+            .map(|p| {
+                let mask = |nodes: &[usize]| {
+                    let mut m = vec![false; n];
+                    for &i in nodes {
+                        m[i] = true;
+                    }
+                    m
+                };
+                match &p.kind {
+                    PartitionKind::Symmetric { group } => Cut {
+                        a: mask(group),
+                        b: Vec::new(),
+                        symmetric: true,
+                    },
+                    PartitionKind::OneWay { from, to } => {
+                        let a = mask(from);
+                        let b = if to.is_empty() {
+                            a.iter().map(|x| !x).collect()
+                        } else {
+                            mask(to)
+                        };
+                        Cut {
+                            a,
+                            b,
+                            symmetric: false,
+                        }
+                    }
+                }
+            })
+            .collect();
+        let mut sim = Self {
+            config,
+            epoch: networkdb::harness::epoch(),
+            now: Duration::ZERO,
+            end: opts.duration + opts.calm,
+            queue: BinaryHeap::new(),
+            seq: 0,
+            hosts,
+            seed_addrs: scenario::seed_nodes(n).into_iter().map(host_addr).collect(),
+            net_rng: Xoshiro256PlusPlus::seed_from_u64(seeds::derive(opts.seed, seeds::NETWORK, 0)),
+            work_rng: Xoshiro256PlusPlus::seed_from_u64(seeds::derive(
+                opts.seed,
+                seeds::WORKLOAD,
+                0,
+            )),
+            cuts,
+            active_cuts: Vec::new(),
+            calm: false,
+            stream_tail: hashbrown::HashMap::new(),
+            net_ids: (0..opts.networks)
+                .map(|k| NetworkId::from(format!("net{k}")))
+                .collect(),
+            table_ids: TABLES.iter().map(|t| TableName::from(*t)).collect(),
+            fates: BTreeMap::new(),
+            probes: Vec::new(),
+            write_id: 0,
+            key_counter: 0,
+            workload,
+            final_checks,
+            queue_bounds: Vec::new(),
+            traffic: Traffic::default(),
+            drops: BTreeMap::new(),
+            violations: Vec::new(),
+            max_network_queue: 0,
+            max_cluster_queue: 0,
+            api_errors: 0,
+            events: 0,
+            settled_at: None,
+            node_seconds: 0.0,
+            out_buf: Vec::new(),
+            #[allow(clippy::disallowed_methods, reason = "wall time is only reported")]
+            started: Instant::now(),
+            last_progress: None,
+            opts,
+        };
+        for i in 0..n {
+            sim.start(i);
+        }
+        for (at, action) in actions {
+            sim.push(at, Event::Act(action));
+        }
+        if sim.opts.ops_per_sec > 0.0 && sim.workload.0 < sim.workload.1 {
+            sim.push(sim.workload.0, Event::Workload);
+        }
+        if sim.opts.probes_per_sec > 0.0 && sim.workload.0 < sim.workload.1 {
+            sim.push(sim.workload.0, Event::Probe);
+        }
+        sim.push(sim.opts.sample_interval, Event::Sample);
+        sim.push(sim.opts.duration, Event::Calm);
+        Ok(sim)
+    }
+
+    /// Runs to the end of the calm phase, checks, and reports.
+    pub fn run(mut self) -> Report {
+        while let Some(Reverse(q)) = self.queue.pop() {
+            if q.at > self.end {
+                break;
+            }
+            if q.at > self.now {
+                let live = self.hosts.iter().filter(|h| h.node.is_some()).count();
+                self.node_seconds += live as f64 * (q.at - self.now).as_secs_f64();
+                self.now = q.at;
+            }
+            self.events += 1;
+            self.handle(q.event);
+            if self.events % 4096 == 0 {
+                self.progress(false);
+            }
+        }
+        if self.now < self.end {
+            let live = self.hosts.iter().filter(|h| h.node.is_some()).count();
+            self.node_seconds += live as f64 * (self.end - self.now).as_secs_f64();
+            self.now = self.end;
+        }
+        self.progress(true);
+        crate::check::final_checks(&mut self);
+        Report::build(self)
+    }
+
+    /// Wall time since the simulation was built.
+    pub(crate) fn wall(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    // ---- events ----
+
+    fn push(&mut self, at: Duration, event: Event) {
+        self.seq += 1;
+        self.queue.push(Reverse(Queued {
+            at,
+            seq: self.seq,
+            event,
+        }));
+    }
+
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Datagram { from, to, payload } => self.deliver_datagram(from, to, payload),
+            Event::Stream {
+                from,
+                to,
+                incarnation,
+                payload,
+            } => self.deliver_stream(from, to, incarnation, payload),
+            Event::Timer { node, generation } => self.fire_timer(node, generation),
+            Event::Act(action) => self.act(action),
+            Event::Workload => {
+                self.workload_op();
+                let mean = 1.0 / self.opts.ops_per_sec;
+                let next = self.now + jittered(&mut self.work_rng, mean);
+                if next < self.workload.1 {
+                    self.push(next, Event::Workload);
+                }
+            }
+            Event::Probe => {
+                self.probe();
+                let mean = 1.0 / self.opts.probes_per_sec;
+                let next = self.now + jittered(&mut self.work_rng, mean);
+                if next < self.workload.1 {
+                    self.push(next, Event::Probe);
+                }
+            }
+            Event::Sample => {
+                self.sample();
+                let next = self.now + self.opts.sample_interval;
+                if next <= self.end {
+                    self.push(next, Event::Sample);
+                }
+            }
+            Event::Calm => {
+                self.calm = true;
+                self.active_cuts.clear();
+            }
+        }
+    }
+
+    fn paused(&self, i: usize) -> Option<Duration> {
+        self.hosts[i].paused_until.filter(|u| *u > self.now)
+    }
+
+    fn deliver_datagram(&mut self, from: usize, to: usize, payload: Vec<u8>) {
+        if self.hosts[to].node.is_none() {
+            self.drop_sim("sim.dead_destination");
+            return;
+        }
+        if let Some(until) = self.paused(to) {
+            if self.hosts[to].buffered >= self.opts.pause_buffer {
+                self.drop_sim("sim.pause_overflow");
+            } else {
+                self.hosts[to].buffered += 1;
+                self.push(until, Event::Datagram { from, to, payload });
+            }
+            return;
+        }
+        let now = self.instant(to);
+        let from_addr = self.hosts[from].addr;
+        if let Some(node) = self.hosts[to].node.as_mut() {
+            // Refused input is counted by the core (NodeStats, networkdb::Stats).
+            let _ = node.handle_datagram(now, from_addr, &payload);
+        }
+        self.drain(to);
+    }
+
+    fn deliver_stream(&mut self, from: usize, to: usize, incarnation: u64, payload: Vec<u8>) {
+        if self.hosts[to].node.is_none() || self.hosts[to].incarnation != incarnation {
+            self.drop_sim("sim.connection_reset");
+            return;
+        }
+        if let Some(until) = self.paused(to) {
+            self.push(
+                until,
+                Event::Stream {
+                    from,
+                    to,
+                    incarnation,
+                    payload,
+                },
+            );
+            return;
+        }
+        let now = self.instant(to);
+        let name = self.hosts[from].name.clone();
+        if let Some(node) = self.hosts[to].node.as_mut() {
+            let _ = node.handle_stream(now, &[&*name], &payload);
+        }
+        self.drain(to);
+    }
+
+    fn fire_timer(&mut self, i: usize, generation: u64) {
+        if self.hosts[i].timer_gen != generation || self.hosts[i].node.is_none() {
+            return;
+        }
+        self.hosts[i].timer_at = None;
+        if let Some(until) = self.paused(i) {
+            self.set_timer(i, until);
+            return;
+        }
+        let now = self.instant(i);
+        if let Some(node) = self.hosts[i].node.as_mut() {
+            node.handle_timeout(now);
+        }
+        self.drain(i);
+    }
+
+    fn set_timer(&mut self, i: usize, at: Duration) {
+        let h = &mut self.hosts[i];
+        h.timer_gen += 1;
+        h.timer_at = Some(at);
+        let generation = h.timer_gen;
+        self.push(
+            at,
+            Event::Timer {
+                node: i,
+                generation,
+            },
+        );
+    }
+
+    /// Drains node `i`'s outputs and schedules its next deadline.
+    fn drain(&mut self, i: usize) {
+        let mut outs = std::mem::take(&mut self.out_buf);
+        if let Some(node) = self.hosts[i].node.as_mut() {
+            while let Some(out) = node.poll_output() {
+                outs.push(out);
+            }
+        }
+        for out in outs.drain(..) {
+            self.route(i, out);
+        }
+        self.out_buf = outs;
+        let Some(deadline) = self.hosts[i].node.as_ref().map(Node::poll_timeout) else {
+            return;
+        };
+        let at = self.global(i, deadline).max(self.now);
+        if self.hosts[i].timer_at.is_none_or(|t| at < t) {
+            self.set_timer(i, at);
+        }
+    }
+
+    fn route(&mut self, from: usize, out: Output) {
+        match out {
+            Output::Datagram { to, payload } => {
+                let sealed = payload.len() + cluster::crypto::ENVELOPE_OVERHEAD;
+                if payload.first() == Some(&cluster::KIND_SWIM) {
+                    self.traffic.swim_datagrams += 1;
+                } else {
+                    self.traffic.db_datagrams += 1;
+                }
+                self.traffic.datagram_bytes += sealed as u64;
+                if sealed > self.config.db.packet_size {
+                    let detail = format!(
+                        "{} sent a {sealed}-byte datagram (kind {:?}), over packet_size {}",
+                        self.hosts[from].name,
+                        payload.first(),
+                        self.config.db.packet_size
+                    );
+                    self.violation("datagram-size", detail);
+                }
+                let Some(to) = self.host_of(to) else {
+                    self.drop_sim("sim.unknown_address");
+                    return;
+                };
+                if self.blocked(from, to) {
+                    self.drop_sim("sim.partition");
+                    return;
+                }
+                let mut copies = 1;
+                if !self.calm {
+                    if self.opts.loss > 0.0 && self.net_rng.random_bool(self.opts.loss) {
+                        self.drop_sim("sim.loss");
+                        return;
+                    }
+                    if self.opts.duplicate > 0.0 && self.net_rng.random_bool(self.opts.duplicate) {
+                        copies = 2;
+                        self.traffic.duplicated += 1;
+                    }
+                }
+                if copies == 2 {
+                    let delay = self.datagram_delay();
+                    let copy = payload.clone();
+                    self.push(
+                        self.now + delay,
+                        Event::Datagram {
+                            from,
+                            to,
+                            payload: copy,
+                        },
+                    );
+                }
+                let delay = self.datagram_delay();
+                self.push(self.now + delay, Event::Datagram { from, to, payload });
+            }
+            Output::Stream { to, peer, payload } => {
+                self.traffic.streams += 1;
+                self.traffic.stream_bytes += payload.len() as u64 + 4;
+                let Some(to) = self.host_of(to) else {
+                    self.drop_sim("sim.unknown_address");
+                    return;
+                };
+                if *self.hosts[to].name != *peer {
+                    self.drop_sim("sim.tls_name_mismatch");
+                    return;
+                }
+                if self.blocked(from, to) {
+                    self.drop_sim("sim.partition");
+                    return;
+                }
+                if self.hosts[to].node.is_none() {
+                    self.drop_sim("sim.connection_refused");
+                    return;
+                }
+                // Reliable and in order per pair: never before the previous message.
+                let key = (from as u32, to as u32);
+                let at = (self.now + self.latency())
+                    .max(self.stream_tail.get(&key).copied().unwrap_or_default());
+                self.stream_tail.insert(key, at);
+                let incarnation = self.hosts[to].incarnation;
+                self.push(
+                    at,
+                    Event::Stream {
+                        from,
+                        to,
+                        incarnation,
+                        payload,
+                    },
+                );
+            }
+            Output::Watch { event, .. } => {
+                if event.table.as_str() != TABLES[PROBE_TABLE] {
+                    return;
+                }
+                let Some(value) = event.value else { return };
+                let Some(tag) = value.get(8..16).and_then(|b| <[u8; 8]>::try_from(b).ok()) else {
+                    return;
+                };
+                let tag = u64::from_le_bytes(tag);
+                let Some(probe) = tag
+                    .checked_sub(1)
+                    .and_then(|p| usize::try_from(p).ok())
+                    .and_then(|p| self.probes.get_mut(p))
+                else {
+                    return;
+                };
+                let since = self.now.saturating_sub(probe.at).as_nanos();
+                let slot = &mut probe.seen[from];
+                if *slot == u64::MAX {
+                    *slot = u64::try_from(since).unwrap_or(u64::MAX - 1);
+                }
+            }
+            Output::Member(ev) if self.opts.trace => {
+                eprintln!("{:>9.3} node{from}: member {ev:?}", self.now.as_secs_f64());
+                if let MemberEvent::Down(id) = ev {
+                    if let Some(j) = self.host_of(id.addr) {
+                        if self.hosts[j].incarnation == id.incarnation {
+                            self.hosts[j].down_reports += 1;
+                        }
+                    }
+                }
+            }
+            Output::Member(MemberEvent::Down(id)) => {
+                if let Some(j) = self.host_of(id.addr) {
+                    if self.hosts[j].incarnation == id.incarnation {
+                        self.hosts[j].down_reports += 1;
+                    }
+                }
+            }
+            Output::Member(_) => {}
+        }
+    }
+
+    fn blocked(&self, from: usize, to: usize) -> bool {
+        self.active_cuts
+            .iter()
+            .any(|&c| self.cuts[c].blocks(from, to))
+    }
+
+    fn datagram_delay(&mut self) -> Duration {
+        let mut delay = self.latency();
+        if !self.opts.jitter.is_zero() {
+            delay += uniform(&mut self.net_rng, Duration::ZERO, self.opts.jitter);
+        }
+        delay
+    }
+
+    fn latency(&mut self) -> Duration {
+        uniform(
+            &mut self.net_rng,
+            self.opts.latency_min,
+            self.opts.latency_max,
+        )
+    }
+
+    fn api_error(&mut self, node: usize, e: &networkdb::Error) {
+        self.api_errors += 1;
+        if self.opts.trace {
+            eprintln!(
+                "{:>9.3} node{node}: API call refused: {e}",
+                self.now.as_secs_f64()
+            );
+        }
+    }
+
+    pub(crate) fn drop_sim(&mut self, reason: &str) {
+        *self.drops.entry(reason.to_owned()).or_default() += 1;
+    }
+
+    /// Records a violation (bounded per checker).
+    pub(crate) fn violation(&mut self, check: &'static str, detail: String) {
+        let count = self.violations.iter().filter(|v| v.check == check).count();
+        if count < MAX_VIOLATIONS_PER_CHECK {
+            self.violations.push(Violation { check, detail });
+        } else {
+            *self
+                .drops
+                .entry(format!("violations_not_listed.{check}"))
+                .or_default() += 1;
+        }
+    }
+
+    // ---- time ----
+
+    /// The instant node `i`'s clock shows now.
+    pub(crate) fn instant(&self, i: usize) -> Instant {
+        let base = self.epoch + CLOCK_BASE + self.now;
+        let off = self.hosts[i].offset_nanos;
+        if off >= 0 {
+            base + Duration::from_nanos(off.unsigned_abs())
+        } else {
+            base - Duration::from_nanos(off.unsigned_abs())
+        }
+    }
+
+    /// The global time at which node `i`'s clock shows `at`.
+    fn global(&self, i: usize, at: Instant) -> Duration {
+        let since = at.saturating_duration_since(self.epoch).as_nanos() as i128;
+        let t = since - CLOCK_BASE.as_nanos() as i128 - i128::from(self.hosts[i].offset_nanos);
+        Duration::from_nanos(u64::try_from(t.max(0)).unwrap_or(u64::MAX))
+    }
+
+    // ---- hosts ----
+
+    fn host_of(&self, addr: SocketAddr) -> Option<usize> {
+        let SocketAddr::V4(v4) = addr else {
+            return None;
+        };
+        let [a, b, c, d] = v4.ip().octets();
+        if a != 127 || v4.port() != PORT || b == 0 {
+            return None;
+        }
+        let i = (usize::from(b - 1) << 16) | (usize::from(c) << 8) | usize::from(d);
+        (i < self.hosts.len()).then_some(i)
+    }
+
+    /// Starts a new process on host `i` (a higher incarnation than any before).
+    fn start(&mut self, i: usize) {
+        let h = &mut self.hosts[i];
+        h.incarnation += 1;
+        h.alive_since = self.now;
+        h.paused_until = None;
+        h.leaving = false;
+        h.timer_gen += 1;
+        h.timer_at = None;
+        let id = NodeIdentity::new(h.name.clone(), h.addr, h.incarnation);
+        let seed = seeds::derive(
+            self.opts.seed,
+            seeds::NODE,
+            ((i as u64) << 20) | h.incarnation,
+        );
+        let now = self.instant(i);
+        match Node::new(now, id, seed, self.config.clone()) {
+            Ok(mut node) => {
+                // Every change of the probe table is observed: probes are timed from it.
+                let _ = node.db_mut().watch(WatchFilter {
+                    table: Some(TableName::from(TABLES[PROBE_TABLE])),
+                    network: None,
+                });
+                self.hosts[i].node = Some(node);
+                self.drain(i);
+            }
+            Err(e) => {
+                self.violation("config", format!("node{i} refused the configuration: {e}"));
+            }
+        }
+    }
+
+    /// Stops host `i`'s process; its counters are kept.
+    fn stop(&mut self, i: usize) {
+        let Some(node) = self.hosts[i].node.take() else {
+            return;
+        };
+        crate::report::add_node_counters(&mut self.drops, &node);
+        let h = &mut self.hosts[i];
+        h.timer_gen += 1;
+        h.timer_at = None;
+        h.leaving = false;
+        h.rejoin = h.attached.keys().copied().collect();
+        h.attached.clear();
+        let mut keys = std::mem::take(&mut h.owned);
+        keys.append(&mut h.fixed_keys);
+        for (network, table, key) in keys {
+            self.fates.insert((network, table, key), Fate::Gone);
+        }
+    }
+
+    fn act(&mut self, action: Action) {
+        // A paused process makes no API call: the call waits until it resumes.
+        let node = match &action {
+            Action::Join { node }
+            | Action::JoinNetwork { node, .. }
+            | Action::Create { node, .. }
+            | Action::Flap { node, .. }
+            | Action::LeaveCluster { node, .. } => Some(*node),
+            _ => None,
+        };
+        if let Some(until) = node.and_then(|i| self.paused(i)) {
+            self.push(until, Event::Act(action));
+            return;
+        }
+        if self.opts.trace {
+            eprintln!("{:>9.3} action {action:?}", self.now.as_secs_f64());
+        }
+        match action {
+            Action::Join { node } => {
+                let seeds = self.seed_addrs.clone();
+                let _ = self.call(node, |n, now| n.join(now, seeds));
+            }
+            Action::JoinNetwork { node, network } => self.join_network(node, network),
+            Action::Create {
+                node,
+                network,
+                table,
+                key,
+            } => {
+                self.create(node, network, table, key, 0, true);
+            }
+            Action::Flap {
+                node,
+                network,
+                gap,
+                keys,
+            } => {
+                self.leave_network(node, network);
+                let at = self.now + gap;
+                self.push(at, Event::Act(Action::JoinNetwork { node, network }));
+                for key in keys {
+                    self.push(
+                        at,
+                        Event::Act(Action::Create {
+                            node,
+                            network,
+                            table: 0,
+                            key,
+                        }),
+                    );
+                }
+            }
+            Action::Crash {
+                node,
+                restart_after,
+            } => {
+                self.stop(node);
+                if let Some(d) = restart_after {
+                    self.push(self.now + d, Event::Act(Action::Restart { node }));
+                }
+            }
+            Action::LeaveCluster {
+                node,
+                restart_after,
+            } => {
+                if !self.hosts[node].is_live() {
+                    return;
+                }
+                let _ = self.call(node, |n, now| n.leave(now));
+                let h = &mut self.hosts[node];
+                h.leaving = true;
+                let mut keys = std::mem::take(&mut h.owned);
+                keys.append(&mut h.fixed_keys);
+                for (network, table, key) in keys {
+                    self.fates.insert((network, table, key), Fate::Gone);
+                }
+                let restart_after = restart_after.map(|d| d.saturating_sub(LEAVE_LINGER));
+                let incarnation = h.incarnation;
+                self.push(
+                    self.now + LEAVE_LINGER,
+                    Event::Act(Action::Stop {
+                        node,
+                        incarnation,
+                        restart_after,
+                    }),
+                );
+            }
+            Action::Stop {
+                node,
+                incarnation,
+                restart_after,
+            } => {
+                if self.hosts[node].incarnation != incarnation {
+                    return;
+                }
+                self.stop(node);
+                if let Some(d) = restart_after {
+                    self.push(self.now + d, Event::Act(Action::Restart { node }));
+                }
+            }
+            Action::Restart { node } => {
+                self.stop(node);
+                self.start(node);
+                let seeds = self.seed_addrs.clone();
+                let _ = self.call(node, |n, now| n.join(now, seeds));
+                // The application attaches its networks again a second later.
+                let rejoin = std::mem::take(&mut self.hosts[node].rejoin);
+                for (k, network) in rejoin.into_iter().enumerate() {
+                    let at = self.now + Duration::from_secs(1) + Duration::from_millis(k as u64);
+                    self.push(at, Event::Act(Action::JoinNetwork { node, network }));
+                }
+            }
+            Action::Pause { node, length } => {
+                if self.hosts[node].node.is_some() {
+                    self.hosts[node].paused_until = Some(self.now + length);
+                    self.hosts[node].buffered = 0;
+                }
+            }
+            Action::PartitionStart { index } => {
+                if !self.calm && !self.active_cuts.contains(&index) {
+                    self.active_cuts.push(index);
+                }
+            }
+            Action::PartitionEnd { index } => self.active_cuts.retain(|c| *c != index),
+            Action::Expect(e) => match e {
+                Expectation::QueueWithin {
+                    node,
+                    network,
+                    bound,
+                } => self.queue_bounds.push((node, network, bound)),
+                other => crate::check::expectation_now(self, &other),
+            },
+        }
+    }
+
+    /// Calls the running process of host `i` (if live) and drains it.
+    fn call<R>(&mut self, i: usize, f: impl FnOnce(&mut Node, Instant) -> R) -> Option<R> {
+        if !self.hosts[i].is_live() {
+            return None;
+        }
+        let now = self.instant(i);
+        let r = self.hosts[i].node.as_mut().map(|n| f(n, now));
+        self.drain(i);
+        r
+    }
+
+    fn join_network(&mut self, node: usize, network: usize) {
+        let id = self.net_ids[network].clone();
+        match self.call(node, |n, now| n.db_mut().join_network(now, id)) {
+            Some(Ok(())) => {
+                let now = self.now;
+                self.hosts[node].attached.insert(network, now);
+            }
+            Some(Err(e)) => self.api_error(node, &e),
+            None => {}
+        }
+    }
+
+    fn leave_network(&mut self, node: usize, network: usize) {
+        let id = self.net_ids[network].clone();
+        match self.call(node, |n, now| n.db_mut().leave_network(now, id)) {
+            Some(Ok(())) => {
+                let h = &mut self.hosts[node];
+                h.attached.remove(&network);
+                let mut gone = Vec::new();
+                h.owned.retain(|(net, table, key)| {
+                    if *net == network {
+                        gone.push((*net, *table, key.clone()));
+                    }
+                    *net != network
+                });
+                h.fixed_keys.retain(|(net, table, key)| {
+                    if *net == network {
+                        gone.push((*net, *table, key.clone()));
+                    }
+                    *net != network
+                });
+                for k in gone {
+                    self.fates.insert(k, Fate::Gone);
+                }
+            }
+            Some(Err(e)) => self.api_error(node, &e),
+            None => {}
+        }
+    }
+
+    /// A value: the write id, the probe tag (probe index + 1, or 0), then filler.
+    fn value(&mut self, probe_tag: u64) -> Bytes {
+        self.write_id += 1;
+        let mut v = Vec::with_capacity(self.opts.value_bytes.max(16));
+        v.extend_from_slice(&self.write_id.to_le_bytes());
+        v.extend_from_slice(&probe_tag.to_le_bytes());
+        v.resize(self.opts.value_bytes.max(16), b'v');
+        Bytes::from(v)
+    }
+
+    /// Creates `key`; a `fixed` key (scripted or a probe) is never updated or deleted by the
+    /// workload.
+    fn create(
+        &mut self,
+        node: usize,
+        network: usize,
+        table: usize,
+        key: String,
+        tag: u64,
+        fixed: bool,
+    ) -> bool {
+        let value = self.value(tag);
+        let (t, n, k) = (
+            self.table_ids[table].clone(),
+            self.net_ids[network].clone(),
+            Key::from(key.as_str()),
+        );
+        match self.call(node, |nd, now| {
+            nd.db_mut().create_entry(now, t, n, k, value)
+        }) {
+            Some(Ok(())) => {
+                let h = &mut self.hosts[node];
+                let list = if fixed {
+                    &mut h.fixed_keys
+                } else {
+                    &mut h.owned
+                };
+                if !list
+                    .iter()
+                    .any(|(a, b, c)| (*a, *b, c.as_str()) == (network, table, key.as_str()))
+                {
+                    list.push((network, table, key.clone()));
+                }
+                self.fates.insert((network, table, key), Fate::Live);
+                true
+            }
+            Some(Err(e)) => {
+                self.api_error(node, &e);
+                false
+            }
+            None => false,
+        }
+    }
+
+    // ---- workload ----
+
+    /// A live, running host chosen at random (a few tries), or none.
+    fn pick_host(&mut self) -> Option<usize> {
+        for _ in 0..8 {
+            let i = self.work_rng.random_range(0..self.hosts.len());
+            if self.hosts[i].is_live() && self.paused(i).is_none() {
+                return Some(i);
+            }
+        }
+        None
+    }
+
+    fn workload_op(&mut self) {
+        let Some(i) = self.pick_host() else { return };
+        let mix = self.opts.mix;
+        let total = mix.create + mix.update + mix.delete + mix.churn;
+        let roll = self.work_rng.random_range(0..total);
+        let attached: Vec<usize> = self.hosts[i].attached.keys().copied().collect();
+        let owned = self.hosts[i].owned.len();
+        if attached.is_empty() && mix.churn == 0 {
+            // A node between a leave and a rejoin of the script is left alone.
+            return;
+        }
+        if roll >= mix.create + mix.update + mix.delete || attached.is_empty() {
+            // Churn: leave a network, or join one.
+            let leave = !attached.is_empty()
+                && (attached.len() == self.opts.networks || self.work_rng.random_bool(0.5));
+            if leave {
+                let network = attached[self.work_rng.random_range(0..attached.len())];
+                self.leave_network(i, network);
+            } else {
+                let free: Vec<usize> = (0..self.opts.networks)
+                    .filter(|n| !self.hosts[i].attached.contains_key(n))
+                    .collect();
+                if let Some(&network) = free.get(self.work_rng.random_range(0..free.len().max(1))) {
+                    self.join_network(i, network);
+                }
+            }
+        } else if roll < mix.create || owned == 0 {
+            let network = attached[self.work_rng.random_range(0..attached.len())];
+            let table = self.work_rng.random_range(0..2);
+            self.key_counter += 1;
+            let key = format!("n{i}-{}", self.key_counter);
+            self.create(i, network, table, key, 0, false);
+        } else {
+            let k = self.work_rng.random_range(0..owned);
+            let (network, table, key) = self.hosts[i].owned[k].clone();
+            let (t, n, kk) = (
+                self.table_ids[table].clone(),
+                self.net_ids[network].clone(),
+                Key::from(key.as_str()),
+            );
+            if roll < mix.create + mix.update {
+                let value = self.value(0);
+                match self.call(i, |nd, now| nd.db_mut().update_entry(now, t, n, kk, value)) {
+                    Some(Ok(())) => {
+                        self.fates.insert((network, table, key), Fate::Live);
+                    }
+                    Some(Err(e)) => self.api_error(i, &e),
+                    None => {}
+                }
+            } else {
+                match self.call(i, |nd, now| nd.db_mut().delete_entry(now, t, n, kk)) {
+                    Some(Ok(())) => {
+                        self.hosts[i].owned.swap_remove(k);
+                        self.fates.insert((network, table, key), Fate::Gone);
+                    }
+                    Some(Err(e)) => self.api_error(i, &e),
+                    None => {}
+                }
+            }
+        }
+    }
+
+    fn probe(&mut self) {
+        let Some(i) = self.pick_host() else { return };
+        let attached: Vec<usize> = self.hosts[i].attached.keys().copied().collect();
+        if attached.is_empty() {
+            return;
+        }
+        let network = attached[self.work_rng.random_range(0..attached.len())];
+        let index = self.probes.len();
+        let key = format!("p{index}");
+        let n = self.hosts.len();
+        self.probes.push(Probe {
+            at: self.now,
+            owner: i,
+            owner_incarnation: self.hosts[i].incarnation,
+            network,
+            seen: vec![u64::MAX; n],
+        });
+        if self.create(i, network, PROBE_TABLE, key, index as u64 + 1, true) {
+            self.probes[index].seen[i] = 0;
+        } else {
+            self.probes.pop();
+        }
+    }
+
+    // ---- sampling ----
+
+    fn sample(&mut self) {
+        let max = self.config.db.max_queue_len;
+        let mut over = Vec::new();
+        for (i, h) in self.hosts.iter().enumerate() {
+            let Some(node) = &h.node else { continue };
+            let db = node.db();
+            let cq = db.cluster_queue_len();
+            self.max_cluster_queue = self.max_cluster_queue.max(cq);
+            if cq > max {
+                over.push(format!("node{i}: cluster queue {cq} > max_queue_len {max}"));
+            }
+            for (k, id) in self.net_ids.iter().enumerate() {
+                let Some(stats) = db.network_stats(id) else {
+                    continue;
+                };
+                self.max_network_queue = self.max_network_queue.max(stats.queue_len);
+                if stats.queue_len > max {
+                    over.push(format!(
+                        "node{i}: queue of net{k} {} > max_queue_len {max}",
+                        stats.queue_len
+                    ));
+                }
+                for &(node, network, bound) in &self.queue_bounds {
+                    if node == i && network == k && stats.queue_len > bound {
+                        over.push(format!(
+                            "node{i}: queue of net{k} {} > {bound} (libnetwork#2216 bound)",
+                            stats.queue_len
+                        ));
+                    }
+                }
+            }
+        }
+        for detail in over {
+            self.violation("queue-bound", detail);
+        }
+        if self.calm && self.settled_at.is_none() && crate::check::quick_converged(self) {
+            self.settled_at = Some(self.now - self.opts.duration);
+        }
+    }
+
+    fn progress(&mut self, last: bool) {
+        if !self.opts.progress {
+            return;
+        }
+        let wall = self.wall();
+        if wall < Duration::from_secs(3) {
+            return;
+        }
+        #[allow(clippy::disallowed_methods, reason = "progress output only")]
+        let now = Instant::now();
+        if !last
+            && self
+                .last_progress
+                .is_some_and(|t| now.duration_since(t) < Duration::from_millis(250))
+        {
+            return;
+        }
+        self.last_progress = Some(now);
+        let rate = self.node_seconds / wall.as_secs_f64().max(1e-9);
+        eprint!(
+            "\rnetsim: {:>7.1}/{:.0} s virtual ({:>3.0}%), {} events, {:.0} node-s/s, wall {:.1} s   {}",
+            self.now.as_secs_f64(),
+            self.end.as_secs_f64(),
+            100.0 * self.now.as_secs_f64() / self.end.as_secs_f64().max(1e-9),
+            self.events,
+            rate,
+            wall.as_secs_f64(),
+            if last { "\n" } else { "" }
+        );
+    }
+}
+
+/// Host `i`'s address: `127.x.y.z:7946`, never `127.0.0.0/16`.
+pub(crate) fn host_addr(i: usize) -> SocketAddr {
+    let i = i as u32;
+    let ip = Ipv4Addr::new(127, 1 + (i >> 16) as u8, (i >> 8) as u8, i as u8);
+    SocketAddr::from((ip, PORT))
+}
+
+fn uniform(rng: &mut Xoshiro256PlusPlus, min: Duration, max: Duration) -> Duration {
+    if max <= min {
+        return min;
+    }
+    let span = u64::try_from((max - min).as_nanos()).unwrap_or(u64::MAX);
+    min + Duration::from_nanos(rng.random_range(0..=span))
+}
+
+/// A delay of `mean_secs` on average, uniform in `[0.5, 1.5] * mean`.
+fn jittered(rng: &mut Xoshiro256PlusPlus, mean_secs: f64) -> Duration {
+    let f: f64 = rng.random_range(0.5..1.5);
+    Duration::from_secs_f64((mean_secs * f).clamp(1e-6, 3600.0))
+}

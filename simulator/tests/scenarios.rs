@@ -1,0 +1,137 @@
+#![allow(clippy::unwrap_used, reason = "test driver: a panic is a test failure")]
+//! Every named scenario on a fixed set of seeds with a small cluster, and determinism.
+//!
+//! A failure prints the whole report, with the seed and the replay command.
+
+use std::time::Duration;
+
+use simulator::{Report, Scenario, SimOptions};
+
+fn run(scenario: Scenario, nodes: usize, seed: u64, tweak: impl FnOnce(&mut SimOptions)) -> Report {
+    let mut o = SimOptions::preset(scenario, nodes, seed);
+    tweak(&mut o);
+    simulator::run(o).unwrap()
+}
+
+fn check(scenario: Scenario, nodes: usize, seeds: &[u64], tweak: impl Fn(&mut SimOptions)) {
+    for &seed in seeds {
+        let report = run(scenario, nodes, seed, &tweak);
+        assert!(report.passed(), "{report}");
+    }
+}
+
+fn faulty(o: &mut SimOptions) {
+    o.faults = 4;
+    o.duplicate = 0.05;
+    o.jitter = Duration::from_millis(20);
+    o.clock_offset_max = Duration::from_millis(500);
+}
+
+#[test]
+fn random_with_faults() {
+    check(Scenario::Random, 12, &[1, 4, 5], faulty);
+}
+
+#[test]
+fn random_with_faults_restart_before_detection() {
+    check(Scenario::Random, 12, &[2, 3], faulty);
+}
+
+#[test]
+fn leave_rejoin_out_of_order() {
+    check(Scenario::LeaveRejoinOutOfOrder, 10, &[1, 2], |_| {});
+}
+
+#[test]
+fn transient_failure() {
+    check(Scenario::TransientFailure, 10, &[1, 2], |_| {});
+}
+
+#[test]
+fn bootstrap_restart() {
+    check(Scenario::BootstrapRestart, 10, &[1, 2], |_| {});
+}
+
+#[test]
+fn concurrent_bulk_sync() {
+    check(Scenario::ConcurrentBulkSync, 10, &[1, 2], |_| {});
+}
+
+#[test]
+fn join_populated() {
+    // 2,000 entries keep the debug build fast; `join_populated_10k` runs the full size.
+    check(Scenario::JoinPopulated, 8, &[1], |o| o.populate = 2000);
+}
+
+#[test]
+#[ignore = "slow in debug builds: run with --release -- --ignored"]
+fn join_populated_10k() {
+    check(Scenario::JoinPopulated, 10, &[1], |_| {});
+}
+
+#[test]
+fn loss_30() {
+    check(Scenario::Loss30, 10, &[1, 2], |_| {});
+}
+
+#[test]
+fn asymmetric_partition() {
+    check(Scenario::AsymmetricPartition, 10, &[1, 2], |_| {});
+}
+
+#[test]
+fn fast_swim_profile() {
+    check(Scenario::TransientFailure, 8, &[3], |o| o.fast_swim = true);
+}
+
+#[test]
+fn same_seed_same_digest() {
+    let tweak = |o: &mut SimOptions| {
+        o.faults = 3;
+        o.duplicate = 0.1;
+        o.loss = 0.05;
+        o.jitter = Duration::from_millis(30);
+        o.clock_offset_max = Duration::from_millis(300);
+        o.duration = Duration::from_secs(25);
+        o.calm = Duration::from_secs(10);
+    };
+    let a = run(Scenario::Random, 8, 11, tweak);
+    let b = run(Scenario::Random, 8, 11, tweak);
+    assert_eq!(a.digest, b.digest);
+    assert_eq!(a.events, b.events);
+    assert_eq!(a.traffic, b.traffic);
+    assert_eq!(a.drops, b.drops);
+    assert_eq!(a.violations, b.violations);
+    let c = run(Scenario::Random, 8, 12, tweak);
+    assert_ne!(a.digest, c.digest, "another seed, another run");
+}
+
+#[test]
+fn bad_options_are_refused() {
+    let mut o = SimOptions::preset(Scenario::BootstrapRestart, 3, 1);
+    let err = simulator::run(o.clone()).unwrap_err().to_string();
+    assert!(err.contains("nodes"), "{err}");
+    o.nodes = 10;
+    o.duration = Duration::from_secs(5);
+    let err = simulator::run(o).unwrap_err().to_string();
+    assert!(err.contains("duration"), "{err}");
+    assert!("no-such-scenario".parse::<Scenario>().is_err());
+    for s in Scenario::ALL {
+        assert_eq!(s.name().parse::<Scenario>(), Ok(s));
+    }
+}
+
+#[test]
+fn report_and_plot() {
+    let report = run(Scenario::Random, 6, 5, |o| {
+        o.duration = Duration::from_secs(15);
+        o.calm = Duration::from_secs(5);
+    });
+    assert!(report.spread.measured > 0, "{report}");
+    let text = report.to_string();
+    assert!(text.contains("digest: "), "{text}");
+    assert!(text.contains("epidemic bound"), "{text}");
+    let svg = simulator::spread_svg(&report);
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    assert!(svg.contains("median across writes"));
+}
