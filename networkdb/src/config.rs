@@ -69,6 +69,10 @@ pub struct Config {
     /// trickling it out one datagram per tick (ours: upstream spreads about 7 table events per
     /// network per tick, so a burst of thousands takes tens of seconds). Default true.
     pub stream_backlog: bool,
+    /// Most compounds of node and network events sent per gossip tick while they are queued
+    /// (each to its own random peers). Default 4 (ours; memberlist piggybacks one packet's
+    /// worth); 1..=64.
+    pub cluster_datagrams_per_tick: usize,
     /// Bound of every broadcast queue; on overflow the most-sent item is dropped and counted
     /// (anti-entropy repairs it). Default 65,536 (our limit; libnetwork has none); at least 16.
     pub max_queue_len: usize,
@@ -92,6 +96,7 @@ impl Default for Config {
             rejoin_interval: Duration::from_secs(60),
             max_relay_queue_on_sync: 500,
             stream_backlog: true,
+            cluster_datagrams_per_tick: 4,
             max_queue_len: 65_536,
         }
     }
@@ -126,6 +131,13 @@ impl Config {
             "bytes",
         )?;
         range("gossip_fanout", self.gossip_fanout, 1, 64, "peers")?;
+        range(
+            "cluster_datagrams_per_tick",
+            self.cluster_datagrams_per_tick,
+            1,
+            64,
+            "",
+        )?;
         range("retransmit_mult", self.retransmit_mult as usize, 1, 64, "")?;
         range(
             "max_relay_queue_on_sync",

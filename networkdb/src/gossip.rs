@@ -95,15 +95,20 @@ impl NetworkDb {
             return;
         }
         let limit = retransmit_limit(self.config.retransmit_mult, active.len() + 1);
-        let targets = self.sample(&active, self.config.gossip_fanout);
-        let mut parts: Vec<Bytes> = Vec::new();
-        self.cluster_queue.drain_into(budget, limit, &mut parts);
-        if parts.is_empty() {
-            return;
-        }
-        let payload = encode_compound(&parts);
-        for peer in targets {
-            self.send(&peer, Channel::Datagram, payload.clone());
+        // A surge of attachments (many nodes joining networks at once) would take one
+        // datagram per tick to spread, while table events of the new attachments are refused
+        // until it has: send up to `cluster_datagrams_per_tick` compounds, each to its own
+        // random peers, while the backlog lasts.
+        for _ in 0..self.config.cluster_datagrams_per_tick {
+            let mut parts: Vec<Bytes> = Vec::new();
+            self.cluster_queue.drain_into(budget, limit, &mut parts);
+            if parts.is_empty() {
+                return;
+            }
+            let payload = encode_compound(&parts);
+            for peer in self.sample(&active, self.config.gossip_fanout) {
+                self.send(&peer, Channel::Datagram, payload.clone());
+            }
         }
     }
 
