@@ -21,6 +21,10 @@ pub struct NodeConfig {
     pub swim: foca::Config,
     /// While no member is active, announce to the seeds this often. Default 1 s.
     pub seed_announce_interval: Duration,
+    /// Exchange the full SWIM membership state with one random member this often, on the
+    /// stream path (memberlist's push/pull; SWIM gossip alone can leave a large cluster
+    /// missing members for minutes). Default 30 s (memberlist `PushPullInterval`).
+    pub membership_sync_interval: Duration,
 }
 
 impl Default for NodeConfig {
@@ -33,6 +37,7 @@ impl Default for NodeConfig {
             db,
             swim: foca::Config::new_lan(NonZeroU32::new(32).unwrap_or(NonZeroU32::MIN)),
             seed_announce_interval: DEFAULT_SEED_ANNOUNCE_INTERVAL,
+            membership_sync_interval: Duration::from_secs(30),
         }
     }
 }
@@ -67,6 +72,9 @@ impl NodeConfig {
         if self.seed_announce_interval.is_zero() {
             return Err(NodeConfigError::SeedAnnounceInterval);
         }
+        if self.membership_sync_interval.is_zero() {
+            return Err(NodeConfigError::MembershipSyncInterval);
+        }
         Ok(())
     }
 }
@@ -89,6 +97,9 @@ pub enum NodeConfigError {
     /// `swim.probe_rtt` must be less than `swim.probe_period`.
     #[error("invalid swim.probe_rtt: must be less than swim.probe_period")]
     ProbeRtt,
+    /// `membership_sync_interval` must be positive.
+    #[error("invalid membership_sync_interval: must be greater than 0")]
+    MembershipSyncInterval,
     /// `seed_announce_interval` must be positive.
     #[error("invalid seed_announce_interval: must be greater than 0")]
     SeedAnnounceInterval,

@@ -27,5 +27,5 @@ pub use config::{DATAGRAM_OVERHEAD, NodeConfig, NodeConfigError};
 pub use identity::{NodeIdentity, base_name};
 pub use node::{
     DEFERRED_MAX_BYTES, DEFERRED_TTL, FRAME_OVERHEAD, InputError, KIND_NETWORKDB, KIND_SWIM,
-    MemberEvent, Node, NodeStats, Output,
+    MemberEvent, Node, NodeStats, Output, STREAM_MEMBERSHIP,
 };

@@ -19,6 +19,9 @@ use crate::{NodeConfig, NodeConfigError};
 pub const KIND_SWIM: u8 = 1;
 /// First byte of a datagram carrying a NetworkDB payload.
 pub const KIND_NETWORKDB: u8 = 2;
+/// First byte of a stream frame carrying SWIM membership state (NetworkDB frames start with
+/// NetworkDB's version byte, 1).
+pub const STREAM_MEMBERSHIP: u8 = b'M';
 /// Bytes of framing the core adds to every datagram (the kind byte).
 pub const FRAME_OVERHEAD: usize = 1;
 
@@ -123,6 +126,8 @@ pub struct NodeStats {
     /// Of those, dropped: the sender did not become a member in time (or the buffer was
     /// full).
     pub dropped_not_member: u64,
+    /// Membership states sent (requests and replies).
+    pub membership_syncs: u64,
     /// Announces sent to seeds while isolated.
     pub seed_announces: u64,
 }
@@ -175,6 +180,20 @@ pub struct Node {
     /// Stream messages from senders not yet known as members, oldest first.
     deferred: VecDeque<Deferred>,
     deferred_bytes: usize,
+    /// Next exchange of the full membership state with a random member.
+    next_membership_sync: Instant,
+    /// Picks the membership-exchange peer.
+    pick_rng: Xoshiro256PlusPlus,
+}
+
+/// The membership exchange: the sender's identity and every member it knows (memberlist's
+/// push/pull, which SWIM gossip lacks: without it a large cluster can miss members for
+/// minutes).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct MembershipState {
+    sender: NodeIdentity,
+    reply: bool,
+    members: Vec<foca::Member<NodeIdentity>>,
 }
 
 /// A stream message waiting for its sender to become a member.
@@ -212,6 +231,7 @@ impl Node {
         swim_config.max_packet_size =
             NonZeroUsize::new(swim_packet).ok_or(NodeConfigError::PacketSize(swim_packet))?;
         let rng = Xoshiro256PlusPlus::seed_from_u64(seed ^ 0x5157_494d);
+        let membership_sync_interval = config.membership_sync_interval;
         let swim = Foca::new(identity.clone(), swim_config, rng, PostcardCodec);
         let db = NetworkDb::new(
             now,
@@ -235,6 +255,8 @@ impl Node {
             now,
             deferred: VecDeque::new(),
             deferred_bytes: 0,
+            next_membership_sync: now + membership_sync_interval,
+            pick_rng: Xoshiro256PlusPlus::seed_from_u64(seed ^ 0x4d45_4d42),
         })
     }
 
@@ -338,6 +360,9 @@ impl Node {
     ) -> Result<(), InputError> {
         self.now = now;
         self.stats.streams_in += 1;
+        if payload.first() == Some(&STREAM_MEMBERSHIP) {
+            return self.handle_membership(now, Some(authenticated), payload);
+        }
         let msg = Message::decode(payload).map_err(|e| {
             self.stats.dropped_decode += 1;
             InputError::Decode(e)
@@ -443,12 +468,83 @@ impl Node {
     ) -> Result<(), InputError> {
         self.now = now;
         self.stats.streams_in += 1;
+        if payload.first() == Some(&STREAM_MEMBERSHIP) {
+            return self.handle_membership(now, None::<&[&str]>, payload);
+        }
         self.db
             .handle_message(now, Channel::Stream, payload)
             .map_err(|e| {
                 self.stats.dropped_decode += 1;
                 InputError::Decode(e)
             })
+    }
+
+    /// Applies a peer's membership state (from a member whose certificate names it) and
+    /// answers a request with this node's.
+    fn handle_membership(
+        &mut self,
+        now: Instant,
+        authenticated: Option<&[impl AsRef<str>]>,
+        payload: &[u8],
+    ) -> Result<(), InputError> {
+        let state: MembershipState = match postcard::from_bytes(&payload[1..]) {
+            Ok(state) => state,
+            Err(e) => {
+                self.stats.dropped_decode += 1;
+                return Err(InputError::Swim(format!("membership state: {e}")));
+            }
+        };
+        if let Some(names) = authenticated {
+            if !names.iter().any(|n| n.as_ref() == &*state.sender.name) {
+                self.stats.dropped_impersonation += 1;
+                return Err(InputError::Impersonation {
+                    authenticated: names
+                        .iter()
+                        .map(AsRef::as_ref)
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    claimed: state.sender.name.to_string(),
+                });
+            }
+        }
+        // Only a member (it proved the gossip key to SWIM) may tell this node about others.
+        let sender = state.sender.db_name();
+        if !matches!(
+            self.db.node_state(&sender),
+            Some(NodeState::Active | NodeState::Failed)
+        ) {
+            self.stats.dropped_not_member += 1;
+            return Err(InputError::NotMember(sender.to_string()));
+        }
+        let me = self.swim.identity().clone();
+        let members = state.members.into_iter().filter(|m| m.id().addr != me.addr);
+        let res = self.swim.apply_many(members, true, &mut self.rt);
+        self.swim_result(res);
+        self.pump_swim(now);
+        if !state.reply {
+            self.send_membership(&state.sender, true);
+        }
+        Ok(())
+    }
+
+    /// Sends every member this node knows (Down ones included) to `to`.
+    fn send_membership(&mut self, to: &NodeIdentity, reply: bool) {
+        let state = MembershipState {
+            sender: self.swim.identity().clone(),
+            reply,
+            members: self.swim.iter_membership_state().cloned().collect(),
+        };
+        let mut payload = vec![STREAM_MEMBERSHIP];
+        match postcard::to_allocvec(&state) {
+            Ok(bytes) => payload.extend_from_slice(&bytes),
+            Err(_) => return,
+        }
+        self.stats.membership_syncs += 1;
+        self.outputs.push_back(Output::Stream {
+            to: to.addr,
+            peer: to.name.to_string(),
+            payload,
+        });
     }
 
     /// Runs the timers due at `now`.
@@ -471,6 +567,21 @@ impl Node {
         if self.next_seed_announce.is_some_and(|at| at <= now) {
             self.announce_to_seeds(now);
         }
+        if self.next_membership_sync <= now {
+            self.next_membership_sync = now + self.config.membership_sync_interval;
+            let members: Vec<NodeIdentity> =
+                self.swim.iter_members().map(|m| m.id().clone()).collect();
+            if !members.is_empty() {
+                let pick = self.db_pick(members.len());
+                self.send_membership(&members[pick], false);
+            }
+        }
+    }
+
+    /// A uniform index below `n`, from the node's seeded generator.
+    fn db_pick(&mut self, n: usize) -> usize {
+        use rand::RngExt;
+        self.pick_rng.random_range(0..n)
     }
 
     /// The next deadline.
@@ -483,7 +594,7 @@ impl Node {
         if let Some(at) = self.next_seed_announce {
             next = next.min(at);
         }
-        next
+        next.min(self.next_membership_sync)
     }
 
     /// The next output.
