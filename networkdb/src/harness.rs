@@ -15,8 +15,8 @@ use rand::{RngExt, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 use crate::{
-    Channel, Config, Key, NetworkDb, NetworkId, NodeName, NodeState, Output, TableName, Transmit,
-    WatchEvent, WatchId,
+    Channel, Config, Key, NetworkDb, NodeName, NodeState, Output, TableName, Transmit, WatchEvent,
+    WatchId,
 };
 
 /// The start of virtual time for tests that drive a [`NetworkDb`] directly. Arbitrary: the
@@ -379,6 +379,26 @@ impl Harness {
         Ok(())
     }
 
+    /// What the owners hold in `network`: the visible entries each running, attached node
+    /// owns, in order. After convergence every attached node's [`visible_view`] equals it.
+    pub fn owners_view(&self, network: &str) -> View {
+        let mut out = View::new();
+        for db in self.hosts.iter().filter_map(|h| h.db.as_ref()) {
+            if !db.is_attached(network, db.name()) {
+                continue;
+            }
+            for table in db.tables(network) {
+                for (key, elem) in db.table_by_network(&table, network) {
+                    if &elem.owner == db.name() {
+                        out.push((table.clone(), key, elem.value.to_vec()));
+                    }
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
     /// The seed this harness was built with (print it when a check fails).
     pub fn seed(&self) -> u64 {
         self.seed
@@ -555,9 +575,10 @@ impl Harness {
 }
 
 /// What readers of one network see: (table, key, value), in order.
-type View = Vec<(TableName, Key, Vec<u8>)>;
+pub type View = Vec<(TableName, Key, Vec<u8>)>;
 
-fn visible_view(db: &NetworkDb, network: &NetworkId) -> View {
+/// The visible entries of `network` on `db`, in order.
+pub fn visible_view(db: &NetworkDb, network: &str) -> View {
     let mut out = Vec::new();
     for table in db.tables(network) {
         for (key, elem) in db.table_by_network(&table, network) {

@@ -6,12 +6,12 @@
 //! Nothing here reads a wall clock for an assertion. Every randomized test names its seed in
 //! its failure messages.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use networkdb::harness::Harness;
+use networkdb::harness::{Harness, visible_view};
 use networkdb::wire::{
     BulkSync, Message, NetworkEvent, NetworkEventKind, NodeEvent, NodeEventKind, TableEvent,
     TableEventKind, encode_compound,
@@ -1760,48 +1760,19 @@ fn test_network_db_convergence_latency() {
     );
 }
 
-/// The entries every attached node should see: each attached node's own live entries.
-fn ground_truth(h: &Harness, network: &str) -> BTreeSet<(String, String, String)> {
-    let mut out = BTreeSet::new();
-    for i in 0..h.len() {
-        let db = h.db(i);
-        if !db.is_attached(network, db.name()) {
-            continue;
-        }
-        for table in db.tables(network) {
-            for (key, e) in db.table_by_network(&table, network) {
-                if &e.owner == db.name() {
-                    out.insert((table.to_string(), key.to_string(), utf8(&e.value)));
-                }
-            }
-        }
-    }
-    out
-}
-
-fn view(db: &NetworkDb, network: &str) -> BTreeSet<(String, String, String)> {
-    let mut out = BTreeSet::new();
-    for table in db.tables(network) {
-        for (key, e) in db.table_by_network(&table, network) {
-            out.insert((table.to_string(), key.to_string(), utf8(&e.value)));
-        }
-    }
-    out
-}
-
 /// Converged, and what everyone sees is exactly what the owners hold, and everyone agrees on
 /// who is attached.
 fn settled(h: &Harness, networks: &[&str]) -> Result<(), String> {
     h.check_converged()?;
     for &nw in networks {
-        let truth = ground_truth(h, nw);
+        let truth = h.owners_view(nw);
         for i in 0..h.len() {
             let db = h.db(i);
-            if db.is_attached(nw, db.name()) && view(db, nw) != truth {
+            if db.is_attached(nw, db.name()) && visible_view(db, nw) != truth {
                 return Err(format!(
                     "{nw}: {} sees {:?}, owners hold {truth:?}",
                     db.name(),
-                    view(db, nw)
+                    visible_view(db, nw)
                 ));
             }
             for j in 0..h.len() {

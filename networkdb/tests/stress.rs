@@ -3,11 +3,10 @@
 //! every node must then hold exactly what the owners hold.
 
 #![allow(clippy::unwrap_used, reason = "tests")]
-use std::collections::BTreeSet;
 use std::time::Duration;
 
-use networkdb::harness::Harness;
-use networkdb::{Config, Key, NetworkDb};
+use networkdb::harness::{Harness, visible_view};
+use networkdb::{Config, Key};
 use rand::{RngExt, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
@@ -15,51 +14,20 @@ fn utf8(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-fn ground_truth(h: &Harness, network: &str) -> BTreeSet<(String, String, String)> {
-    let mut out = BTreeSet::new();
-    for i in 0..h.len() {
-        if !h.is_up(i) {
-            continue;
-        }
-        let db = h.db(i);
-        if !db.is_attached(network, db.name()) {
-            continue;
-        }
-        for table in db.tables(network) {
-            for (key, e) in db.table_by_network(&table, network) {
-                if &e.owner == db.name() {
-                    out.insert((table.to_string(), key.to_string(), utf8(&e.value)));
-                }
-            }
-        }
-    }
-    out
-}
-
-fn view(db: &NetworkDb, network: &str) -> BTreeSet<(String, String, String)> {
-    let mut out = BTreeSet::new();
-    for table in db.tables(network) {
-        for (key, e) in db.table_by_network(&table, network) {
-            out.insert((table.to_string(), key.to_string(), utf8(&e.value)));
-        }
-    }
-    out
-}
-
 fn settled(h: &Harness, networks: &[&str]) -> Result<(), String> {
     h.check_converged()?;
     for &nw in networks {
-        let truth = ground_truth(h, nw);
+        let truth = h.owners_view(nw);
         for i in 0..h.len() {
             if !h.is_up(i) {
                 continue;
             }
             let db = h.db(i);
-            if db.is_attached(nw, db.name()) && view(db, nw) != truth {
+            if db.is_attached(nw, db.name()) && visible_view(db, nw) != truth {
                 return Err(format!(
                     "{nw}: {} sees {:?}, owners hold {truth:?}",
                     db.name(),
-                    view(db, nw)
+                    visible_view(db, nw)
                 ));
             }
             for j in 0..h.len() {
