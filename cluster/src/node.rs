@@ -164,7 +164,6 @@ impl Ord for Scheduled {
 /// [`poll_timeout`](Self::poll_timeout). SWIM's relative timers are kept here as absolute
 /// deadlines in a heap, so every one is delivered, in order.
 pub struct Node {
-    identity: NodeIdentity,
     config: NodeConfig,
     swim: Swim,
     rt: AccumulatingRuntime<NodeIdentity>,
@@ -212,7 +211,7 @@ pub const DEFERRED_MAX_BYTES: usize = 16 << 20;
 impl std::fmt::Debug for Node {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Node")
-            .field("identity", &self.identity)
+            .field("identity", self.swim.identity())
             .finish_non_exhaustive()
     }
 }
@@ -241,7 +240,6 @@ impl Node {
             config.db.clone(),
         )?;
         Ok(Self {
-            identity,
             config,
             swim,
             rt: AccumulatingRuntime::default(),
@@ -291,7 +289,7 @@ impl Node {
         self.now = now;
         let seeds: Vec<SocketAddr> = seeds
             .into_iter()
-            .filter(|s| *s != self.identity.addr)
+            .filter(|s| *s != self.swim.identity().addr)
             .collect();
         self.db.join(now, seeds.clone());
         self.seeds = seeds;
@@ -572,14 +570,14 @@ impl Node {
             let members: Vec<NodeIdentity> =
                 self.swim.iter_members().map(|m| m.id().clone()).collect();
             if !members.is_empty() {
-                let pick = self.db_pick(members.len());
+                let pick = self.pick(members.len());
                 self.send_membership(&members[pick], false);
             }
         }
     }
 
     /// A uniform index below `n`, from the node's seeded generator.
-    fn db_pick(&mut self, n: usize) -> usize {
+    fn pick(&mut self, n: usize) -> usize {
         use rand::RngExt;
         self.pick_rng.random_range(0..n)
     }
@@ -743,10 +741,8 @@ impl Node {
                 self.next_seed_announce = None;
                 self.outputs.push_back(Output::Member(MemberEvent::Active));
             }
-            OwnedNotification::Rejoin(id) => {
-                self.identity = id;
-            }
-            OwnedNotification::Defunct => {}
+            // foca already switched to the renewed identity; the NetworkDB name is unchanged.
+            OwnedNotification::Rejoin(_) | OwnedNotification::Defunct => {}
         }
     }
 }

@@ -244,14 +244,20 @@ impl NetworkDb {
             .partition(|p| &p.peer == peer);
         self.pending_syncs = keep;
         for p in gone {
-            if let Some(fallback) = p.fallback {
-                let networks = self.common_networks(&fallback);
-                if !networks.is_empty() {
-                    self.send_bulk_sync(now, &fallback, networks, true, false, None);
-                }
-            }
+            self.try_fallback(now, p);
         }
         self.update_in_sync();
+    }
+
+    /// A periodic request that will not be answered is sent to its fallback peer instead.
+    fn try_fallback(&mut self, now: Instant, pending: PendingSync) {
+        let Some(fallback) = pending.fallback else {
+            return;
+        };
+        let networks = self.common_networks(&fallback);
+        if !networks.is_empty() {
+            self.send_bulk_sync(now, &fallback, networks, true, false, None);
+        }
     }
 
     /// Requests whose reply did not come in time are counted; a periodic one tries its
@@ -263,12 +269,7 @@ impl NetworkDb {
         self.pending_syncs = waiting;
         for p in expired {
             self.stats.bulk_sync_timeouts += 1;
-            if let Some(fallback) = p.fallback {
-                let networks = self.common_networks(&fallback);
-                if !networks.is_empty() {
-                    self.send_bulk_sync(now, &fallback, networks, true, false, None);
-                }
-            }
+            self.try_fallback(now, p);
         }
         self.update_in_sync();
     }

@@ -367,16 +367,7 @@ impl NetworkDb {
         };
         self.handle_node_event(now, &join);
         for e in entries {
-            let ev = NetworkEvent {
-                kind: if e.leaving {
-                    NetworkEventKind::Leave
-                } else {
-                    NetworkEventKind::Join
-                },
-                ltime: e.ltime,
-                node: e.node.clone(),
-                network: e.network.clone(),
-            };
+            let ev = as_event(e);
             self.handle_network_event(now, &ev);
         }
     }
@@ -393,16 +384,7 @@ impl NetworkDb {
             return;
         }
         for e in &bs.attachments {
-            let ev = NetworkEvent {
-                kind: if e.leaving {
-                    NetworkEventKind::Leave
-                } else {
-                    NetworkEventKind::Join
-                },
-                ltime: e.ltime,
-                node: e.node.clone(),
-                network: e.network.clone(),
-            };
+            let ev = as_event(e);
             self.handle_network_event(now, &ev);
         }
         for ev in bs.events {
@@ -424,5 +406,20 @@ fn via_of(channel: Channel) -> Via {
     match channel {
         Channel::Datagram => Via::Gossip,
         Channel::Stream => Via::Stream,
+    }
+}
+
+/// The network event an attachment record stands for (push/pull and bulk sync apply them as
+/// such).
+fn as_event(e: &NetworkEntry) -> NetworkEvent {
+    NetworkEvent {
+        kind: if e.leaving {
+            NetworkEventKind::Leave
+        } else {
+            NetworkEventKind::Join
+        },
+        ltime: e.ltime,
+        node: e.node.clone(),
+        network: e.network.clone(),
     }
 }

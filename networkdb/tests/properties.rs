@@ -19,7 +19,12 @@ fn addr(port: u16) -> SocketAddr {
 
 /// A node attached to network `n` whose peers `OWNERS` are attached too.
 fn receiver(now: Instant) -> NetworkDb {
-    let mut db = NetworkDb::new(now, "rx".into(), addr(1), 7, Config::default()).unwrap();
+    let db = NetworkDb::new(now, "rx".into(), addr(1), 7, Config::default()).unwrap();
+    with_owners(db, now)
+}
+
+/// `db` joined to network `n`, with every one of `OWNERS` up and attached to it.
+fn with_owners(mut db: NetworkDb, now: Instant) -> NetworkDb {
     db.join_network(now, "n".into()).unwrap();
     for (i, owner) in OWNERS.iter().enumerate() {
         db.node_up(now, NodeName::from(*owner), addr(2 + i as u16));
@@ -174,18 +179,8 @@ proptest! {
     ) {
         let now = epoch();
         let config = Config { packet_size, ..Config::default() };
-        let mut db = NetworkDb::new(now, "tx".into(), addr(1), 3, config).unwrap();
-        db.join_network(now, "n".into()).unwrap();
-        for (i, owner) in OWNERS.iter().enumerate() {
-            db.node_up(now, NodeName::from(*owner), addr(2 + i as u16));
-            let join = Message::NetworkEvent(NetworkEvent {
-                kind: NetworkEventKind::Join,
-                ltime: LTime(1),
-                node: NodeName::from(*owner),
-                network: "n".into(),
-            });
-            db.handle_message(now, Channel::Datagram, &join.encode()).unwrap();
-        }
+        let db = NetworkDb::new(now, "tx".into(), addr(1), 3, config).unwrap();
+        let mut db = with_owners(db, now);
         for (i, size) in sizes.iter().enumerate() {
             db.create_entry(now, "t".into(), "n".into(), format!("k{i}").into(), vec![7u8; *size])
                 .unwrap();
