@@ -25,6 +25,13 @@ pub struct NodeConfig {
     /// stream path (memberlist's push/pull; SWIM gossip alone can leave a large cluster
     /// missing members for minutes). Default 30 s (memberlist `PushPullInterval`).
     pub membership_sync_interval: Duration,
+    /// The cluster size `swim` was computed for (foca's `new_lan(32)`: 32). With
+    /// `scale_swim`, SWIM's transmissions and suspicion time are recomputed from the live
+    /// member count in power-of-two steps above this size.
+    pub swim_sized_for: NonZeroU32,
+    /// Rescale SWIM's dissemination and suspicion time as the cluster grows and shrinks, as
+    /// memberlist does (foca sizes them once). Default true.
+    pub scale_swim: bool,
 }
 
 impl Default for NodeConfig {
@@ -38,6 +45,8 @@ impl Default for NodeConfig {
             swim: foca::Config::new_lan(NonZeroU32::new(32).unwrap_or(NonZeroU32::MIN)),
             seed_announce_interval: DEFAULT_SEED_ANNOUNCE_INTERVAL,
             membership_sync_interval: Duration::from_secs(30),
+            swim_sized_for: NonZeroU32::new(32).unwrap_or(NonZeroU32::MIN),
+            scale_swim: true,
         }
     }
 }

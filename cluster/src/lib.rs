@@ -22,6 +22,7 @@ mod identity;
 mod node;
 #[cfg(feature = "shell")]
 pub mod shell;
+mod swim_scale;
 
 pub use config::{DATAGRAM_OVERHEAD, NodeConfig, NodeConfigError};
 pub use identity::{NodeIdentity, base_name};

@@ -13,6 +13,7 @@ use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 use crate::identity::{NodeIdentity, base_name};
+use crate::swim_scale;
 use crate::{NodeConfig, NodeConfigError};
 
 /// First byte of a datagram (after decryption): which protocol it carries.
@@ -130,6 +131,11 @@ pub struct NodeStats {
     pub membership_syncs: u64,
     /// Announces sent to seeds while isolated.
     pub seed_announces: u64,
+    /// Times SWIM's settings were rescaled for the cluster's size.
+    pub swim_rescales: u64,
+    /// Membership states from senders this node did not know: not applied; the node
+    /// announced itself to the sender instead, so that each learns the other through SWIM.
+    pub membership_from_strangers: u64,
 }
 
 #[derive(Debug)]
@@ -183,6 +189,10 @@ pub struct Node {
     next_membership_sync: Instant,
     /// Picks the membership-exchange peer.
     pick_rng: Xoshiro256PlusPlus,
+    /// SWIM's settings as configured (packet size applied), before scaling.
+    swim_base: foca::Config,
+    /// The cluster size SWIM's current settings are scaled for.
+    swim_step: u32,
 }
 
 /// The membership exchange: the sender's identity and every member it knows (memberlist's
@@ -231,6 +241,8 @@ impl Node {
             NonZeroUsize::new(swim_packet).ok_or(NodeConfigError::PacketSize(swim_packet))?;
         let rng = Xoshiro256PlusPlus::seed_from_u64(seed ^ 0x5157_494d);
         let membership_sync_interval = config.membership_sync_interval;
+        let swim_base = swim_config.clone();
+        let swim_step = config.swim_sized_for.get();
         let swim = Foca::new(identity.clone(), swim_config, rng, PostcardCodec);
         let db = NetworkDb::new(
             now,
@@ -255,6 +267,8 @@ impl Node {
             deferred_bytes: 0,
             next_membership_sync: now + membership_sync_interval,
             pick_rng: Xoshiro256PlusPlus::seed_from_u64(seed ^ 0x4d45_4d42),
+            swim_step,
+            swim_base,
         })
     }
 
@@ -276,6 +290,12 @@ impl Node {
     /// Counters.
     pub fn stats(&self) -> NodeStats {
         self.stats
+    }
+
+    /// The cluster size SWIM's transmissions and suspicion time are currently scaled for
+    /// (see [`NodeConfig::scale_swim`]).
+    pub fn swim_sized_for(&self) -> u32 {
+        self.swim_step
     }
 
     /// Active SWIM members, this node excluded.
@@ -511,7 +531,13 @@ impl Node {
             self.db.node_state(&sender),
             Some(NodeState::Active | NodeState::Failed)
         ) {
-            self.stats.dropped_not_member += 1;
+            // It knows this node, this node does not know it (it missed the sender's join):
+            // its state is not trusted, but a SWIM announce makes each a member of the other,
+            // and the next exchange succeeds.
+            self.stats.membership_from_strangers += 1;
+            let res = self.swim.announce(state.sender.clone(), &mut self.rt);
+            self.swim_result(res);
+            self.pump_swim(now);
             return Err(InputError::NotMember(sender.to_string()));
         }
         let me = self.swim.identity().clone();
@@ -701,6 +727,28 @@ impl Node {
                 break;
             }
         }
+        self.rescale_swim();
+    }
+
+    /// Follows the member count with SWIM's dissemination and suspicion settings.
+    fn rescale_swim(&mut self) {
+        if !self.config.scale_swim {
+            return;
+        }
+        let sized_for = self.config.swim_sized_for.get();
+        let members = u32::try_from(self.swim.num_members())
+            .unwrap_or(u32::MAX)
+            .saturating_add(1);
+        if !swim_scale::should_rescale(self.swim_step, members, sized_for) {
+            return;
+        }
+        let step = swim_scale::step(members, sized_for);
+        let config = swim_scale::scaled(&self.swim_base, sized_for, step);
+        // Only dissemination and suspicion change, which foca accepts at runtime.
+        if self.swim.set_config(config).is_ok() {
+            self.swim_step = step;
+            self.stats.swim_rescales += 1;
+        }
     }
 
     fn on_notification(&mut self, now: Instant, n: OwnedNotification<NodeIdentity>) {
@@ -739,6 +787,12 @@ impl Node {
             }
             OwnedNotification::Active => {
                 self.next_seed_announce = None;
+                // memberlist pulls the whole membership from the node it joins through; SWIM's
+                // announce reply carries only a packet's worth. Exchange soon after joining
+                // (once the announce replies are in), then every interval.
+                self.next_membership_sync = self
+                    .next_membership_sync
+                    .min(now + JOIN_MEMBERSHIP_SYNC_DELAY);
                 self.outputs.push_back(Output::Member(MemberEvent::Active));
             }
             // foca already switched to the renewed identity; the NetworkDB name is unchanged.
@@ -776,6 +830,9 @@ fn claimed_sender(msg: &Message) -> Result<Option<String>, InputError> {
         }
     })
 }
+
+/// After becoming active (the first member answered), exchange the membership this soon.
+pub(crate) const JOIN_MEMBERSHIP_SYNC_DELAY: Duration = Duration::from_millis(500);
 
 /// Default pause between announces to the seeds while isolated.
 pub(crate) const DEFAULT_SEED_ANNOUNCE_INTERVAL: Duration = Duration::from_secs(1);

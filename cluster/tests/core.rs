@@ -242,3 +242,23 @@ fn stream_from_a_not_yet_member_is_applied_when_it_joins() {
     // node1 is not attached to "early": it answered the stale claim with a LEAVE.
     assert!(!net.node(0).db().is_attached("early", name1.as_str()));
 }
+
+/// foca sizes its dissemination once (for 32 members by default); the node rescales it as the
+/// cluster grows past that, so every member hears of every join.
+#[test]
+fn swim_settings_follow_the_cluster_size() {
+    let n = 40;
+    let mut net = Net::new(n);
+    assert_eq!(net.node(0).swim_sized_for(), 32);
+    let seed = net.addrs[0];
+    for i in 1..n {
+        let now = net.now;
+        net.node(i).join(now, vec![seed]);
+    }
+    net.run_for(Duration::from_secs(10));
+    for i in 0..n {
+        assert_eq!(net.node(i).members().len(), n - 1, "node{i} members");
+        assert_eq!(net.node(i).swim_sized_for(), 64, "node{i}");
+        assert!(net.node(i).stats().swim_rescales >= 1);
+    }
+}

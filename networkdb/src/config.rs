@@ -69,9 +69,10 @@ pub struct Config {
     /// trickling it out one datagram per tick (ours: upstream spreads about 7 table events per
     /// network per tick, so a burst of thousands takes tens of seconds). Default true.
     pub stream_backlog: bool,
-    /// Most compounds of node and network events sent per gossip tick while they are queued
-    /// (each to its own random peers). Default 4 (ours; memberlist piggybacks one packet's
-    /// worth); 1..=64.
+    /// Most rounds of node and network events sent per gossip tick while they are queued;
+    /// a round sends its own compound to each of `gossip_fanout` random peers, every copy
+    /// counting as one transmission (memberlist's per-peer broadcasts). Default 4 (ours;
+    /// memberlist piggybacks one packet's worth); 1..=64.
     pub cluster_datagrams_per_tick: usize,
     /// Bound of every broadcast queue; on overflow the most-sent item is dropped and counted
     /// (anti-entropy repairs it). Default 65,536 (our limit; libnetwork has none); at least 16.

@@ -98,6 +98,9 @@ pub struct NetworkDb {
     /// Node and network events, gossiped to random cluster nodes.
     pub(crate) cluster_queue: BroadcastQueue<ClusterKey>,
     pub(crate) pending_syncs: Vec<PendingSync>,
+    /// Owners whose attachment this node missed, asked for a bulk sync: not asked again
+    /// before the time given.
+    pub(crate) attachment_repairs: hashbrown::HashMap<NodeName, Instant>,
     pub(crate) bootstrap: Vec<SocketAddr>,
     pub(crate) watches: BTreeMap<WatchId, WatchFilter>,
     pub(crate) next_watch: u64,
@@ -152,6 +155,7 @@ impl NetworkDb {
             local: BTreeMap::new(),
             tables: BTreeMap::new(),
             pending_syncs: Vec::new(),
+            attachment_repairs: hashbrown::HashMap::new(),
             bootstrap: Vec::new(),
             watches: BTreeMap::new(),
             next_watch: 0,

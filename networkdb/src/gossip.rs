@@ -95,19 +95,24 @@ impl NetworkDb {
             return;
         }
         let limit = retransmit_limit(self.config.retransmit_mult, active.len() + 1);
-        // A surge of attachments (many nodes joining networks at once) would take one
-        // datagram per tick to spread, while table events of the new attachments are refused
-        // until it has: send up to `cluster_datagrams_per_tick` compounds, each to its own
-        // random peers, while the backlog lasts.
+        // As memberlist does for these events, every peer gets its own compound and every
+        // copy counts as one transmission: an event is sent `limit` times in all, not
+        // `limit` times to `gossip_fanout` peers each (three times the traffic, and three
+        // times the stale copies every receiver decodes, for no gain in reach).
+        //
+        // A surge of attachments (many nodes joining networks at once) would take many ticks
+        // to spread, while table events of the new attachments are refused until it has: up
+        // to `cluster_datagrams_per_tick` rounds per tick while the backlog lasts.
+        let mut parts: Vec<Bytes> = Vec::new();
         for _ in 0..self.config.cluster_datagrams_per_tick {
-            let mut parts: Vec<Bytes> = Vec::new();
-            self.cluster_queue.drain_into(budget, limit, &mut parts);
-            if parts.is_empty() {
-                return;
-            }
-            let payload = encode_compound(&parts);
             for peer in self.sample(&active, self.config.gossip_fanout) {
-                self.send(&peer, Channel::Datagram, payload.clone());
+                parts.clear();
+                self.cluster_queue.drain_into(budget, limit, &mut parts);
+                if parts.is_empty() {
+                    return;
+                }
+                let payload = encode_compound(&parts);
+                self.send(&peer, Channel::Datagram, payload);
             }
         }
     }
@@ -326,6 +331,7 @@ impl NetworkDb {
             tables.retain(|_, entries| !entries.is_empty());
         }
         self.tables.retain(|_, tables| !tables.is_empty());
+        self.attachment_repairs.retain(|_, next| *next > now);
         for attached in self.attachments.values_mut() {
             attached.retain(|_, a| !(a.leaving && due(a.reap_at)));
         }

@@ -55,6 +55,7 @@ pub use ids::{Key, LTime, NetworkId, NodeName, TableName};
 pub use network::NetworkStats;
 pub use node::{NodeState, PeerInfo};
 pub use output::{Channel, Output, Transmit};
+pub use recv::ATTACHMENT_REPAIR_INTERVAL;
 pub use stats::Stats;
 pub use watch::{NODE_TABLE, WatchEvent, WatchFilter, WatchId};
 pub use wire::DecodeError;

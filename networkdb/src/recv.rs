@@ -10,7 +10,7 @@ use crate::wire::{
     BulkSync, DecodeError, MAX_COMPOUND_DEPTH, Message, NetworkEntry, NetworkEvent,
     NetworkEventKind, NodeEvent, NodeEventKind, PushPull, TableEvent, TableEventKind,
 };
-use crate::{Channel, NetworkDb, NodeState};
+use crate::{Channel, NetworkDb, NetworkId, NodeName, NodeState};
 
 /// Lamport times above this are refused (2^62: unreachable by incrementing).
 const MAX_SANE_LTIME: u64 = 1 << 62;
@@ -272,6 +272,9 @@ impl NetworkDb {
             .is_some_and(|a| !a.leaving);
         if !local_ok || !owner_ok {
             self.stats.not_member += 1;
+            if local_ok && via != Via::BulkSync {
+                self.repair_attachment(now, &ev.owner, &ev.network);
+            }
             return false;
         }
         let existing = self.entry(&ev.network, &ev.table, &ev.key);
@@ -372,6 +375,38 @@ impl NetworkDb {
         }
     }
 
+    /// A live owner wrote to a network this node shares, and this node holds no record of
+    /// the owner's attachment at all: it missed the owner's join (a gossip event that never
+    /// reached it, or arrived before the owner was a member). Without a repair every entry
+    /// of that owner is refused until the next push/pull, up to 30 s later. Ask the owner
+    /// for a bulk sync of the network: its reply carries the attachment and the entries.
+    /// A known but leaving attachment is no miss (the event is stale), and nothing is asked
+    /// of a node not known as active.
+    fn repair_attachment(&mut self, now: Instant, owner: &NodeName, network: &NetworkId) {
+        let known = self
+            .attachments
+            .get(network)
+            .is_some_and(|a| a.contains_key(owner));
+        let active = self
+            .nodes
+            .get(owner)
+            .is_some_and(|n| n.state == NodeState::Active);
+        if known || !active {
+            return;
+        }
+        if self
+            .attachment_repairs
+            .get(owner)
+            .is_some_and(|next| *next > now)
+        {
+            return;
+        }
+        self.attachment_repairs
+            .insert(owner.clone(), now + ATTACHMENT_REPAIR_INTERVAL);
+        self.stats.attachment_repairs += 1;
+        self.send_bulk_sync(now, owner, vec![network.clone()], true, false, None);
+    }
+
     fn handle_bulk_sync(&mut self, now: Instant, bs: BulkSync) {
         if !self.sane(bs.ltime) {
             return;
@@ -401,6 +436,9 @@ impl NetworkDb {
         }
     }
 }
+
+/// The shortest pause between two bulk syncs asked of one owner to learn a missed attachment.
+pub const ATTACHMENT_REPAIR_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn via_of(channel: Channel) -> Via {
     match channel {

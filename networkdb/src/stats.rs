@@ -31,6 +31,10 @@ pub struct Stats {
     pub stale_events: u64,
     /// Table events refused because this node or the owner is not in the network.
     pub not_member: u64,
+    /// Of those, from an active owner this node did not know as attached at all (it missed
+    /// the owner's join): a bulk sync with the owner was requested to learn the attachment
+    /// and the entries (at most once per owner per `ATTACHMENT_REPAIR_INTERVAL`).
+    pub attachment_repairs: u64,
     /// Events about this node received from others (ignored).
     pub own_events: u64,
     /// Relays skipped because the relay queue was over `max_relay_queue_on_sync` during a

@@ -253,3 +253,30 @@ fn max_ltime_poisons_the_table_clock() {
         assert_eq!(sees(&h, i, "k1"), None, "node{i}: node0's delete was lost");
     }
 }
+
+/// node1 misses node0's network join (every copy of the event and node0's join-time bulk sync
+/// are lost). node0's later writes reached node1 and were refused, and kept being refused
+/// until the next push/pull or periodic bulk sync, up to 30 s later. Now the first refused
+/// write from a live owner with no known attachment asks the owner for a bulk sync.
+#[test]
+fn missed_attachment_is_repaired_by_the_first_refused_write() {
+    let mut h = Harness::cluster(2, Config::default(), 907);
+    let now = h.now();
+    h.db_mut(1).join_network(now, NET.into()).expect("join");
+    h.run_for(Duration::from_secs(2));
+    h.cut_one_way(0, 1);
+    let now = h.now();
+    h.db_mut(0).join_network(now, NET.into()).expect("join");
+    // Long enough for the join's retransmissions to run out.
+    h.run_for(Duration::from_secs(5));
+    h.heal();
+    let n0 = h.name(0);
+    assert!(
+        !h.db(1).peers(NET).iter().any(|p| p.name == n0),
+        "node1 must have missed the join for this test to mean anything"
+    );
+    cr(&mut h, 0, "k", "v");
+    h.run_for(Duration::from_secs(3));
+    assert_eq!(sees(&h, 1, "k").as_deref(), Some("v"));
+    assert!(h.db(1).stats().attachment_repairs >= 1);
+}

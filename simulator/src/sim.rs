@@ -206,6 +206,7 @@ impl Simulation {
             // foca's LAN profile sized for `size` members: more retransmissions of each
             // membership update and, with the default profile, a longer suspicion.
             let sized = foca::Config::new_lan(size);
+            config.swim_sized_for = size;
             config.swim.max_transmissions = sized.max_transmissions;
             if !opts.fast_swim {
                 config.swim.suspect_to_down_after = sized.suspect_to_down_after;
