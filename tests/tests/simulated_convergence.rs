@@ -284,6 +284,22 @@ fn fixed_cases_converge() {
                 },
             ],
         },
+        // Found by the sweep (before the attachment repair and the membership changes):
+        // node20, cut off with node14 for 4 s, came back; two nodes never got five of its
+        // entries.
+        Case {
+            nodes: 22,
+            networks: 2,
+            seed: 9_935_112_277_991_371_474,
+            loss: 0.106_613_397_881_345_47,
+            duplicate: 0.0,
+            ops_per_sec: 55.623_104_255_061_76,
+            faults: vec![
+                Fault::OneWay { from: 21, at: 26_171, length: 1000 },
+                Fault::Crash { node: 12, at: 20_661, restart_after: None },
+                Fault::Split { group: vec![14, 20], at: 21_842, length: 4247 },
+            ],
+        },
     ];
     for case in cases {
         let report = simulator::run(case.options()).unwrap();

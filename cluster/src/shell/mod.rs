@@ -144,9 +144,20 @@ pub struct Handle {
     task: JoinHandle<()>,
     events: Option<mpsc::Receiver<(WatchId, WatchEvent)>>,
     local_addr: SocketAddr,
+    /// Dropped with the handle: the node stops (at once, as a crash) even while
+    /// [`Client`]s remain.
+    _alive: oneshot::Sender<()>,
 }
 
-impl Handle {
+/// A cloneable way to reach a running node from other tasks (API servers, watchers). It
+/// does not keep the node running: once the [`Handle`] leaves or is killed, calls return
+/// [`Stopped`].
+#[derive(Clone, Debug)]
+pub struct Client {
+    tx: mpsc::Sender<Command>,
+}
+
+impl Client {
     /// Runs `f` on the node inside its task (API calls: `node.db_mut().create_entry(..)`).
     pub async fn with_node<R: Send + 'static>(
         &self,
@@ -158,6 +169,33 @@ impl Handle {
         });
         self.tx.send(Command::Run(run)).await.map_err(|_| Stopped)?;
         rx.await.map_err(|_| Stopped)
+    }
+
+    /// The shell's counters.
+    pub async fn stats(&self) -> Result<ShellStats, Stopped> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Stats(tx))
+            .await
+            .map_err(|_| Stopped)?;
+        rx.await.map_err(|_| Stopped)
+    }
+}
+
+impl Handle {
+    /// A cloneable client of this node.
+    pub fn client(&self) -> Client {
+        Client {
+            tx: self.tx.clone(),
+        }
+    }
+
+    /// Runs `f` on the node inside its task (API calls: `node.db_mut().create_entry(..)`).
+    pub async fn with_node<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Node, Instant) -> R + Send + 'static,
+    ) -> Result<R, Stopped> {
+        self.client().with_node(f).await
     }
 
     /// Joins the cluster through `seeds`.
@@ -202,12 +240,7 @@ impl Handle {
 
     /// The shell's counters.
     pub async fn stats(&self) -> Result<ShellStats, Stopped> {
-        let (tx, rx) = oneshot::channel();
-        self.tx
-            .send(Command::Stats(tx))
-            .await
-            .map_err(|_| Stopped)?;
-        rx.await.map_err(|_| Stopped)
+        self.client().stats().await
     }
 
     /// The watch events of every watch registered on the node (taken once).
@@ -276,12 +309,14 @@ pub fn spawn(udp: UdpSocket, tcp: TcpListener, config: ShellConfig) -> Result<Ha
         leave_grace: config.leave_grace,
         _acceptor: acceptor,
     };
-    let task = tokio::spawn(owner.run(rx, inbound_rx));
+    let (alive_tx, alive_rx) = oneshot::channel();
+    let task = tokio::spawn(owner.run(rx, inbound_rx, alive_rx));
     Ok(Handle {
         tx,
         task,
         events: Some(events_rx),
         local_addr,
+        _alive: alive_tx,
     })
 }
 
@@ -324,6 +359,7 @@ impl Owner {
         mut self,
         mut commands: mpsc::Receiver<Command>,
         mut inbound: mpsc::Receiver<Inbound>,
+        mut alive: oneshot::Receiver<()>,
     ) {
         let mut buf = vec![0u8; 65_536];
         let mut stop_at: Option<tokio::time::Instant> = None;
@@ -344,6 +380,7 @@ impl Owner {
                     }
                 }
                 Some(frame) = inbound.recv() => self.on_frame(frame),
+                _ = &mut alive => break,
                 cmd = commands.recv() => match cmd {
                     Some(Command::Run(f)) => f(&mut self.node, clock()),
                     Some(Command::Keyring(f, reply)) => {
