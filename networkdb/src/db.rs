@@ -34,6 +34,8 @@ pub(crate) struct PendingSync {
     /// The request's table time; any bulk sync from `peer` with a greater time answers it.
     pub(crate) ltime: LTime,
     pub(crate) deadline: Instant,
+    /// When the request was sent.
+    pub(crate) sent: Instant,
     pub(crate) networks: Vec<NetworkId>,
     /// Sent by `join_network`: the networks become in-sync when it completes.
     pub(crate) join: bool,

@@ -203,6 +203,7 @@ impl NetworkDb {
                 peer: peer.clone(),
                 ltime,
                 deadline: now + self.config.bulk_sync_timeout,
+                sent: now,
                 networks,
                 join,
                 fallback,

@@ -430,8 +430,22 @@ impl NetworkDb {
         } else {
             // Any reply newer than a request answers it (moby#51701: concurrent syncs to one
             // peer no longer overwrite each other's wait).
-            self.pending_syncs
-                .retain(|p| !(p.peer == bs.node && p.ltime < bs.ltime));
+            let mut answered = Vec::new();
+            self.pending_syncs.retain(|p| {
+                let done = p.peer == bs.node && p.ltime < bs.ltime;
+                if done {
+                    answered.push(p.sent);
+                }
+                !done
+            });
+            for sent in answered {
+                self.stats.bulk_syncs_completed += 1;
+                let took = now.saturating_duration_since(sent);
+                self.stats.bulk_sync_micros_total = self
+                    .stats
+                    .bulk_sync_micros_total
+                    .saturating_add(u64::try_from(took.as_micros()).unwrap_or(u64::MAX));
+            }
             self.update_in_sync();
         }
     }

@@ -53,6 +53,10 @@ pub struct Stats {
     pub oversized_cluster_events: u64,
     /// Bulk syncs sent (requests and replies).
     pub bulk_syncs_sent: u64,
+    /// Bulk-sync requests answered.
+    pub bulk_syncs_completed: u64,
+    /// Sum of the time from each answered request to its reply, in microseconds.
+    pub bulk_sync_micros_total: u64,
     /// Bulk-sync requests whose reply did not come within `bulk_sync_timeout`.
     pub bulk_sync_timeouts: u64,
     /// Bulk syncs or replies that could not be sent: unknown node.

@@ -507,6 +507,10 @@ fn test_bulk_sync_with_failed_peer() {
     // node1's reply answered the request: nothing times out.
     h.run_for(Config::default().bulk_sync_timeout + Duration::from_secs(5));
     assert_eq!(h.db(0).stats().bulk_sync_timeouts, 0);
+    let stats = h.db(0).stats();
+    assert!(stats.bulk_syncs_completed >= 1);
+    // The harness delivers in 1 ms each way.
+    assert!(stats.bulk_sync_micros_total >= 2000 * stats.bulk_syncs_completed);
 }
 
 /// moby `TestNetworkDBBulkSyncNodeConcurrent` (regression for moby#51701): four concurrent
