@@ -80,7 +80,7 @@ pub enum Error {
     #[error("networkdb: network {0} is already joined")]
     AlreadyJoined(NetworkId),
     /// `leave_network` of a network not joined (or already being left).
-    #[error("could not find network {0} while trying to leave")]
+    #[error("could not find self node for network {0} while trying to leave")]
     NotJoined(NetworkId),
     /// A bulk sync was asked of a node this node does not know.
     #[error("cannot bulk sync with unknown node {0}")]

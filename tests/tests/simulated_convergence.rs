@@ -295,9 +295,21 @@ fn fixed_cases_converge() {
             duplicate: 0.0,
             ops_per_sec: 55.623_104_255_061_76,
             faults: vec![
-                Fault::OneWay { from: 21, at: 26_171, length: 1000 },
-                Fault::Crash { node: 12, at: 20_661, restart_after: None },
-                Fault::Split { group: vec![14, 20], at: 21_842, length: 4247 },
+                Fault::OneWay {
+                    from: 21,
+                    at: 26_171,
+                    length: 1000,
+                },
+                Fault::Crash {
+                    node: 12,
+                    at: 20_661,
+                    restart_after: None,
+                },
+                Fault::Split {
+                    group: vec![14, 20],
+                    at: 21_842,
+                    length: 4247,
+                },
             ],
         },
     ];

@@ -1,0 +1,234 @@
+//! The daemon: one cluster node on real sockets, its diagnostic and metrics server, and the
+//! fan-out of its watch events.
+//!
+//! `netagent run` is [`run`]: start, wait for SIGTERM or SIGINT, leave the cluster gracefully.
+//! Tests and the demo use [`Daemon::start`] directly, several in one process.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use axum::routing::get;
+use cluster::NodeIdentity;
+use cluster::shell::{Client, Handle, ShellConfig, spawn};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::task::JoinHandle;
+
+use crate::config::{AgentConfig, ConfigError};
+use crate::diag::{self, DiagState};
+use crate::metrics::Snapshot;
+use crate::pki;
+
+/// The SWIM port assumed for a join address given without one (memberlist's default).
+pub const DEFAULT_PORT: u16 = 7946;
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DaemonError {
+    /// The configuration's files (keys, certificates) could not be used.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A socket could not be bound.
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        /// What the socket is for.
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The state directory could not be used.
+    #[error("state_dir {path}: {source}")]
+    State {
+        /// The file or directory.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The node could not start.
+    #[error(transparent)]
+    Shell(#[from] cluster::shell::ShellError),
+    /// Randomness could not be read.
+    #[error(transparent)]
+    Pki(#[from] pki::PkiError),
+}
+
+/// A running agent.
+pub struct Daemon {
+    handle: Handle,
+    identity: NodeIdentity,
+    diag_addr: SocketAddr,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Daemon {
+    /// Binds the node's UDP and TCP sockets and the diagnostic server, starts the node with
+    /// a new incarnation (kept in the state directory, so a restarted agent is a new run to
+    /// its peers) and joins the configured addresses.
+    pub async fn start(config: &AgentConfig) -> Result<Self, DaemonError> {
+        let security = config.security()?;
+        let incarnation = next_incarnation(&config.state_dir)?;
+        let udp = UdpSocket::bind(config.bind)
+            .await
+            .map_err(|source| DaemonError::Bind {
+                what: "gossip (UDP)",
+                addr: config.bind,
+                source,
+            })?;
+        let bound = udp.local_addr().map_err(|source| DaemonError::Bind {
+            what: "gossip (UDP)",
+            addr: config.bind,
+            source,
+        })?;
+        let tcp = TcpListener::bind(bound)
+            .await
+            .map_err(|source| DaemonError::Bind {
+                what: "streams (TCP)",
+                addr: bound,
+                source,
+            })?;
+        let mut advertise = config.advertise;
+        if advertise.port() == 0 {
+            advertise.set_port(bound.port());
+        }
+        let identity = NodeIdentity::new(config.name.clone(), advertise, incarnation);
+        let mut shell = ShellConfig::new(identity.clone(), security);
+        shell.node = config.node_config();
+        let seed = pki::random_key()?;
+        shell.seed = u64::from_le_bytes([
+            seed[0], seed[1], seed[2], seed[3], seed[4], seed[5], seed[6], seed[7],
+        ]);
+        let mut handle = spawn(udp, tcp, shell)?;
+        let diag_state = DiagState::new(handle.client(), advertise.ip(), DEFAULT_PORT);
+        let mut tasks = Vec::new();
+        if let Some(mut events) = handle.take_events() {
+            let diag_state = diag_state.clone();
+            tasks.push(tokio::spawn(async move {
+                while let Some((_, event)) = events.recv().await {
+                    diag_state.on_watch_event(&event);
+                }
+            }));
+        }
+        let listener = TcpListener::bind(config.diag_addr)
+            .await
+            .map_err(|source| DaemonError::Bind {
+                what: "diagnostic API",
+                addr: config.diag_addr,
+                source,
+            })?;
+        let diag_addr = listener.local_addr().map_err(|source| DaemonError::Bind {
+            what: "diagnostic API",
+            addr: config.diag_addr,
+            source,
+        })?;
+        let metrics_client = handle.client();
+        let app = diag::router(diag_state).route(
+            "/metrics",
+            get(move || {
+                let client = metrics_client.clone();
+                async move {
+                    match Snapshot::take(&client).await {
+                        Ok(s) => s.render(),
+                        Err(_) => String::from("# node stopped\n"),
+                    }
+                }
+            }),
+        );
+        tasks.push(tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        }));
+        if !config.join.is_empty() {
+            // The node keeps announcing to these every second while it has no member.
+            let _ = handle.join(config.join.clone()).await;
+        }
+        tracing::info!(
+            node = %identity.db_name(),
+            gossip = %bound,
+            advertise = %advertise,
+            diag = %diag_addr,
+            "netagent started"
+        );
+        Ok(Self {
+            handle,
+            identity,
+            diag_addr,
+            tasks,
+        })
+    }
+
+    /// The node's identity (its NetworkDB name is `identity().db_name()`).
+    pub fn identity(&self) -> &NodeIdentity {
+        &self.identity
+    }
+
+    /// A client of the node.
+    pub fn client(&self) -> Client {
+        self.handle.client()
+    }
+
+    /// Where the diagnostic API (and `/metrics`) listens.
+    pub fn diag_addr(&self) -> SocketAddr {
+        self.diag_addr
+    }
+
+    /// Leaves the cluster gracefully, then stops every server.
+    pub async fn shutdown(self) {
+        self.handle.leave().await;
+        for task in self.tasks {
+            task.abort();
+        }
+    }
+
+    /// Stops at once without a goodbye (the others see a failure).
+    pub fn kill(self) {
+        self.handle.kill();
+        for task in self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// `netagent run`: starts, waits for SIGTERM or SIGINT, leaves gracefully.
+pub async fn run(config: AgentConfig) -> Result<(), DaemonError> {
+    let daemon = Daemon::start(&config).await?;
+    wait_for_signal().await;
+    tracing::info!("leaving the cluster");
+    daemon.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// Reads, increments and writes back the run counter in `state_dir/incarnation`.
+fn next_incarnation(state_dir: &Path) -> Result<u64, DaemonError> {
+    let err = |path: &Path| {
+        let path = path.to_owned();
+        move |source| DaemonError::State { path, source }
+    };
+    std::fs::create_dir_all(state_dir).map_err(err(state_dir))?;
+    let path = state_dir.join("incarnation");
+    let previous = match std::fs::read_to_string(&path) {
+        Ok(text) => text.trim().parse::<u64>().unwrap_or(0),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+        Err(e) => return Err(err(&path)(e)),
+    };
+    let next = previous.saturating_add(1);
+    let tmp = state_dir.join("incarnation.tmp");
+    std::fs::write(&tmp, format!("{next}\n")).map_err(err(&tmp))?;
+    std::fs::rename(&tmp, &path).map_err(err(&path))?;
+    Ok(next)
+}

@@ -1,0 +1,298 @@
+//! Prometheus metrics, in the text exposition format, served at `/metrics` on the
+//! diagnostic address.
+//!
+//! Every counter of the three layers is exported: NetworkDB's (`networkdb::Stats`: messages,
+//! bytes, drops by reason, bulk syncs and their durations), the node core's
+//! (`cluster::NodeStats`: SWIM traffic, membership exchanges) and the shell's
+//! (`cluster::shell::ShellStats`: datagrams, frames, authentication and replay drops); plus
+//! gauges: members by state, the cluster queue and, per network, entries, queues and peers.
+
+use std::fmt::Write;
+
+use cluster::shell::{Client, ShellStats, Stopped};
+use networkdb::{NetworkStats, NodeState, Stats};
+
+/// What one scrape reads from the node, in one call into its task.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    /// The node's NetworkDB name.
+    pub node: String,
+    /// NetworkDB counters.
+    pub db: Stats,
+    /// Node-core counters.
+    pub core: cluster::NodeStats,
+    /// Shell counters.
+    pub shell: ShellStats,
+    /// Nodes by state: active, failed, left.
+    pub members: [usize; 3],
+    /// Node and network events queued for gossip.
+    pub cluster_queue: usize,
+    /// Per attached network.
+    pub networks: Vec<(String, NetworkStats)>,
+}
+
+impl Snapshot {
+    /// Reads a snapshot from the running node.
+    pub async fn take(client: &Client) -> Result<Self, Stopped> {
+        let shell = client.stats().await?;
+        client
+            .with_node(move |node, _now| {
+                let db = node.db();
+                let networks = db
+                    .networks()
+                    .into_iter()
+                    .filter_map(|n| db.network_stats(&n).map(|s| (n.to_string(), s)))
+                    .collect();
+                Self {
+                    node: node.identity().db_name().to_string(),
+                    db: db.stats(),
+                    core: node.stats(),
+                    shell,
+                    members: [
+                        db.node_count(NodeState::Active),
+                        db.node_count(NodeState::Failed),
+                        db.node_count(NodeState::Left),
+                    ],
+                    cluster_queue: db.cluster_queue_len(),
+                    networks,
+                }
+            })
+            .await
+    }
+
+    /// The exposition text.
+    pub fn render(&self) -> String {
+        let mut out = Exposition::default();
+        out.gauge_family(
+            "netagent_members",
+            "Cluster nodes by state, this node included.",
+        );
+        for (state, n) in ["active", "failed", "left"].iter().zip(self.members) {
+            out.sample("netagent_members", &[("state", state)], n as u64);
+        }
+        out.gauge(
+            "netagent_cluster_queue_length",
+            "Node and network events waiting to be gossiped.",
+            self.cluster_queue as u64,
+        );
+        out.gauge_family(
+            "netagent_network_entries",
+            "Entries of each attached network, tombstones included.",
+        );
+        for (n, s) in &self.networks {
+            out.sample(
+                "netagent_network_entries",
+                &[("network", n)],
+                s.entries as u64,
+            );
+        }
+        out.gauge_family(
+            "netagent_network_queue_length",
+            "Table events waiting to be gossiped, by network and queue (local or relay).",
+        );
+        for (n, s) in &self.networks {
+            out.sample(
+                "netagent_network_queue_length",
+                &[("network", n), ("queue", "local")],
+                s.queue_len as u64,
+            );
+            out.sample(
+                "netagent_network_queue_length",
+                &[("network", n), ("queue", "relay")],
+                s.relay_queue_len as u64,
+            );
+        }
+        out.gauge_family("netagent_network_peers", "Peers attached to each network.");
+        for (n, s) in &self.networks {
+            out.sample("netagent_network_peers", &[("network", n)], s.peers as u64);
+        }
+
+        let d = &self.db;
+        let c = &self.core;
+        let s = &self.shell;
+        out.counter_family(
+            "netagent_messages_total",
+            "Messages by layer and direction (NetworkDB payloads, SWIM datagrams, stream frames).",
+        );
+        for (layer, dir, v) in [
+            ("networkdb", "in", d.payloads_in),
+            ("networkdb_datagram", "out", d.datagrams_out),
+            ("networkdb_stream", "out", d.streams_out),
+            ("swim", "in", c.swim_in),
+            ("swim", "out", c.swim_out),
+            ("udp", "in", s.datagrams_in),
+            ("udp", "out", s.datagrams_out),
+            ("stream", "in", s.frames_in),
+            ("stream", "out", s.frames_out),
+        ] {
+            out.sample(
+                "netagent_messages_total",
+                &[("layer", layer), ("direction", dir)],
+                v,
+            );
+        }
+        out.counter_family(
+            "netagent_bytes_total",
+            "Bytes by layer and direction (NetworkDB payloads, sealed UDP datagrams).",
+        );
+        for (layer, dir, v) in [
+            ("networkdb", "in", d.bytes_in),
+            ("networkdb", "out", d.bytes_out),
+            ("udp", "out", s.datagram_bytes_out),
+        ] {
+            out.sample(
+                "netagent_bytes_total",
+                &[("layer", layer), ("direction", dir)],
+                v,
+            );
+        }
+        out.counter_family(
+            "netagent_dropped_total",
+            "Inputs dropped or refused, by layer and reason.",
+        );
+        for (layer, reason, v) in [
+            ("networkdb", "empty", d.dropped_empty),
+            ("networkdb", "version", d.dropped_version),
+            ("networkdb", "malformed", d.dropped_malformed),
+            ("networkdb", "too_deep", d.dropped_too_deep),
+            ("networkdb", "wrong_channel", d.wrong_channel),
+            ("networkdb", "stale", d.stale_events),
+            ("networkdb", "not_member", d.not_member),
+            ("networkdb", "own_event", d.own_events),
+            ("networkdb", "queue_overflow", d.queue_overflow),
+            ("node", "kind", c.dropped_kind),
+            ("node", "swim", c.dropped_swim),
+            ("node", "decode", c.dropped_decode),
+            ("node", "impersonation", c.dropped_impersonation),
+            ("node", "not_member", c.dropped_not_member),
+            ("shell", "unauthenticated", s.dropped_unauthenticated),
+            ("shell", "replay", s.dropped_replay),
+            ("shell", "oversized", s.dropped_oversized),
+            ("shell", "invalid", s.dropped_invalid),
+            ("shell", "send_failure", s.send_failures),
+            ("shell", "frame_refused", s.frames_refused),
+            ("shell", "handshake_failure", s.handshake_failures),
+            ("shell", "stream_send_failure", s.stream_send_failures),
+            ("shell", "watch_lagged", s.watch_dropped),
+        ] {
+            out.sample(
+                "netagent_dropped_total",
+                &[("layer", layer), ("reason", reason)],
+                v,
+            );
+        }
+        out.counter(
+            "netagent_table_events_applied_total",
+            "Table events that changed local state.",
+            d.table_events_applied,
+        );
+        out.counter_family("netagent_bulk_syncs_total", "Bulk syncs by outcome.");
+        for (outcome, v) in [
+            ("sent", d.bulk_syncs_sent),
+            ("completed", d.bulk_syncs_completed),
+            ("timeout", d.bulk_sync_timeouts),
+            ("unknown_node", d.bulk_sync_unknown_node),
+        ] {
+            out.sample("netagent_bulk_syncs_total", &[("outcome", outcome)], v);
+        }
+        out.counter_family(
+            "netagent_bulk_sync_duration_seconds_sum",
+            "Total time from bulk-sync request to reply (divide by the completed count).",
+        );
+        let _ = writeln!(
+            out.text,
+            "netagent_bulk_sync_duration_seconds_sum {:.6}",
+            d.bulk_sync_micros_total as f64 / 1e6
+        );
+        out.counter(
+            "netagent_attachment_repairs_total",
+            "Bulk syncs asked of an owner whose network join this node missed.",
+            d.attachment_repairs,
+        );
+        out.counter(
+            "netagent_backlog_flushes_total",
+            "Local backlogs sent on the stream path.",
+            d.backlog_flushes,
+        );
+        out.counter(
+            "netagent_membership_exchanges_total",
+            "Full membership states sent (requests and replies).",
+            c.membership_syncs,
+        );
+        out.counter(
+            "netagent_swim_rescales_total",
+            "Times SWIM's settings were rescaled for the cluster size.",
+            c.swim_rescales,
+        );
+        out.text
+    }
+}
+
+/// A writer of the text exposition format.
+#[derive(Default)]
+struct Exposition {
+    text: String,
+}
+
+impl Exposition {
+    fn family(&mut self, name: &str, help: &str, kind: &str) {
+        let _ = writeln!(self.text, "# HELP {name} {help}");
+        let _ = writeln!(self.text, "# TYPE {name} {kind}");
+    }
+
+    fn gauge_family(&mut self, name: &str, help: &str) {
+        self.family(name, help, "gauge");
+    }
+
+    fn counter_family(&mut self, name: &str, help: &str) {
+        self.family(name, help, "counter");
+    }
+
+    fn gauge(&mut self, name: &str, help: &str, v: u64) {
+        self.gauge_family(name, help);
+        self.sample(name, &[], v);
+    }
+
+    fn counter(&mut self, name: &str, help: &str, v: u64) {
+        self.counter_family(name, help);
+        self.sample(name, &[], v);
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], v: u64) {
+        self.text.push_str(name);
+        if !labels.is_empty() {
+            self.text.push('{');
+            for (i, (k, val)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.text.push(',');
+                }
+                let _ = write!(self.text, "{k}=\"{}\"", escape(val));
+            }
+            self.text.push('}');
+        }
+        let _ = writeln!(self.text, " {v}");
+    }
+}
+
+/// Escapes a label value (backslash, quote, newline).
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_escaped_and_families_typed() {
+        let mut e = Exposition::default();
+        e.counter_family("x_total", "help");
+        e.sample("x_total", &[("a", "q\"b\\\n")], 3);
+        assert_eq!(
+            e.text,
+            "# HELP x_total help\n# TYPE x_total counter\nx_total{a=\"q\\\"b\\\\\\n\"} 3\n"
+        );
+    }
+}

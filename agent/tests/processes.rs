@@ -1,0 +1,229 @@
+#![allow(clippy::unwrap_used, reason = "test driver: a panic is a test failure")]
+//! Real `netagent run` processes on loopback, driven through the libnetwork-compatible
+//! diagnostic API the way libnetwork's networkdb test client drives its servers; bad
+//! configurations refused with exit status 2.
+//!
+//! Each agent gets its own loopback address (127.X.T.N, X derived from the process id so
+//! concurrent runs do not collide) with libnetwork's ports: 7946 for gossip, 2000 for the
+//! diagnostic API.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const PATIENCE: Duration = Duration::from_secs(30);
+
+fn ip(test: u8, node: u8) -> Ipv4Addr {
+    Ipv4Addr::new(127, 20 + (std::process::id() % 200) as u8, test, node)
+}
+
+fn scratch(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("netagent-test-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn netagent() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_netagent"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("NETAGENT_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("NO_COLOR", "1");
+    cmd
+}
+
+/// A running agent; killed and its directory removed on drop.
+struct Agent {
+    child: Option<Child>,
+    ip: Ipv4Addr,
+    dir: PathBuf,
+}
+
+impl Agent {
+    fn start(test: u8, node: u8) -> Self {
+        let ip = ip(test, node);
+        let dir = scratch(&format!("{test}-{node}"));
+        let log = std::fs::File::create(dir.join("log")).unwrap();
+        let child = netagent()
+            .args(["run", "--insecure", "--fast-failure-detection"])
+            .args(["--name", &format!("agent{node}")])
+            .args(["--bind", &format!("{ip}:7946")])
+            .args(["--diag-addr", &format!("{ip}:2000")])
+            .args(["--api", &format!("unix:{}", dir.join("api.sock").display())])
+            .args(["--state-dir", &dir.join("state").display().to_string()])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let agent = Self {
+            child: Some(child),
+            ip,
+            dir,
+        };
+        agent.wait_for("/ready", |b| b.contains("OK"));
+        agent
+    }
+
+    fn get(&self, path: &str) -> String {
+        http(SocketAddr::from((self.ip, 2000)), "GET", path)
+    }
+
+    fn wait_for(&self, path: &str, ok: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        let mut last = String::new();
+        while Instant::now() < deadline {
+            if let Some(body) = try_http(SocketAddr::from((self.ip, 2000)), "GET", path) {
+                if ok(&body) {
+                    return body;
+                }
+                last = body;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "{path} on {} never matched; last body {last:?}; log:\n{}",
+            self.ip,
+            std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
+        );
+    }
+
+    /// SIGTERM, then the exit status.
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().unwrap();
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "no exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn try_http(addr: SocketAddr, method: &str, path: &str) -> Option<String> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+    )
+    .ok()?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).ok()?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    Some(body.to_owned())
+}
+
+fn http(addr: SocketAddr, method: &str, path: &str) -> String {
+    try_http(addr, method, path).unwrap_or_else(|| panic!("{method} {path} on {addr} failed"))
+}
+
+/// libnetwork's dbclient flow against three agents: join, join a network, write on one,
+/// read on the others; then a graceful leave on SIGTERM.
+#[test]
+fn three_processes_replicate_through_the_diagnostic_api() {
+    let t = 1;
+    let mut agents: Vec<Agent> = (1..=3).map(|n| Agent::start(t, n)).collect();
+    let seed = agents[0].ip;
+    for a in &agents[1..] {
+        assert_eq!(a.get(&format!("/join?members={seed}")), "OK");
+    }
+    for a in &agents {
+        a.wait_for("/clusterpeers", |b| b.contains("total entries: 3"));
+        assert_eq!(a.get("/joinnetwork?nid=test"), "OK");
+    }
+    for a in &agents {
+        a.wait_for("/networkpeers?nid=test", |b| b.contains("total entries: 3"));
+    }
+    assert_eq!(
+        agents[0].get("/createentry?unsafe&nid=test&tname=t&value=v&key=k"),
+        "OK"
+    );
+    for a in &agents[1..] {
+        let body = a.wait_for("/gettable?nid=test&tname=t&unsafe", |b| {
+            b.contains("total entries: 1")
+        });
+        assert_eq!(
+            body,
+            "OK\ntotal entries: 1\n0) k:`k` -> v:`v` owner:`agent1@1`\n"
+        );
+    }
+    let metrics = agents[1].get("/metrics");
+    assert!(
+        metrics.contains("netagent_members{state=\"active\"} 3"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("netagent_network_entries{network=\"test\"} 1"));
+
+    // SIGTERM: a graceful leave; the others drop the leaver at once (no failure timeout).
+    let status = agents[2].terminate();
+    assert!(status.success(), "exit status {status}");
+    agents[0].wait_for("/clusterpeers", |b| b.contains("total entries: 2"));
+    agents[0].wait_for("/networkpeers?nid=test", |b| b.contains("total entries: 2"));
+}
+
+fn run_args(args: &[&str]) -> Output {
+    let dir = scratch("config");
+    let out = netagent()
+        .arg("run")
+        .args(["--state-dir", &dir.join("state").display().to_string()])
+        .args(args)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    out
+}
+
+fn refused(out: &Output, needle: &str) {
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(needle),
+        "stderr {stderr:?} lacks {needle:?}"
+    );
+}
+
+#[test]
+fn bad_configuration_exits_with_status_2_naming_the_field() {
+    let bind = format!("{}:7946", ip(2, 1));
+    refused(
+        &run_args(&["--insecure", "--bind", &bind, "--packet-size", "499"]),
+        "invalid packet_size: 499 (allowed: 500..=65507 bytes)",
+    );
+    refused(
+        &run_args(&["--insecure", "--bind", &bind, "--vxlan-port", "0"]),
+        "vxlan_port",
+    );
+    refused(&run_args(&["--bind", &bind]), "--insecure");
+    let dir = scratch("toml");
+    let file = dir.join("netagent.toml");
+    std::fs::write(&file, "insecure = true\npacket_sise = 1400\n").unwrap();
+    refused(
+        &run_args(&["--bind", &bind, "--config", &file.display().to_string()]),
+        "packet_sise",
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
