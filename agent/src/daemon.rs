@@ -1,11 +1,12 @@
-//! The daemon: one cluster node on real sockets, its diagnostic and metrics server, and the
-//! fan-out of its watch events.
+//! The daemon: one cluster node on real sockets, its control API (the Container Network
+//! Model), its diagnostic and metrics server, and the fan-out of its watch events.
 //!
 //! `netagent run` is [`run`]: start, wait for SIGTERM or SIGINT, leave the cluster gracefully.
 //! Tests and the demo use [`Daemon::start`] directly, several in one process.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use axum::routing::get;
 use cluster::NodeIdentity;
@@ -13,7 +14,9 @@ use cluster::shell::{Client, Handle, ShellConfig, spawn};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::task::JoinHandle;
 
-use crate::config::{AgentConfig, ConfigError};
+use crate::api::{self, ApiBindError, ApiListener};
+use crate::cnm::{Cnm, CnmError, CnmSettings, LocalState, StoreError};
+use crate::config::{AgentConfig, ApiAddr, ConfigError};
 use crate::diag::{self, DiagState};
 use crate::metrics::Snapshot;
 use crate::pki;
@@ -52,6 +55,15 @@ pub enum DaemonError {
     /// Randomness could not be read.
     #[error(transparent)]
     Pki(#[from] pki::PkiError),
+    /// The CNM state file (`state_dir/cnm.json`) could not be read or is corrupt.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The control API could not be bound.
+    #[error(transparent)]
+    Api(#[from] ApiBindError),
+    /// The CNM could not be restored (the node stopped at once).
+    #[error(transparent)]
+    Cnm(#[from] CnmError),
 }
 
 /// A running agent.
@@ -59,16 +71,20 @@ pub struct Daemon {
     handle: Handle,
     identity: NodeIdentity,
     diag_addr: SocketAddr,
+    api_addr: ApiAddr,
+    cnm: Arc<Cnm>,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl Daemon {
-    /// Binds the node's UDP and TCP sockets and the diagnostic server, starts the node with
-    /// a new incarnation (kept in the state directory, so a restarted agent is a new run to
-    /// its peers) and joins the configured addresses.
+    /// Binds the node's UDP and TCP sockets, the control API and the diagnostic server,
+    /// starts the node with a new incarnation (kept in the state directory, so a restarted
+    /// agent is a new run to its peers), restores the CNM state (`state_dir/cnm.json`:
+    /// endpoints re-attached and re-published) and joins the configured addresses.
     pub async fn start(config: &AgentConfig) -> Result<Self, DaemonError> {
         let security = config.security()?;
         let incarnation = next_incarnation(&config.state_dir)?;
+        let cnm_state = LocalState::load(&config.state_dir)?;
         let udp = UdpSocket::bind(config.bind)
             .await
             .map_err(|source| DaemonError::Bind {
@@ -88,6 +104,10 @@ impl Daemon {
                 addr: bound,
                 source,
             })?;
+        let api_listener = ApiListener::bind(&config.api).await?;
+        let api_addr = api_listener.local_addr();
+        // Until the daemon is up, a failure removes the socket file again.
+        let socket_guard = SocketGuard(Some(api_addr.clone()));
         let mut advertise = config.advertise;
         if advertise.port() == 0 {
             advertise.set_port(bound.port());
@@ -138,6 +158,22 @@ impl Daemon {
         tasks.push(tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         }));
+        let settings = CnmSettings {
+            node_name: config.name.clone(),
+            db_name: identity.db_name(),
+            advertise,
+            // The data-path address: the advertise address (no separate data-path address yet).
+            vtep: advertise.ip(),
+            state_dir: config.state_dir.clone(),
+        };
+        let cnm = Cnm::start(handle.client(), settings, cnm_state).await?;
+        tasks.push(cnm.spawn_reconciler());
+        let api_router = api::router(Arc::clone(&cnm));
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = api_listener.serve(api_router).await {
+                tracing::error!(error = %e, "control API stopped");
+            }
+        }));
         if !config.join.is_empty() {
             // The node keeps announcing to these every second while it has no member.
             let _ = handle.join(config.join.clone()).await;
@@ -147,12 +183,16 @@ impl Daemon {
             gossip = %bound,
             advertise = %advertise,
             diag = %diag_addr,
+            api = %api_addr,
             "netagent started"
         );
+        socket_guard.disarm();
         Ok(Self {
             handle,
             identity,
             diag_addr,
+            api_addr,
+            cnm,
             tasks,
         })
     }
@@ -172,19 +212,51 @@ impl Daemon {
         self.diag_addr
     }
 
-    /// Leaves the cluster gracefully, then stops every server.
+    /// Where the control API listens (for TCP, with the port the system chose).
+    pub fn api_addr(&self) -> &ApiAddr {
+        &self.api_addr
+    }
+
+    /// The Container Network Model the control API serves.
+    pub fn cnm(&self) -> &Arc<Cnm> {
+        &self.cnm
+    }
+
+    /// Leaves the cluster gracefully, then stops every server and removes the control
+    /// API's socket file.
     pub async fn shutdown(self) {
         self.handle.leave().await;
         for task in self.tasks {
             task.abort();
         }
+        api::server::remove_socket(&self.api_addr);
     }
 
-    /// Stops at once without a goodbye (the others see a failure).
+    /// Stops at once without a goodbye (the others see a failure). The control API's socket
+    /// file is removed too, so an agent started in the same process can bind it while the
+    /// aborted server is still being dropped; the CNM state file is left as it was.
     pub fn kill(self) {
         self.handle.kill();
         for task in self.tasks {
             task.abort();
+        }
+        api::server::remove_socket(&self.api_addr);
+    }
+}
+
+/// Removes the control API's socket file when dropped, unless disarmed.
+struct SocketGuard(Option<ApiAddr>);
+
+impl SocketGuard {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for SocketGuard {
+    fn drop(&mut self) {
+        if let Some(addr) = &self.0 {
+            api::server::remove_socket(addr);
         }
     }
 }

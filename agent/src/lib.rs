@@ -1,10 +1,14 @@
 //! `netagent`, the per-host node agent: configuration, the daemon that runs the cluster node
-//! on real sockets, the libnetwork-compatible diagnostic API, Prometheus metrics, a cluster
-//! PKI helper, and the demo.
+//! on real sockets, the Container Network Model with its control API and command line, the
+//! libnetwork-compatible diagnostic API, Prometheus metrics, a cluster PKI helper, and the
+//! demo.
 //!
 //! The binary (`src/main.rs`) is a thin command line over this library, so the end-to-end
 //! tests and the simulator use the same parts.
 
+pub mod api;
+pub mod cli;
+pub mod cnm;
 pub mod config;
 pub mod daemon;
 pub mod demo;

@@ -11,6 +11,11 @@ use clap::{Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Cli {
+    /// The agent's control API, for the network, endpoint, sandbox and info commands:
+    /// unix:/PATH or /PATH, tcp:IP:PORT or IP:PORT [default: the default of netagent run].
+    #[arg(long, env = "NETAGENT_API", value_name = "ADDR")]
+    api: Option<String>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -28,6 +33,8 @@ enum Command {
     },
     /// Print an example configuration file with every field and its default.
     ExampleConfig,
+    #[command(flatten)]
+    Control(agent::cli::ControlCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -93,6 +100,9 @@ fn main() -> ExitCode {
             print!("{}", agent::config::example_toml());
             ExitCode::SUCCESS
         }
+        Command::Control(command) => {
+            ExitCode::from(client_runtime().block_on(agent::cli::run(cli.api, command)))
+        }
     }
 }
 
@@ -109,11 +119,29 @@ fn runtime() -> tokio::runtime::Runtime {
     }
 }
 
+/// A single-threaded runtime for the control-API commands (one request at a time).
+fn client_runtime() -> tokio::runtime::Runtime {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("netagent: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
 fn init_logging(config: &AgentConfig) {
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colours only on a terminal: a log file or journald gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match config.log_format {
         LogFormat::Json => builder.json().init(),

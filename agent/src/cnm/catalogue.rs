@@ -1,0 +1,142 @@
+//! The cluster-wide network catalogue and the other NetworkDB reads of the CNM.
+//!
+//! Every agent joins the NetworkDB network [`GLOBAL_NETWORK`] at start. Its table
+//! [`NETWORKS_TABLE`] maps a network name to the JSON of its
+//! [`NetworkSpec`]; the entry is owned by the node that wrote it
+//! last. Two nodes creating one name at the same moment both succeed locally; NetworkDB's
+//! rule (greater Lamport time, then greater owner name) then keeps one of the two values on
+//! every node, and the loser's endpoints (if any) are on a network the catalogue no longer
+//! shows.
+
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+
+use networkdb::NetworkDb;
+
+use super::error::CnmError;
+use super::model::NetworkSpec;
+use super::records::{ENDPOINT_TABLE, EndpointRecord, PEER_TABLE, PeerRecord};
+
+/// The NetworkDB network every agent joins, holding the catalogue.
+pub const GLOBAL_NETWORK: &str = "netagent.global";
+
+/// The catalogue's table in [`GLOBAL_NETWORK`]: network name -> JSON [`NetworkSpec`].
+pub const NETWORKS_TABLE: &str = "networks";
+
+/// The networks of the catalogue as this node sees them, sorted by name. Values that do not
+/// parse (a newer agent's format, or garbage) or whose name is not their key are skipped.
+pub fn list(db: &NetworkDb) -> Vec<NetworkSpec> {
+    db.table_by_network(NETWORKS_TABLE, GLOBAL_NETWORK)
+        .into_iter()
+        .filter_map(|(key, e)| {
+            serde_json::from_slice::<NetworkSpec>(&e.value)
+                .ok()
+                .filter(|spec| spec.name == key.as_str())
+        })
+        .collect()
+}
+
+/// The catalogue value of a network.
+pub fn encode(spec: &NetworkSpec) -> Vec<u8> {
+    match serde_json::to_vec(spec) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            // Strings, integers and addresses always serialize.
+            debug_assert!(false, "BUG: a NetworkSpec did not serialize: {e}");
+            Vec::new()
+        }
+    }
+}
+
+/// Finds a network by name, by full ID, or by a prefix of its ID matching only one network.
+pub fn resolve<'a>(
+    specs: impl IntoIterator<Item = &'a NetworkSpec> + Clone,
+    reference: &str,
+) -> Result<&'a NetworkSpec, CnmError> {
+    if let Some(spec) = specs.clone().into_iter().find(|s| s.name == reference) {
+        return Ok(spec);
+    }
+    if let Some(spec) = specs.clone().into_iter().find(|s| s.id == reference) {
+        return Ok(spec);
+    }
+    let matches: Vec<&NetworkSpec> = if reference.is_empty() {
+        Vec::new()
+    } else {
+        specs
+            .into_iter()
+            .filter(|s| s.id.starts_with(reference))
+            .collect()
+    };
+    match matches.as_slice() {
+        [one] => Ok(one),
+        [] => Err(CnmError::NotFound(format!("network {reference} not found"))),
+        many => Err(CnmError::Invalid(format!(
+            "network {reference} is ambiguous ({} matches found)",
+            many.len()
+        ))),
+    }
+}
+
+/// Every address this node sees in use in a network: endpoint addresses of
+/// [`PEER_TABLE`] and endpoint and virtual addresses of [`ENDPOINT_TABLE`]. Undecodable
+/// records are skipped.
+pub fn addresses_in_use(db: &NetworkDb, network_id: &str) -> HashSet<Ipv4Addr> {
+    let mut used = HashSet::new();
+    for elem in db.table_by_network(PEER_TABLE, network_id).values() {
+        if let Ok(r) = PeerRecord::decode(&elem.value) {
+            let ip = r.endpoint_ip.split('/').next().unwrap_or_default();
+            used.extend(ip.parse::<Ipv4Addr>());
+        }
+    }
+    for elem in db.table_by_network(ENDPOINT_TABLE, network_id).values() {
+        if let Ok(r) = EndpointRecord::decode(&elem.value) {
+            used.extend(r.endpoint_ip.parse::<Ipv4Addr>());
+            used.extend(r.virtual_ip.parse::<Ipv4Addr>());
+        }
+    }
+    used
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(name: &str, id: &str) -> NetworkSpec {
+        NetworkSpec {
+            name: name.into(),
+            id: id.into(),
+            driver: "overlay".into(),
+            subnet: "198.18.0.0/24".parse().unwrap(),
+            gateway: Ipv4Addr::new(198, 18, 0, 1),
+            vni: 4096,
+            created_by: "n".into(),
+        }
+    }
+
+    #[test]
+    fn resolve_by_name_id_and_prefix() {
+        let specs = [
+            spec("blue", "ab12"),
+            spec("red", "ab34"),
+            spec("ab", "ff00"),
+        ];
+        assert_eq!(resolve(&specs, "blue").unwrap().id, "ab12");
+        assert_eq!(resolve(&specs, "ab34").unwrap().name, "red");
+        assert_eq!(resolve(&specs, "ab1").unwrap().name, "blue");
+        assert_eq!(
+            resolve(&specs, "ab").unwrap().name,
+            "ab",
+            "a name wins over a prefix"
+        );
+        assert_eq!(resolve(&specs, "f").unwrap().name, "ab");
+        assert_eq!(
+            resolve(&specs, "a").unwrap_err().to_string(),
+            "network a is ambiguous (2 matches found)"
+        );
+        assert_eq!(
+            resolve(&specs, "green").unwrap_err().to_string(),
+            "network green not found"
+        );
+        assert!(resolve(&specs, "").is_err());
+    }
+}

@@ -1,0 +1,50 @@
+//! Why a control-API operation was refused, and the HTTP status each reason maps to.
+
+use super::store::StoreError;
+
+/// A refused or failed operation of [`Cnm`](super::Cnm). The message is what the API
+/// returns as `{"error": ...}`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CnmError {
+    /// Bad input: malformed body, bad name, CIDR, address, MAC or VNI (HTTP 400). Nothing
+    /// changed.
+    #[error("{0}")]
+    Invalid(String),
+    /// No such network, endpoint or sandbox (HTTP 404). Nothing changed.
+    #[error("{0}")]
+    NotFound(String),
+    /// The operation conflicts with the current state: a name or address in use, an
+    /// endpoint still joined (HTTP 409). Nothing changed.
+    #[error("{0}")]
+    Conflict(String),
+    /// The cluster node has stopped (HTTP 503). Local state is unchanged.
+    #[error("the cluster node has stopped")]
+    Stopped,
+    /// The state file could not be written (HTTP 500). The operation was undone where it
+    /// could be; the background reconciliation brings NetworkDB back to the saved state.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// No randomness for a new ID (HTTP 500). Nothing changed.
+    #[error("cannot make an ID: {0}")]
+    Random(#[from] crate::pki::PkiError),
+}
+
+impl CnmError {
+    /// The HTTP status of this error.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Invalid(_) => 400,
+            Self::NotFound(_) => 404,
+            Self::Conflict(_) => 409,
+            Self::Stopped => 503,
+            Self::Store(_) | Self::Random(_) => 500,
+        }
+    }
+}
+
+impl From<cluster::shell::Stopped> for CnmError {
+    fn from(_: cluster::shell::Stopped) -> Self {
+        Self::Stopped
+    }
+}

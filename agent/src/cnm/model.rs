@@ -1,0 +1,342 @@
+//! The objects of the Container Network Model as the control API shows them, the bodies it
+//! accepts, and the syntax rules of their fields.
+//!
+//! Networks are cluster-wide ([`NetworkSpec`], kept in the catalogue); endpoints and
+//! sandboxes belong to the agent that created them.
+
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::error::CnmError;
+
+/// The only network driver: libnetwork's multi-host overlay.
+pub const DRIVER_OVERLAY: &str = "overlay";
+
+/// The longest network, endpoint, sandbox or service name.
+pub const MAX_NAME_LEN: usize = 64;
+
+/// The longest alias.
+pub const MAX_ALIAS_LEN: usize = 255;
+
+/// The most aliases of one endpoint.
+pub const MAX_ALIASES: usize = 32;
+
+/// A network of the cluster-wide catalogue: the value of its catalogue entry (JSON).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkSpec {
+    /// The name, unique in the catalogue (see [`check_name`]).
+    pub name: String,
+    /// 64 lower-case hex characters, random; also the ID of the network's NetworkDB network.
+    pub id: String,
+    /// Always [`DRIVER_OVERLAY`].
+    pub driver: String,
+    /// The IPv4 subnet, prefix length 8..=30, given as its network address.
+    pub subnet: Ipv4Net,
+    /// The first host address of the subnet, reserved (never given to an endpoint).
+    pub gateway: Ipv4Addr,
+    /// The VXLAN network identifier, 1..=16777215.
+    pub vni: u32,
+    /// The configured name of the node that created the network.
+    pub created_by: String,
+}
+
+/// An endpoint: a network attachment of this agent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    /// 64 lower-case hex characters, random; the key of its NetworkDB records.
+    pub id: String,
+    /// The name, unique per network on this agent.
+    pub name: String,
+    /// The network's name.
+    pub network: String,
+    /// The network's ID.
+    pub network_id: String,
+    /// The endpoint's address in the network's subnet.
+    pub ip: Ipv4Addr,
+    /// The subnet's prefix length.
+    pub prefix_len: u8,
+    /// The MAC address.
+    pub mac: Mac,
+    /// The service the endpoint is a task of, if any.
+    pub service: Option<ServiceInfo>,
+    /// Container-level aliases (published as the record's task aliases).
+    pub aliases: Vec<String>,
+    /// The sandbox the endpoint is joined to, if any.
+    pub sandbox: Option<String>,
+}
+
+/// The service an endpoint belongs to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceInfo {
+    /// The service name.
+    pub name: String,
+    /// 64 lower-case hex characters: a hash of the network ID and the service name, so every
+    /// node derives the same ID for the same service.
+    pub id: String,
+    /// The service's virtual IP, if it has one (none: DNS round robin).
+    pub vip: Option<Ipv4Addr>,
+}
+
+/// A sandbox: a container's network namespace on this host.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sandbox {
+    /// The name, unique on this agent.
+    pub name: String,
+    /// The namespace's path (absolute; it need not exist yet).
+    pub netns: PathBuf,
+}
+
+/// A sandbox as the API shows it: with the endpoints joined to it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxInfo {
+    /// The name.
+    pub name: String,
+    /// The namespace's path.
+    pub netns: PathBuf,
+    /// The endpoints joined to it, as `network/name`, sorted.
+    pub endpoints: Vec<String>,
+}
+
+/// What `GET /v1/info` answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Info {
+    /// The configured node name.
+    pub name: String,
+    /// The NetworkDB name of this run (`name@incarnation`).
+    pub node: String,
+    /// The address peers reach the node at.
+    pub advertise: SocketAddr,
+    /// Active cluster members, this node included.
+    pub members: usize,
+    /// Networks in the catalogue.
+    pub networks: usize,
+    /// Endpoints of this agent.
+    pub endpoints: usize,
+    /// Sandboxes of this agent.
+    pub sandboxes: usize,
+}
+
+/// The body of `POST /v1/networks`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkCreate {
+    /// The name.
+    pub name: String,
+    /// The driver; only `overlay`. Default `overlay`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<String>,
+    /// The subnet, CIDR text.
+    pub subnet: String,
+    /// The VNI; default: the lowest free one from 4096.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vni: Option<u32>,
+}
+
+/// The body of `POST /v1/endpoints`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointCreate {
+    /// The network, by name or ID.
+    pub network: String,
+    /// The endpoint's name.
+    pub name: String,
+    /// The address; default: allocated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    /// The MAC address; default: `02:42` and the four bytes of the address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+    /// The service the endpoint is a task of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<ServiceCreate>,
+    /// Container-level aliases.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
+}
+
+/// The service part of [`EndpointCreate`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceCreate {
+    /// The service name.
+    pub name: String,
+    /// The virtual IP, inside the network's subnet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vip: Option<String>,
+}
+
+/// The body of `POST /v1/sandboxes`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxCreate {
+    /// The name.
+    pub name: String,
+    /// The namespace's absolute path.
+    pub netns: String,
+}
+
+/// The body of `POST /v1/endpoints/{network}/{name}/join`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JoinRequest {
+    /// The sandbox to join.
+    pub sandbox: String,
+}
+
+/// A MAC address, written `aa:bb:cc:dd:ee:ff` (lower case; upper case is read too).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Mac(pub [u8; 6]);
+
+impl Mac {
+    /// Docker's MAC for an IPv4 address: `02:42` followed by its four bytes
+    /// (`netutils.GenerateMACFromIP`).
+    pub fn from_ip(ip: Ipv4Addr) -> Self {
+        let [a, b, c, d] = ip.octets();
+        Self([0x02, 0x42, a, b, c, d])
+    }
+
+    /// Whether the group bit is set (multicast and broadcast addresses).
+    pub fn is_multicast(&self) -> bool {
+        self.0[0] & 1 == 1
+    }
+}
+
+impl fmt::Display for Mac {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let [a, b, c, d, e, g] = self.0;
+        write!(f, "{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{g:02x}")
+    }
+}
+
+/// The text is not a MAC address.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("not a MAC address (like 02:42:c6:12:0a:05)")]
+pub struct MacParseError;
+
+impl FromStr for Mac {
+    type Err = MacParseError;
+
+    fn from_str(s: &str) -> Result<Self, MacParseError> {
+        let mut bytes = [0u8; 6];
+        let mut parts = s.split(':');
+        for byte in &mut bytes {
+            let part = parts.next().ok_or(MacParseError)?;
+            // from_str_radix alone would take a sign ("+2").
+            if part.len() != 2 || !part.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(MacParseError);
+            }
+            *byte = u8::from_str_radix(part, 16).map_err(|_| MacParseError)?;
+        }
+        if parts.next().is_some() {
+            return Err(MacParseError);
+        }
+        Ok(Self(bytes))
+    }
+}
+
+impl Serialize for Mac {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Mac {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Checks a network, endpoint, sandbox or service name: 1 to [`MAX_NAME_LEN`] characters of
+/// ASCII letters, digits, `_`, `.` and `-`, not `.` or `..` (they are no path segments).
+/// `what` names the kind in the error.
+pub fn check_name(what: &str, name: &str) -> Result<(), CnmError> {
+    let ok = (1..=MAX_NAME_LEN).contains(&name.len())
+        && name.bytes().all(name_byte)
+        && name != "."
+        && name != "..";
+    if ok {
+        Ok(())
+    } else {
+        Err(CnmError::Invalid(format!(
+            "invalid {what} name {name:?}: use 1 to {MAX_NAME_LEN} letters, digits, '_', '.' and '-' (not . or ..)"
+        )))
+    }
+}
+
+/// Checks an endpoint's aliases: at most [`MAX_ALIASES`], each 1 to [`MAX_ALIAS_LEN`]
+/// characters of the name alphabet.
+pub fn check_aliases(aliases: &[String]) -> Result<(), CnmError> {
+    if aliases.len() > MAX_ALIASES {
+        return Err(CnmError::Invalid(format!(
+            "too many aliases: {} (at most {MAX_ALIASES})",
+            aliases.len()
+        )));
+    }
+    for alias in aliases {
+        if !(1..=MAX_ALIAS_LEN).contains(&alias.len()) || !alias.bytes().all(name_byte) {
+            return Err(CnmError::Invalid(format!(
+                "invalid alias {alias:?}: use 1 to {MAX_ALIAS_LEN} letters, digits, '_', '.' and '-'"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mac_text_round_trips() {
+        let mac: Mac = "02:42:C6:12:0a:05".parse().unwrap();
+        assert_eq!(mac.to_string(), "02:42:c6:12:0a:05");
+        assert_eq!(mac, Mac::from_ip(Ipv4Addr::new(198, 18, 10, 5)));
+        for bad in [
+            "",
+            "02:42:c6:12:0a",
+            "02:42:c6:12:0a:05:06",
+            "2:42:c6:12:0a:05",
+            "zz:42:c6:12:0a:05",
+            "02-42-c6-12-0a-05",
+            "+2:42:c6:12:0a:05",
+        ] {
+            assert!(bad.parse::<Mac>().is_err(), "{bad}");
+        }
+        assert!(Mac([0xff; 6]).is_multicast());
+        assert!(!mac.is_multicast());
+        let json = serde_json::to_string(&mac).unwrap();
+        assert_eq!(json, "\"02:42:c6:12:0a:05\"");
+        assert_eq!(serde_json::from_str::<Mac>(&json).unwrap(), mac);
+    }
+
+    #[test]
+    fn names() {
+        for good in ["a", "blue", "my_net.1-x", &"n".repeat(MAX_NAME_LEN)] {
+            check_name("network", good).unwrap();
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a b",
+            "a/b",
+            "é",
+            &"n".repeat(MAX_NAME_LEN + 1),
+        ] {
+            assert!(check_name("network", bad).is_err(), "{bad}");
+        }
+        check_aliases(&["web".into(), "db.local".into()]).unwrap();
+        assert!(check_aliases(&["".into()]).is_err());
+        assert!(check_aliases(&vec!["a".into(); MAX_ALIASES + 1]).is_err());
+    }
+}

@@ -1,0 +1,701 @@
+//! The control API against in-process daemons on loopback: the network catalogue is
+//! cluster-wide, bad input is refused with 4xx and changes nothing, endpoints allocate and
+//! validate addresses, a join publishes libnetwork's records to the other nodes and a leave
+//! withdraws them, and a restarted agent restores and re-publishes its endpoints.
+
+#![allow(clippy::unwrap_used, reason = "tests: a panic is a failure")]
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use agent::api::{ApiClient, ClientError};
+use agent::cnm::{
+    ENDPOINT_TABLE, Endpoint, EndpointCreate, EndpointRecord, Mac, NetworkCreate, NetworkSpec,
+    PEER_TABLE, PeerRecord, SandboxCreate, ServiceCreate,
+};
+use agent::config::AgentConfig;
+use agent::daemon::Daemon;
+use networkdb::{Key, TableElem};
+use tokio::time::Instant;
+
+/// The longest wait for anything to converge.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+/// One agent of a test cluster.
+struct Agent {
+    daemon: Daemon,
+    api: ApiClient,
+    dir: PathBuf,
+}
+
+fn scratch(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("netagent-cnm-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Starts an agent with its state in `dir`, joined to `seed`, gossiping at `bind` (port 0:
+/// any). A bind refused because a killed agent's socket is still being dropped is retried.
+async fn start(
+    name: &str,
+    dir: PathBuf,
+    seed: Option<SocketAddr>,
+    bind: Option<SocketAddr>,
+) -> Agent {
+    let mut config = AgentConfig::local(name, dir.clone());
+    config.fast_failure_detection = true;
+    config.join = seed.into_iter().collect();
+    if let Some(addr) = bind {
+        config.bind = addr;
+        config.advertise = addr;
+    }
+    let deadline = Instant::now() + PATIENCE;
+    let daemon = loop {
+        match Daemon::start(&config).await {
+            Ok(d) => break d,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("start {name}: {e}; retrying");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("start {name}: {e}"),
+        }
+    };
+    let api = ApiClient::new(daemon.api_addr().clone());
+    Agent { daemon, api, dir }
+}
+
+/// `n` agents in `scratch(tag)/nodeI`, the others joined to the first, every one seeing all.
+async fn cluster(tag: &str, n: usize) -> Vec<Agent> {
+    let root = scratch(tag);
+    let first = start("node1", root.join("node1"), None, None).await;
+    let seed = first.daemon.identity().addr;
+    let mut agents = vec![first];
+    for i in 2..=n {
+        let name = format!("node{i}");
+        agents.push(start(&name, root.join(&name), Some(seed), None).await);
+    }
+    for a in &agents {
+        eventually("all members", || async {
+            (a.api.info().await.unwrap().members == n).then_some(())
+        })
+        .await;
+    }
+    agents
+}
+
+/// Polls `f` every 50 ms until it returns `Some`, for at most [`PATIENCE`].
+async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn network(name: &str, subnet: &str) -> NetworkCreate {
+    NetworkCreate {
+        name: name.into(),
+        driver: Some("overlay".into()),
+        subnet: subnet.into(),
+        vni: None,
+    }
+}
+
+fn endpoint(network: &str, name: &str) -> EndpointCreate {
+    EndpointCreate {
+        network: network.into(),
+        name: name.into(),
+        ..EndpointCreate::default()
+    }
+}
+
+/// Asserts an API error's status and that its message contains `needle`.
+fn refused<T: std::fmt::Debug>(result: Result<T, ClientError>, status: u16, needle: &str) {
+    let err = result.unwrap_err();
+    assert_eq!(err.status(), Some(status), "{err}");
+    assert!(err.to_string().contains(needle), "{err:?} lacks {needle:?}");
+}
+
+/// A table of one NetworkDB network as `agent`'s node sees it.
+async fn table(agent: &Agent, table: &'static str, nid: &str) -> BTreeMap<Key, TableElem> {
+    let nid = nid.to_owned();
+    agent
+        .daemon
+        .client()
+        .with_node(move |node, _| node.db().table_by_network(table, &nid))
+        .await
+        .unwrap()
+}
+
+async fn wait_network(agent: &Agent, name: &str) -> NetworkSpec {
+    eventually(&format!("network {name} listed"), || async {
+        agent
+            .api
+            .networks()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|n| n.name == name)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn networks_are_cluster_wide_and_bad_input_changes_nothing() {
+    let agents = cluster("catalogue", 3).await;
+    let (a, b) = (&agents[0], &agents[1]);
+
+    let blue = a
+        .api
+        .create_network(&network("blue", "198.18.1.0/24"))
+        .await
+        .unwrap();
+    assert_eq!(blue.id.len(), 64);
+    assert!(
+        blue.id
+            .bytes()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+    );
+    assert_eq!(blue.gateway, Ipv4Addr::new(198, 18, 1, 1));
+    assert_eq!(blue.vni, 4096);
+    assert_eq!(blue.created_by, "node1");
+    for other in &agents[1..] {
+        assert_eq!(wait_network(other, "blue").await, blue);
+    }
+    // By ID and by a unique ID prefix, on another node.
+    assert_eq!(b.api.network(&blue.id).await.unwrap(), blue);
+    assert_eq!(b.api.network(&blue.id[..8]).await.unwrap(), blue);
+    refused(b.api.network("green").await, 404, "network green not found");
+
+    // Duplicate name, from either node.
+    for agent in [a, b] {
+        refused(
+            agent
+                .api
+                .create_network(&network("blue", "198.18.2.0/24"))
+                .await,
+            409,
+            "network with name blue already exists",
+        );
+    }
+    // The next network created anywhere gets the next VNI; a taken VNI or an overlapping
+    // subnet is a conflict.
+    let red = b
+        .api
+        .create_network(&network("red", "198.18.2.0/24"))
+        .await
+        .unwrap();
+    assert_eq!(red.vni, 4097);
+    let mut taken = network("green", "198.18.3.0/24");
+    taken.vni = Some(4096);
+    refused(a.api.create_network(&taken).await, 409, "VNI 4096");
+    refused(
+        a.api
+            .create_network(&network("green", "198.18.1.128/25"))
+            .await,
+        409,
+        "overlaps",
+    );
+
+    // Bad input: 400, and nothing is created.
+    let bad = [
+        (network("green", "198.18.300.0/24"), "invalid subnet"),
+        (network("green", "198.18.3.0"), "invalid subnet"),
+        (
+            network("green", "198.18.3.5/24"),
+            "it should be 198.18.3.0/24",
+        ),
+        (network("green", "198.18.3.0/31"), "8 to 30"),
+        (network("bad name", "198.18.3.0/24"), "invalid network name"),
+        (
+            NetworkCreate {
+                driver: Some("bridge".into()),
+                ..network("green", "198.18.3.0/24")
+            },
+            "could not find plugin bridge in v1 plugin registry: plugin not found",
+        ),
+        (
+            NetworkCreate {
+                vni: Some(0),
+                ..network("green", "198.18.3.0/24")
+            },
+            "invalid VNI 0",
+        ),
+        (
+            NetworkCreate {
+                vni: Some(1 << 24),
+                ..network("green", "198.18.3.0/24")
+            },
+            "invalid VNI",
+        ),
+    ];
+    for (req, needle) in bad {
+        refused(a.api.create_network(&req).await, 400, needle);
+    }
+    for (body, needle) in [
+        (
+            &b"{\"name\": \"green\", \"subnet\": "[..],
+            "invalid JSON body",
+        ),
+        (
+            b"{\"name\": 7, \"subnet\": \"198.18.3.0/24\"}",
+            "invalid JSON body",
+        ),
+        (
+            b"{\"name\": \"green\", \"subnet\": \"198.18.3.0/24\", \"colour\": 1}",
+            "unknown field",
+        ),
+        (b"{\"name\": \"green\"}", "missing field `subnet`"),
+    ] {
+        let (status, reply) = a
+            .api
+            .raw("POST", "/v1/networks", Some(body.to_vec()))
+            .await
+            .unwrap();
+        assert_eq!(status, 400, "{}", String::from_utf8_lossy(&reply));
+        let reply: serde_json::Value = serde_json::from_slice(&reply).unwrap();
+        let message = reply["error"].as_str().unwrap();
+        assert!(message.contains(needle), "{message:?} lacks {needle:?}");
+    }
+    let (status, reply) = a.api.raw("GET", "/v1/nowhere", None).await.unwrap();
+    assert_eq!(status, 404);
+    assert_eq!(&reply[..], br#"{"error":"page not found"}"#);
+
+    // Nothing was created: every node ends with the same two (red came from node 2).
+    let names = |list: Vec<NetworkSpec>| list.into_iter().map(|n| n.name).collect::<Vec<_>>();
+    for agent in &agents {
+        wait_network(agent, "red").await;
+        assert_eq!(names(agent.api.networks().await.unwrap()), ["blue", "red"]);
+    }
+
+    // Removal spreads too.
+    b.api.remove_network("blue").await.unwrap();
+    for agent in &agents {
+        eventually("blue removed everywhere", || async {
+            let list = agent.api.networks().await.unwrap();
+            (!list.iter().any(|n| n.name == "blue")).then_some(())
+        })
+        .await;
+    }
+    refused(
+        b.api.remove_network("blue").await,
+        404,
+        "network blue not found",
+    );
+
+    let dir = agents[0].dir.parent().unwrap().to_owned();
+    for agent in agents {
+        agent.daemon.shutdown().await;
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_join_publishes_records_and_leave_withdraws_them() {
+    let agents = cluster("endpoints", 2).await;
+    let (a, b) = (&agents[0], &agents[1]);
+    let blue = a
+        .api
+        .create_network(&network("blue", "198.18.4.0/24"))
+        .await
+        .unwrap();
+    wait_network(b, "blue").await;
+
+    // Allocated address and Docker's MAC.
+    let web = a
+        .api
+        .create_endpoint(&EndpointCreate {
+            aliases: vec!["www".into()],
+            service: Some(ServiceCreate {
+                name: "websvc".into(),
+                vip: Some("198.18.4.250".into()),
+            }),
+            ..endpoint("blue", "web")
+        })
+        .await
+        .unwrap();
+    assert!(blue.subnet.contains(&web.ip), "{}", web.ip);
+    assert!(![blue.subnet.network(), blue.gateway, blue.subnet.broadcast()].contains(&web.ip));
+    assert_eq!(web.prefix_len, 24);
+    assert_eq!(web.mac, Mac::from_ip(web.ip));
+    assert_eq!(web.network_id, blue.id);
+    assert_eq!(web.sandbox, None);
+
+    // Addresses: outside the subnet or reserved is bad input, taken is a conflict.
+    let with_ip = |name: &str, ip: &str| EndpointCreate {
+        ip: Some(ip.into()),
+        ..endpoint("blue", name)
+    };
+    refused(
+        a.api.create_endpoint(&with_ip("x", "198.18.5.7")).await,
+        400,
+        "not in the network's subnet",
+    );
+    refused(
+        a.api.create_endpoint(&with_ip("x", "198.18.4.1")).await,
+        400,
+        "gateway address",
+    );
+    refused(
+        a.api.create_endpoint(&with_ip("x", "198.18.4.255")).await,
+        400,
+        "broadcast address",
+    );
+    refused(
+        a.api.create_endpoint(&with_ip("x", "nonsense")).await,
+        400,
+        "not an IPv4 address",
+    );
+    refused(
+        a.api
+            .create_endpoint(&with_ip("x", &web.ip.to_string()))
+            .await,
+        409,
+        "Address already in use",
+    );
+    refused(
+        a.api.create_endpoint(&with_ip("x", "198.18.4.250")).await,
+        409,
+        "Address already in use",
+    );
+    refused(
+        a.api.create_endpoint(&endpoint("blue", "web")).await,
+        409,
+        "endpoint with name web already exists in network blue",
+    );
+    refused(
+        a.api
+            .create_endpoint(&EndpointCreate {
+                mac: Some("02:42:zz:00:00:01".into()),
+                ..endpoint("blue", "x")
+            })
+            .await,
+        400,
+        "invalid MAC address",
+    );
+    refused(
+        a.api.create_endpoint(&endpoint("green", "x")).await,
+        404,
+        "network green not found",
+    );
+    refused(
+        a.api.create_endpoint(&endpoint("blue", "a/b")).await,
+        400,
+        "invalid endpoint name",
+    );
+    let named = a
+        .api
+        .create_endpoint(&EndpointCreate {
+            mac: Some("02:00:00:00:00:09".into()),
+            ..with_ip("db", "198.18.4.9")
+        })
+        .await
+        .unwrap();
+    assert_eq!(named.ip, Ipv4Addr::new(198, 18, 4, 9));
+    assert_eq!(named.mac.to_string(), "02:00:00:00:00:09");
+    let listed: Vec<String> = a
+        .api
+        .endpoints(Some("blue"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert_eq!(listed, ["db", "web"]);
+    a.api.remove_endpoint("blue", "db").await.unwrap();
+
+    // Node 2 attaches to the network by creating an endpoint there.
+    let other = b
+        .api
+        .create_endpoint(&endpoint("blue", "other"))
+        .await
+        .unwrap();
+    assert_ne!(other.ip, web.ip);
+
+    // Sandboxes.
+    refused(
+        a.api
+            .create_sandbox(&SandboxCreate {
+                name: "c1".into(),
+                netns: "netns/c1".into(),
+            })
+            .await,
+        400,
+        "absolute path",
+    );
+    a.api
+        .create_sandbox(&SandboxCreate {
+            name: "c1".into(),
+            netns: "/var/run/netns/c1".into(),
+        })
+        .await
+        .unwrap();
+    refused(
+        a.api.join("blue", "web", "c9").await,
+        404,
+        "sandbox c9 not found",
+    );
+    let joined = a.api.join("blue", "web", "c1").await.unwrap();
+    assert_eq!(joined.sandbox.as_deref(), Some("c1"));
+    refused(
+        a.api.join("blue", "web", "c1").await,
+        409,
+        "already joined to sandbox c1",
+    );
+
+    // Node 2 sees both records, owned by node 1's run, protobuf-encoded as libnetwork's.
+    let owner = a.daemon.identity().db_name();
+    let peer = eventually("the PeerRecord on node 2", || async {
+        table(b, PEER_TABLE, &blue.id).await.remove(web.id.as_str())
+    })
+    .await;
+    assert_eq!(peer.owner, owner);
+    assert_eq!(
+        PeerRecord::decode(&peer.value).unwrap(),
+        PeerRecord {
+            endpoint_ip: format!("{}/24", web.ip),
+            endpoint_mac: web.mac.to_string(),
+            tunnel_endpoint_ip: "127.0.0.1".into(),
+        }
+    );
+    let record = eventually("the EndpointRecord on node 2", || async {
+        table(b, ENDPOINT_TABLE, &blue.id)
+            .await
+            .remove(web.id.as_str())
+    })
+    .await;
+    let service = web.service.clone().unwrap();
+    assert_eq!(
+        EndpointRecord::decode(&record.value).unwrap(),
+        EndpointRecord {
+            name: "web".into(),
+            service_name: "websvc".into(),
+            service_id: service.id,
+            virtual_ip: "198.18.4.250".into(),
+            endpoint_ip: web.ip.to_string(),
+            task_aliases: vec!["www".into()],
+            ..EndpointRecord::default()
+        }
+    );
+
+    // Joined things cannot be removed.
+    refused(
+        a.api.remove_endpoint("blue", "web").await,
+        409,
+        "endpoint web is joined to sandbox c1; leave first",
+    );
+    refused(
+        a.api.remove_sandbox("c1").await,
+        409,
+        "sandbox c1 has joined endpoints (blue/web)",
+    );
+    refused(
+        a.api.remove_network("blue").await,
+        409,
+        "network blue has active endpoints",
+    );
+    assert_eq!(a.api.sandbox("c1").await.unwrap().endpoints, ["blue/web"]);
+
+    // Leave withdraws both records everywhere.
+    let left = a.api.leave("blue", "web").await.unwrap();
+    assert_eq!(left.sandbox, None);
+    refused(a.api.leave("blue", "web").await, 409, "not joined");
+    eventually("records withdrawn on node 2", || async {
+        let gone = !table(b, PEER_TABLE, &blue.id)
+            .await
+            .contains_key(web.id.as_str())
+            && !table(b, ENDPOINT_TABLE, &blue.id)
+                .await
+                .contains_key(web.id.as_str());
+        gone.then_some(())
+    })
+    .await;
+    a.api.remove_endpoint("blue", "web").await.unwrap();
+    a.api.remove_sandbox("c1").await.unwrap();
+    refused(
+        a.api.endpoint("blue", "web").await,
+        404,
+        "endpoint web not found in network blue",
+    );
+    let remaining: Vec<Endpoint> = a.api.endpoints(None).await.unwrap();
+    assert!(remaining.is_empty(), "{remaining:?}");
+
+    let dir = agents[0].dir.parent().unwrap().to_owned();
+    for agent in agents {
+        agent.daemon.shutdown().await;
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_agent_restores_and_republishes_its_endpoints() {
+    let mut agents = cluster("restart", 2).await;
+    let b = agents.pop().unwrap();
+    let a = agents.pop().unwrap();
+    let blue = a
+        .api
+        .create_network(&network("blue", "198.18.6.0/24"))
+        .await
+        .unwrap();
+    wait_network(&b, "blue").await;
+    b.api
+        .create_endpoint(&endpoint("blue", "other"))
+        .await
+        .unwrap();
+    let web = a
+        .api
+        .create_endpoint(&endpoint("blue", "web"))
+        .await
+        .unwrap();
+    a.api
+        .create_sandbox(&SandboxCreate {
+            name: "c1".into(),
+            netns: "/var/run/netns/c1".into(),
+        })
+        .await
+        .unwrap();
+    a.api.join("blue", "web", "c1").await.unwrap();
+    let first_run = a.daemon.identity().db_name();
+    eventually("the record of the first run on node 2", || async {
+        let t = table(&b, PEER_TABLE, &blue.id).await;
+        t.get(web.id.as_str())
+            .is_some_and(|e| e.owner == first_run)
+            .then_some(())
+    })
+    .await;
+
+    // A crash, then a new run from the same state directory at the same address.
+    let addr = a.daemon.identity().addr;
+    let dir = a.dir.clone();
+    a.daemon.kill();
+    let a = start("node1", dir, Some(b.daemon.identity().addr), Some(addr)).await;
+    let second_run = a.daemon.identity().db_name();
+    assert_ne!(second_run, first_run);
+
+    let restored = a.api.endpoint("blue", "web").await.unwrap();
+    assert_eq!(
+        restored,
+        Endpoint {
+            sandbox: Some("c1".into()),
+            ..web.clone()
+        }
+    );
+    assert_eq!(a.api.sandbox("c1").await.unwrap().endpoints, ["blue/web"]);
+
+    let peer = eventually("the record of the second run on node 2", || async {
+        let mut t = table(&b, PEER_TABLE, &blue.id).await;
+        t.remove(web.id.as_str()).filter(|e| e.owner == second_run)
+    })
+    .await;
+    assert_eq!(
+        PeerRecord::decode(&peer.value).unwrap().endpoint_ip,
+        format!("{}/24", web.ip)
+    );
+    eventually("the EndpointRecord of the second run on node 2", || async {
+        let t = table(&b, ENDPOINT_TABLE, &blue.id).await;
+        t.get(web.id.as_str())
+            .is_some_and(|e| e.owner == second_run)
+            .then_some(())
+    })
+    .await;
+    // The network its first run created is in the catalogue again (re-published by the
+    // creator once its old run's entries were dropped).
+    assert_eq!(wait_network(&b, "blue").await, blue);
+    assert_eq!(wait_network(&a, "blue").await, blue);
+
+    // A corrupt state file stops the next start with an error naming it.
+    let root = a.dir.parent().unwrap().to_owned();
+    let state = a.dir.clone();
+    a.daemon.shutdown().await;
+    b.daemon.shutdown().await;
+    std::fs::write(state.join("cnm.json"), b"{ not json").unwrap();
+    let mut config = AgentConfig::local("node1", state);
+    config.fast_failure_detection = true;
+    let err = Daemon::start(&config).await.err().unwrap().to_string();
+    assert!(err.contains("cnm.json"), "{err}");
+    let _ = std::fs::remove_dir_all(root);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_socket_is_managed_and_tcp_works_too() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let root = scratch("sockets");
+    // A stale socket file (its listener gone) is replaced.
+    let dir = root.join("unix");
+    std::fs::create_dir_all(&dir).unwrap();
+    drop(std::os::unix::net::UnixListener::bind(dir.join("netagent.sock")).unwrap());
+    let agent = start("node1", dir.clone(), None, None).await;
+    let socket = dir.join("netagent.sock");
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o660);
+    assert_eq!(agent.api.info().await.unwrap().name, "node1");
+    // A second agent cannot take a socket a live agent serves.
+    let mut config = AgentConfig::local("node2", dir.clone());
+    config.state_dir = root.join("other");
+    let err = Daemon::start(&config).await.err().unwrap().to_string();
+    assert!(err.contains("control API"), "{err}");
+    agent.daemon.shutdown().await;
+    assert!(!socket.exists(), "the socket is removed on shutdown");
+
+    let mut config = AgentConfig::local("node3", root.join("tcp"));
+    config.api = agent::config::ApiAddr::Tcp(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
+    let daemon = Daemon::start(&config).await.unwrap();
+    let api = ApiClient::new(daemon.api_addr().clone());
+    assert!(matches!(daemon.api_addr(), agent::config::ApiAddr::Tcp(a) if a.port() != 0));
+    assert_eq!(api.info().await.unwrap().name, "node3");
+    daemon.shutdown().await;
+    let _ = std::fs::remove_dir_all(root);
+}
+
+/// A network with endpoints on another agent cannot be removed from an agent that has none
+/// there (it was, before the check of the network's NetworkDB peers); once the other agent
+/// removes its endpoint, it can.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_network_in_use_elsewhere_is_not_removed() {
+    let agents = cluster("in-use", 2).await;
+    let (a, b) = (&agents[0], &agents[1]);
+    a.api
+        .create_network(&network("green", "198.18.30.0/24"))
+        .await
+        .unwrap();
+    wait_network(b, "green").await;
+    b.api
+        .create_endpoint(&endpoint("green", "e1"))
+        .await
+        .unwrap();
+    let b_name = b.daemon.identity().db_name().to_string();
+    let id = a.api.network("green").await.unwrap().id;
+    eventually("node1 sees node2 attached", || async {
+        let (id, b_name) = (id.clone(), b_name.clone());
+        a.daemon
+            .client()
+            .with_node(move |n, _| n.db().peers(&id).iter().any(|p| *p.name == *b_name))
+            .await
+            .unwrap()
+            .then_some(())
+    })
+    .await;
+    refused(a.api.remove_network("green").await, 409, &b_name);
+    assert!(a.api.network("green").await.is_ok(), "still listed");
+    b.api.remove_endpoint("green", "e1").await.unwrap();
+    eventually("node2's attachment gone", || async {
+        a.api.remove_network("green").await.ok()
+    })
+    .await;
+    eventually("removal seen on node2", || async {
+        b.api.network("green").await.is_err().then_some(())
+    })
+    .await;
+}
