@@ -19,7 +19,7 @@ use crate::api::{ApiClient, ClientError};
 use crate::cnm::{
     Endpoint, EndpointCreate, NetworkCreate, NetworkSpec, SandboxCreate, SandboxInfo, ServiceCreate,
 };
-use crate::config::{ApiAddr, ROOT_API_SOCKET};
+use crate::config::ApiAddr;
 
 /// Exit status of a failed command.
 pub const EXIT_FAILURE: u8 = 1;
@@ -236,29 +236,10 @@ pub async fn run(outer_api: Option<String>, command: ControlCommand) -> u8 {
     if out.failed { EXIT_FAILURE } else { 0 }
 }
 
-/// The default control-API address, the same as `netagent run`'s: [`ROOT_API_SOCKET`] as
-/// root, else `$XDG_RUNTIME_DIR/netagent.sock`, else `/tmp/netagent-<uid>.sock`.
-///
-/// `config.rs` keeps its default private (it is part of a pure merge over a detected host),
-/// so the rule is repeated here; both must change together.
+/// The default control-API address, the same as `netagent run`'s
+/// ([`crate::config::default_api`]).
 pub fn default_api() -> Result<ApiAddr, String> {
-    let uid = effective_uid();
-    if uid == Some(0) {
-        return Ok(ApiAddr::Unix(ROOT_API_SOCKET.into()));
-    }
-    if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
-        if dir.is_absolute() {
-            return Ok(ApiAddr::Unix(dir.join("netagent.sock")));
-        }
-    }
-    match uid {
-        Some(uid) => Ok(ApiAddr::Unix(format!("/tmp/netagent-{uid}.sock").into())),
-        None => Err(concat!(
-            "no default control API address: the user id is unknown and XDG_RUNTIME_DIR ",
-            "is not set; pass --api or set NETAGENT_API"
-        )
-        .into()),
-    }
+    crate::config::default_api().map_err(|e| format!("{e}; pass --api or set NETAGENT_API"))
 }
 
 /// What a command printed and whether it failed.
@@ -607,13 +588,6 @@ fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
         text.push('\n');
     }
     text
-}
-
-/// The effective user id, from `/proc/self/status` (as `config.rs` reads it).
-fn effective_uid() -> Option<u32> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|line| line.starts_with("Uid:"))?;
-    line.split_whitespace().nth(2)?.parse().ok()
 }
 
 #[cfg(test)]

@@ -590,6 +590,13 @@ impl FromStr for LogFormat {
     }
 }
 
+/// The default control-API address of this host and user, the one `netagent run` listens on
+/// when `api` is not set: [`ROOT_API_SOCKET`] as root, else `$XDG_RUNTIME_DIR/netagent.sock`,
+/// else `/tmp/netagent-<uid>.sock`. The CLI connects there by default.
+pub fn default_api() -> Result<ApiAddr, ConfigError> {
+    Host::detect().default_api()
+}
+
 // ---- helpers ------------------------------------------------------------------------------
 
 const HEX_KEY_CHARS: usize = 2 * KEY_LEN;
@@ -708,7 +715,7 @@ fn merge(args: &RunArgs, file: FileConfig, host: &Host) -> Result<AgentConfig, C
         .clone()
         .or(file.name)
         .unwrap_or_else(|| host.default_name());
-    check_name(&name)?;
+    check_node_name(&name)?;
 
     let bind = match args.bind {
         Some(bind) => check_bind(bind)?,
@@ -1069,7 +1076,9 @@ fn check_api(api: ApiAddr) -> Result<ApiAddr, ConfigError> {
     }
 }
 
-fn check_name(name: &str) -> Result<(), ConfigError> {
+/// Checks a node name: 1..=63 letters, digits and `-`, not starting or ending with `-`, not
+/// all digits (it is the DNS name of the node's TLS certificate).
+pub fn check_node_name(name: &str) -> Result<(), ConfigError> {
     let bytes = name.as_bytes();
     let ok = (1..=63).contains(&bytes.len())
         && bytes

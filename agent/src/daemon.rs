@@ -21,9 +21,6 @@ use crate::diag::{self, DiagState};
 use crate::metrics::Snapshot;
 use crate::pki;
 
-/// The SWIM port assumed for a join address given without one (memberlist's default).
-pub const DEFAULT_PORT: u16 = 7946;
-
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -52,6 +49,9 @@ pub enum DaemonError {
     /// The node could not start.
     #[error(transparent)]
     Shell(#[from] cluster::shell::ShellError),
+    /// The signal handlers could not be installed.
+    #[error("cannot install the SIGTERM/SIGINT handlers: {0}")]
+    Signal(std::io::Error),
     /// Randomness could not be read.
     #[error(transparent)]
     Pki(#[from] pki::PkiError),
@@ -120,7 +120,7 @@ impl Daemon {
             seed[0], seed[1], seed[2], seed[3], seed[4], seed[5], seed[6], seed[7],
         ]);
         let mut handle = spawn(udp, tcp, shell)?;
-        let diag_state = DiagState::new(handle.client(), advertise.ip(), DEFAULT_PORT);
+        let diag_state = DiagState::new(handle.client(), advertise.ip(), bound.port());
         let mut tasks = Vec::new();
         if let Some(mut events) = handle.take_events() {
             let diag_state = diag_state.clone();
@@ -263,26 +263,19 @@ impl Drop for SocketGuard {
 
 /// `netagent run`: starts, waits for SIGTERM or SIGINT, leaves gracefully.
 pub async fn run(config: AgentConfig) -> Result<(), DaemonError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    // Installed before starting: a SIGTERM that arrives during start-up waits in the stream
+    // and makes the agent leave right after, instead of killing it by the default action.
+    let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?;
     let daemon = Daemon::start(&config).await?;
-    wait_for_signal().await;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
     tracing::info!("leaving the cluster");
     daemon.shutdown().await;
     Ok(())
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }
 
 /// Reads, increments and writes back the run counter in `state_dir/incarnation`.
@@ -294,13 +287,42 @@ fn next_incarnation(state_dir: &Path) -> Result<u64, DaemonError> {
     std::fs::create_dir_all(state_dir).map_err(err(state_dir))?;
     let path = state_dir.join("incarnation");
     let previous = match std::fs::read_to_string(&path) {
-        Ok(text) => text.trim().parse::<u64>().unwrap_or(0),
+        Ok(text) => match text.trim().parse::<u64>() {
+            Ok(n) => n,
+            Err(_) => {
+                // Starting again from 1 could reuse an incarnation peers still remember; the
+                // seconds since the epoch are above any counter of a sane past.
+                let floor = seconds_since_epoch();
+                tracing::warn!(
+                    path = %path.display(),
+                    incarnation = floor,
+                    "unreadable incarnation file: using the clock as the next incarnation"
+                );
+                floor
+            }
+        },
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
         Err(e) => return Err(err(&path)(e)),
     };
     let next = previous.saturating_add(1);
     let tmp = state_dir.join("incarnation.tmp");
-    std::fs::write(&tmp, format!("{next}\n")).map_err(err(&tmp))?;
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp).map_err(err(&tmp))?;
+        f.write_all(format!("{next}\n").as_bytes())
+            .and_then(|()| f.sync_all())
+            .map_err(err(&tmp))?;
+    }
     std::fs::rename(&tmp, &path).map_err(err(&path))?;
     Ok(next)
+}
+
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the daemon is a shell: it may read the clock"
+)]
+fn seconds_since_epoch() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }

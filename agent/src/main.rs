@@ -64,6 +64,12 @@ fn main() -> ExitCode {
             init_logging(&config);
             match runtime().block_on(agent::daemon::run(config)) {
                 Ok(()) => ExitCode::SUCCESS,
+                // Key and certificate files are read at start: a bad one is a bad
+                // configuration too.
+                Err(e @ agent::daemon::DaemonError::Config(_)) => {
+                    eprintln!("netagent: {e}");
+                    ExitCode::from(EXIT_CONFIG)
+                }
                 Err(e) => {
                     eprintln!("netagent: {e}");
                     ExitCode::FAILURE

@@ -24,7 +24,10 @@ pub enum PkiError {
     /// Certificate generation failed (for example a name that is not a DNS name).
     #[error("certificate generation: {0}")]
     Generate(#[from] rcgen::Error),
-    /// A file could not be written or randomness read.
+    /// A node name that cannot be a certificate's DNS name or a file name.
+    #[error("{0}")]
+    Name(String),
+    /// A file could not be written (it exists already, for instance) or randomness read.
     #[error("{path}: {source}")]
     Io {
         /// The file.
@@ -92,7 +95,13 @@ impl ClusterCa {
 
     /// Writes the CA, a certificate pair per node and a fresh gossip key into `dir`
     /// (created if needed). Keys are written readable by the owner only.
+    ///
+    /// Every name must be a valid node name (it becomes a file name and a DNS name), and no
+    /// file is overwritten: an existing bundle is never replaced by accident.
     pub fn write_bundle(&self, dir: &Path, nodes: &[String]) -> Result<(), PkiError> {
+        for name in nodes {
+            crate::config::check_node_name(name).map_err(|e| PkiError::Name(e.to_string()))?;
+        }
         fs::create_dir_all(dir).map_err(|source| io(dir, source))?;
         write(&dir.join("ca.pem"), &self.cert_pem(), false)?;
         write(&dir.join("ca-key.pem"), &self.key_pem, true)?;
@@ -140,7 +149,7 @@ fn write(path: &Path, text: &str, secret: bool) -> Result<(), PkiError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut options = fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     if secret {
         options.mode(0o600);
     }

@@ -699,3 +699,70 @@ async fn a_network_in_use_elsewhere_is_not_removed() {
     })
     .await;
 }
+
+/// Findings of a review, each refused or handled before its fix: a catalogue value nobody
+/// could create through the API (here `0.0.0.0/0`, written straight into NetworkDB) made
+/// every later network "overlap"; a VIP could reuse an endpoint's address; a MAC could be
+/// given twice; listing the endpoints of a network this agent has none on was a 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_catalogue_values_and_address_conflicts() {
+    let agents = cluster("hostile", 1).await;
+    let a = &agents[0];
+    let evil = serde_json::json!({
+        "name": "evil", "id": "zz", "driver": "overlay", "subnet": "0.0.0.0/0",
+        "gateway": "0.0.0.1", "vni": 0, "created_by": "nobody"
+    })
+    .to_string();
+    a.daemon
+        .client()
+        .with_node(move |n, now| {
+            n.db_mut().create_entry(
+                now,
+                agent::cnm::NETWORKS_TABLE.into(),
+                agent::cnm::GLOBAL_NETWORK.into(),
+                "evil".into(),
+                evil.into_bytes(),
+            )
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    let red = a
+        .api
+        .create_network(&network("red", "198.18.40.0/24"))
+        .await
+        .unwrap();
+    assert!(
+        a.api
+            .networks()
+            .await
+            .unwrap()
+            .iter()
+            .all(|n| n.name != "evil")
+    );
+    assert!(a.api.endpoints(Some("red")).await.unwrap().is_empty());
+
+    let mut e1 = endpoint("red", "e1");
+    e1.ip = Some("198.18.40.10".into());
+    e1.mac = Some("02:42:00:00:00:01".into());
+    a.api.create_endpoint(&e1).await.unwrap();
+    let mut e2 = endpoint("red", "e2");
+    e2.service = Some(ServiceCreate {
+        name: "s".into(),
+        vip: Some("198.18.40.10".into()),
+    });
+    refused(a.api.create_endpoint(&e2).await, 409, "virtual IP");
+    let mut e3 = endpoint("red", "e3");
+    e3.mac = Some("02:42:00:00:00:01".into());
+    refused(a.api.create_endpoint(&e3).await, 409, "MAC address");
+    // Two tasks of one service share its VIP.
+    for name in ["t1", "t2"] {
+        let mut t = endpoint("red", name);
+        t.service = Some(ServiceCreate {
+            name: "web".into(),
+            vip: Some("198.18.40.200".into()),
+        });
+        a.api.create_endpoint(&t).await.unwrap();
+    }
+    assert_eq!(a.api.endpoints(Some(&red.id)).await.unwrap().len(), 3);
+}

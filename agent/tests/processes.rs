@@ -225,5 +225,24 @@ fn bad_configuration_exits_with_status_2_naming_the_field() {
         &run_args(&["--bind", &bind, "--config", &file.display().to_string()]),
         "packet_sise",
     );
+    // Files are read at start: a bad key file is a bad configuration as well (exit 2).
+    let keys = dir.join("gossip.key");
+    std::fs::write(&keys, "not a key\n").unwrap();
+    let missing = dir.join("missing.pem").display().to_string();
+    refused(
+        &run_args(&[
+            "--bind",
+            &bind,
+            "--key-file",
+            &keys.display().to_string(),
+            "--tls-ca",
+            &missing,
+            "--tls-cert",
+            &missing,
+            "--tls-key",
+            &missing,
+        ]),
+        "key",
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

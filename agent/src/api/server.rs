@@ -200,7 +200,10 @@ async fn list_networks(State(cnm): Shared) -> Response {
 
 async fn create_network(State(cnm): Shared, body: Result<Bytes, BytesRejection>) -> Response {
     match parse::<NetworkCreate>(body) {
-        Ok(req) => reply(StatusCode::CREATED, cnm.create_network(req).await),
+        Ok(req) => reply(
+            StatusCode::CREATED,
+            to_end(async move { cnm.create_network(req).await }).await,
+        ),
         Err(e) => e.into_response(),
     }
 }
@@ -217,7 +220,9 @@ async fn delete_network(
     path: Result<UrlPath<String>, PathRejection>,
 ) -> Response {
     match path {
-        Ok(UrlPath(reference)) => no_content(cnm.remove_network(&reference).await),
+        Ok(UrlPath(reference)) => {
+            no_content(to_end(async move { cnm.remove_network(&reference).await }).await)
+        }
         Err(e) => ApiError::from(e).into_response(),
     }
 }
@@ -240,7 +245,10 @@ async fn list_endpoints(
 
 async fn create_endpoint(State(cnm): Shared, body: Result<Bytes, BytesRejection>) -> Response {
     match parse::<EndpointCreate>(body) {
-        Ok(req) => reply(StatusCode::CREATED, cnm.create_endpoint(req).await),
+        Ok(req) => reply(
+            StatusCode::CREATED,
+            to_end(async move { cnm.create_endpoint(req).await }).await,
+        ),
         Err(e) => e.into_response(),
     }
 }
@@ -256,7 +264,9 @@ async fn get_endpoint(State(cnm): Shared, path: EndpointPath) -> Response {
 
 async fn delete_endpoint(State(cnm): Shared, path: EndpointPath) -> Response {
     match path {
-        Ok(UrlPath((network, name))) => no_content(cnm.remove_endpoint(&network, &name).await),
+        Ok(UrlPath((network, name))) => {
+            no_content(to_end(async move { cnm.remove_endpoint(&network, &name).await }).await)
+        }
         Err(e) => ApiError::from(e).into_response(),
     }
 }
@@ -273,7 +283,7 @@ async fn join(
     match parse::<JoinRequest>(body) {
         Ok(req) => reply(
             StatusCode::OK,
-            cnm.join(&network, &name, &req.sandbox).await,
+            to_end(async move { cnm.join(&network, &name, &req.sandbox).await }).await,
         ),
         Err(e) => e.into_response(),
     }
@@ -281,7 +291,10 @@ async fn join(
 
 async fn leave(State(cnm): Shared, path: EndpointPath) -> Response {
     match path {
-        Ok(UrlPath((network, name))) => reply(StatusCode::OK, cnm.leave(&network, &name).await),
+        Ok(UrlPath((network, name))) => reply(
+            StatusCode::OK,
+            to_end(async move { cnm.leave(&network, &name).await }).await,
+        ),
         Err(e) => ApiError::from(e).into_response(),
     }
 }
@@ -292,7 +305,10 @@ async fn list_sandboxes(State(cnm): Shared) -> Response {
 
 async fn create_sandbox(State(cnm): Shared, body: Result<Bytes, BytesRejection>) -> Response {
     match parse::<SandboxCreate>(body) {
-        Ok(req) => reply(StatusCode::CREATED, cnm.create_sandbox(req).await),
+        Ok(req) => reply(
+            StatusCode::CREATED,
+            to_end(async move { cnm.create_sandbox(req).await }).await,
+        ),
         Err(e) => e.into_response(),
     }
 }
@@ -309,7 +325,9 @@ async fn delete_sandbox(
     path: Result<UrlPath<String>, PathRejection>,
 ) -> Response {
     match path {
-        Ok(UrlPath(name)) => no_content(cnm.remove_sandbox(&name).await),
+        Ok(UrlPath(name)) => {
+            no_content(to_end(async move { cnm.remove_sandbox(&name).await }).await)
+        }
         Err(e) => ApiError::from(e).into_response(),
     }
 }
@@ -355,6 +373,19 @@ impl IntoResponse for ApiError {
         };
         (self.status, axum::Json(body)).into_response()
     }
+}
+
+/// Runs a mutation to its end even if the client goes away: hyper drops a handler's future
+/// when the connection closes, which would stop a mutation between its NetworkDB write and
+/// its `cnm.json` commit. A spawned task is not dropped with the request.
+async fn to_end<T, F>(mutation: F) -> Result<T, CnmError>
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = Result<T, CnmError>> + Send + 'static,
+{
+    tokio::spawn(mutation)
+        .await
+        .unwrap_or(Err(CnmError::Stopped))
 }
 
 fn reply<T: serde::Serialize>(status: StatusCode, result: Result<T, CnmError>) -> Response {

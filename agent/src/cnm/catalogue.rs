@@ -24,16 +24,30 @@ pub const GLOBAL_NETWORK: &str = "netagent.global";
 pub const NETWORKS_TABLE: &str = "networks";
 
 /// The networks of the catalogue as this node sees them, sorted by name. Values that do not
-/// parse (a newer agent's format, or garbage) or whose name is not their key are skipped.
+/// parse (a newer agent's format, or garbage), whose name is not their key, or that would
+/// not pass the API's own checks (a peer, or the diagnostic API, can write anything) are
+/// skipped: one bad spec such as `0.0.0.0/0` must not make every later network "overlap".
 pub fn list(db: &NetworkDb) -> Vec<NetworkSpec> {
     db.table_by_network(NETWORKS_TABLE, GLOBAL_NETWORK)
         .into_iter()
-        .filter_map(|(key, e)| {
-            serde_json::from_slice::<NetworkSpec>(&e.value)
-                .ok()
-                .filter(|spec| spec.name == key.as_str())
-        })
+        .filter_map(|(key, e)| decode(key.as_str(), &e.value))
         .collect()
+}
+
+/// A catalogue value, if it is a valid spec of the network named `key`.
+pub fn decode(key: &str, value: &[u8]) -> Option<NetworkSpec> {
+    let spec = serde_json::from_slice::<NetworkSpec>(value).ok()?;
+    let valid = spec.name == key
+        && super::model::check_name("network", &spec.name).is_ok()
+        && spec.id.len() == 64
+        && spec
+            .id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        && super::ipam::parse_subnet(&spec.subnet.to_string()).is_ok()
+        && super::ipam::check_vni(spec.vni).is_ok()
+        && spec.gateway == super::ipam::gateway(spec.subnet);
+    valid.then_some(spec)
 }
 
 /// The catalogue value of a network.

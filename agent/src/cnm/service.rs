@@ -302,7 +302,12 @@ impl Cnm {
     pub async fn endpoints(&self, network: Option<&str>) -> Result<Vec<Endpoint>, CnmError> {
         let inner = self.inner.lock().await;
         let filter = match network {
-            Some(reference) => Some(local_network(&inner.state, reference)?.id.clone()),
+            Some(reference) => match local_network(&inner.state, reference) {
+                Ok(spec) => Some(spec.id.clone()),
+                // A network of the catalogue this agent has no endpoint on: an empty list.
+                Err(CnmError::NotFound(_)) => Some(self.network(reference).await?.id),
+                Err(e) => return Err(e),
+            },
             None => None,
         };
         let mut list: Vec<Endpoint> = inner
@@ -375,12 +380,31 @@ impl Cnm {
             used.extend(e.service.as_ref().and_then(|s| s.vip));
         }
         let vip = match &service {
-            Some((_, Some(vip))) => {
+            Some((service_name, Some(vip))) => {
                 ipam::check_address(spec.subnet, *vip, "virtual IP")?;
+                // A VIP is shared by the tasks of one service; any other use is a conflict.
+                let same_service = state.endpoints_on(&spec.id).any(|e| {
+                    e.service
+                        .as_ref()
+                        .is_some_and(|s| s.vip == Some(*vip) && s.name == *service_name)
+                });
+                if used.contains(vip) && !same_service {
+                    return Err(CnmError::Conflict(format!(
+                        "virtual IP {vip} is already in use"
+                    )));
+                }
                 Some(*vip)
             }
             _ => None,
         };
+        if let Some(mac) = &mac {
+            if state.endpoints_on(&spec.id).any(|e| e.mac == *mac) {
+                return Err(CnmError::Conflict(format!(
+                    "MAC address {mac} is already in use on network {}",
+                    spec.name
+                )));
+            }
+        }
         let ip = match ip {
             Some(ip) => {
                 ipam::check_address(spec.subnet, ip, "address")?;
@@ -497,6 +521,17 @@ impl Cnm {
             return Err(CnmError::Conflict(format!(
                 "endpoint {} is already joined to sandbox {current}",
                 endpoint.name
+            )));
+        }
+        if inner
+            .state
+            .networks
+            .get(&endpoint.network_id)
+            .is_some_and(|k| k.removed)
+        {
+            return Err(CnmError::Conflict(format!(
+                "network {} was removed from the cluster; endpoint {} can only leave and be removed",
+                endpoint.network, endpoint.name
             )));
         }
         self.dataplane_join(&endpoint, &sb).await?;
@@ -651,6 +686,11 @@ impl Cnm {
         let known: Vec<(String, String)> = live_known(&inner.state)
             .map(|s| (s.id.clone(), s.name.clone()))
             .collect();
+        // Every network ID this agent knows as a CNM network: joined ones among them that no
+        // local endpoint needs are left (a leave that failed or was interrupted, which would
+        // otherwise block `network rm` on every other agent). NetworkDB networks joined by
+        // other means (the diagnostic API's /joinnetwork) are not touched.
+        let mut cnm_ids: HashSet<String> = inner.state.networks.keys().cloned().collect();
         let statuses = self
             .client
             .with_node(move |node, now| {
@@ -661,6 +701,13 @@ impl Cnm {
                     if !joined.contains(nid) {
                         tracing::info!(network = nid, "joining NetworkDB network");
                         let _ = db.join_network(now, nid.into());
+                    }
+                }
+                cnm_ids.extend(super::catalogue::list(db).into_iter().map(|s| s.id));
+                for nid in joined {
+                    if cnm_ids.contains(&nid) && !wanted.contains_key(&nid) {
+                        tracing::info!(network = %nid, "leaving NetworkDB network: no local endpoint");
+                        let _ = db.leave_network(now, nid.as_str().into());
                     }
                 }
                 for (nid, records) in &wanted {
@@ -879,8 +926,8 @@ fn sync_records(
 
 fn catalogue_status(db: &NetworkDb, id: &str, name: &str) -> CatalogueStatus {
     match db.get_entry(NETWORKS_TABLE, GLOBAL_NETWORK, name) {
-        Ok(value) => match serde_json::from_slice::<NetworkSpec>(&value) {
-            Ok(spec) if spec.id == id => CatalogueStatus::Present,
+        Ok(value) => match super::catalogue::decode(name, &value) {
+            Some(spec) if spec.id == id => CatalogueStatus::Present,
             _ => CatalogueStatus::Removed,
         },
         Err(networkdb::Error::Deleted { .. }) => CatalogueStatus::Removed,

@@ -84,7 +84,20 @@ impl DiagState {
             Ok(dump) => dump,
             Err(reply) => return reply,
         };
-        match tokio::fs::write(&path, dump).await {
+        // A new file only (never through a link planted in /tmp), readable by the owner only:
+        // the dump names the cluster's members and networks.
+        let written = async {
+            use tokio::io::AsyncWriteExt;
+            let mut file = tokio::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .await?;
+            file.write_all(dump.as_bytes()).await?;
+            file.flush().await
+        };
+        match written.await {
             // Go's wording, so that tools looking for "written to <path>" find the file.
             Ok(()) => Reply::info(format!("goroutine stacks written to {path}")),
             Err(err) => Reply::fail(format!("failed to write the state dump to {path}: {err}")),
