@@ -18,6 +18,7 @@ use agent::cnm::{
 };
 use agent::config::AgentConfig;
 use agent::daemon::Daemon;
+use ipnet::Ipv4Net;
 use networkdb::{Key, TableElem};
 use tokio::time::Instant;
 
@@ -464,9 +465,9 @@ async fn endpoints_join_publishes_records_and_leave_withdraws_them() {
     assert_eq!(
         PeerRecord::decode(&peer.value).unwrap(),
         PeerRecord {
-            endpoint_ip: format!("{}/24", web.ip),
-            endpoint_mac: web.mac.to_string(),
-            tunnel_endpoint_ip: "127.0.0.1".into(),
+            endpoint_ip: Ipv4Net::new(web.ip, 24).unwrap(),
+            endpoint_mac: web.mac.into(),
+            tunnel_endpoint_ip: Ipv4Addr::LOCALHOST.into(),
         }
     );
     let record = eventually("the EndpointRecord on node 2", || async {
@@ -600,7 +601,7 @@ async fn a_restarted_agent_restores_and_republishes_its_endpoints() {
     .await;
     assert_eq!(
         PeerRecord::decode(&peer.value).unwrap().endpoint_ip,
-        format!("{}/24", web.ip)
+        Ipv4Net::new(web.ip, 24).unwrap()
     );
     eventually("the EndpointRecord of the second run on node 2", || async {
         let t = table(&b, ENDPOINT_TABLE, &blue.id).await;

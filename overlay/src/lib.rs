@@ -4,7 +4,8 @@
 //! (MAC -> remote host) entries of each network's VXLAN device:
 //!
 //! * [`PeerRecord`] / [`Mac`]: the table's value and its protobuf codec, wire-compatible with
-//!   libnetwork's `overlay.proto`.
+//!   libnetwork's `overlay.proto`, written on [`proto`], the proto3 wire primitives also used
+//!   by the agent's other NetworkDB records.
 //! * [`PeerDb`]: per network, the endpoints the table holds and the [`KernelState`] they call
 //!   for: one programmed claimant per IP chosen deterministically, FDB entries
 //!   reference-counted per (MAC, VTEP), local endpoints never programmed, peers of networks
@@ -54,6 +55,7 @@ mod fake;
 mod mac;
 mod peerdb;
 mod plan;
+pub mod proto;
 mod record;
 
 pub use dataplane::{Dataplane, DataplaneError};

@@ -9,18 +9,18 @@
 //! | 2     | `endpoint_mac`       | MAC, `02:42:0a:00:01:05`     |
 //! | 3     | `tunnel_endpoint_ip` | VTEP IP, `192.0.2.1`         |
 //!
-//! Proto3 rules: fields are written in field-number order. Decoding skips fields it does not
-//! know (wire types 0, 1, 2 and 5), lets the last occurrence of a field win, and refuses
-//! truncated input, a varint longer than ten bytes, field number 0, groups (wire types 3 and
-//! 4), wire types 6 and 7, a known field of the wrong wire type, strings that are not UTF-8
-//! and text that does not parse (an absent field is empty text and so does not parse either).
-//! Bytes from the network never panic the decoder.
+//! The wire format is [`crate::proto`]'s: fields are written in field-number order; decoding
+//! skips fields it does not know, lets the last occurrence of a field win, and refuses
+//! malformed input ([`WireError`]), a known field of the wrong wire type, strings that are not
+//! UTF-8 and text that does not parse (an absent field is empty text and so does not parse
+//! either). Bytes from the network never panic the decoder.
 
 use std::net::IpAddr;
 
 use ipnet::Ipv4Net;
 
 use crate::Mac;
+use crate::proto::{Reader, WireError, put_string};
 
 /// NetworkDB table of [`PeerRecord`]s (libnetwork's overlay driver table). The key is the
 /// endpoint ID and the network is the overlay network's ID.
@@ -48,37 +48,10 @@ pub struct PeerRecord {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RecordError {
-    /// The input ends inside a field.
-    #[error("truncated protobuf input")]
-    Truncated,
-    /// A varint longer than ten bytes or beyond 64 bits.
-    #[error("varint overflows 64 bits")]
-    VarintOverflow,
-    /// Field number 0 is reserved.
-    #[error("field number 0")]
-    ZeroField,
-    /// A group (wire types 3 and 4) or a reserved wire type (6 and 7).
-    #[error("unsupported wire type {wire_type} (field {field})")]
-    UnsupportedWireType {
-        /// The field number.
-        field: u64,
-        /// The wire type.
-        wire_type: u8,
-    },
-    /// A known field with another wire type than `string`'s (2).
-    #[error("field {field} has wire type {wire_type}, expected 2")]
-    WrongWireType {
-        /// The field number.
-        field: u64,
-        /// The wire type found.
-        wire_type: u8,
-    },
-    /// A string field that is not UTF-8.
-    #[error("field {field} is not UTF-8")]
-    Utf8 {
-        /// The field number.
-        field: u64,
-    },
+    /// The bytes are not a well-formed message, a field has the wrong wire type or a string
+    /// is not UTF-8.
+    #[error(transparent)]
+    Wire(#[from] WireError),
     /// `endpoint_ip` is not IPv4 CIDR text (`10.0.1.5/24`); IPv6 endpoints are not supported
     /// (neither are they by libnetwork's overlay driver).
     #[error("endpoint_ip {0:?} is not IPv4 CIDR text")]
@@ -105,15 +78,15 @@ impl PeerRecord {
     /// Decodes a record.
     pub fn decode(bytes: &[u8]) -> Result<Self, RecordError> {
         let (mut ip, mut mac, mut vtep) = ("", "", "");
-        let mut input = Reader::new(bytes);
-        while let Some((field, value)) = input.next_field()? {
+        for field in Reader::new(bytes) {
+            let (field, value) = field?;
             let slot = match field {
                 1 => &mut ip,
                 2 => &mut mac,
                 3 => &mut vtep,
                 _ => continue,
             };
-            *slot = value.string(field)?;
+            *slot = value.str(field)?;
         }
         Ok(Self {
             endpoint_ip: ip.parse().map_err(|_| RecordError::EndpointIp(clip(ip)))?,
@@ -130,125 +103,6 @@ impl PeerRecord {
 /// At most [`MAX_ERROR_TEXT`] characters of `s`.
 fn clip(s: &str) -> String {
     s.chars().take(MAX_ERROR_TEXT).collect()
-}
-
-// ---- wire helpers (shared shape with agent/src/cnm/records.rs) ----------------------------
-
-const WIRE_VARINT: u8 = 0;
-const WIRE_FIXED64: u8 = 1;
-const WIRE_LEN: u8 = 2;
-const WIRE_FIXED32: u8 = 5;
-
-/// The longest varint: ten bytes carry 64 bits.
-const MAX_VARINT_BYTES: usize = 10;
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8 & 0x7f) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn put_string(out: &mut Vec<u8>, field: u64, s: &str) {
-    // Proto3 omits a field holding its default (empty) value.
-    if !s.is_empty() {
-        put_varint(out, (field << 3) | u64::from(WIRE_LEN));
-        put_varint(out, s.len() as u64);
-        out.extend_from_slice(s.as_bytes());
-    }
-}
-
-/// A field's value as read off the wire.
-enum Value<'a> {
-    /// A varint or fixed-width value (wire type 0, 1 or 5), never a known field here.
-    Scalar(u8),
-    Len(&'a [u8]),
-}
-
-impl<'a> Value<'a> {
-    fn string(&self, field: u64) -> Result<&'a str, RecordError> {
-        match self {
-            Self::Len(b) => std::str::from_utf8(b).map_err(|_| RecordError::Utf8 { field }),
-            Self::Scalar(wire_type) => Err(RecordError::WrongWireType {
-                field,
-                wire_type: *wire_type,
-            }),
-        }
-    }
-}
-
-/// A cursor over a message's bytes.
-struct Reader<'a> {
-    rest: &'a [u8],
-}
-
-impl<'a> Reader<'a> {
-    fn new(bytes: &'a [u8]) -> Self {
-        Self { rest: bytes }
-    }
-
-    fn varint(&mut self) -> Result<u64, RecordError> {
-        let mut value = 0u64;
-        for i in 0..MAX_VARINT_BYTES {
-            let Some((&byte, rest)) = self.rest.split_first() else {
-                return Err(RecordError::Truncated);
-            };
-            self.rest = rest;
-            let bits = u64::from(byte & 0x7f);
-            if i == MAX_VARINT_BYTES - 1 && bits > 1 {
-                return Err(RecordError::VarintOverflow);
-            }
-            value |= bits << (7 * i);
-            if byte & 0x80 == 0 {
-                return Ok(value);
-            }
-        }
-        Err(RecordError::VarintOverflow)
-    }
-
-    fn take(&mut self, n: u64) -> Result<&'a [u8], RecordError> {
-        let n = usize::try_from(n).map_err(|_| RecordError::Truncated)?;
-        if n > self.rest.len() {
-            return Err(RecordError::Truncated);
-        }
-        let (taken, rest) = self.rest.split_at(n);
-        self.rest = rest;
-        Ok(taken)
-    }
-
-    /// The next field, or `None` at the end of the input.
-    fn next_field(&mut self) -> Result<Option<(u64, Value<'a>)>, RecordError> {
-        if self.rest.is_empty() {
-            return Ok(None);
-        }
-        let key = self.varint()?;
-        let field = key >> 3;
-        let wire_type = (key & 7) as u8;
-        if field == 0 {
-            return Err(RecordError::ZeroField);
-        }
-        let value = match wire_type {
-            WIRE_VARINT => {
-                self.varint()?;
-                Value::Scalar(WIRE_VARINT)
-            }
-            WIRE_FIXED64 => {
-                self.take(8)?;
-                Value::Scalar(WIRE_FIXED64)
-            }
-            WIRE_LEN => {
-                let len = self.varint()?;
-                Value::Len(self.take(len)?)
-            }
-            WIRE_FIXED32 => {
-                self.take(4)?;
-                Value::Scalar(WIRE_FIXED32)
-            }
-            _ => return Err(RecordError::UnsupportedWireType { field, wire_type }),
-        };
-        Ok(Some((field, value)))
-    }
 }
 
 #[cfg(test)]
@@ -351,44 +205,54 @@ mod tests {
 
     #[test]
     fn malformed_wire_is_refused() {
-        assert_eq!(PeerRecord::decode(&[0x0a]), Err(RecordError::Truncated));
+        assert_eq!(
+            PeerRecord::decode(&[0x0a]),
+            Err(RecordError::Wire(WireError::Truncated))
+        );
         assert_eq!(
             PeerRecord::decode(&[0x0a, 5, b'a']),
-            Err(RecordError::Truncated)
+            Err(RecordError::Wire(WireError::Truncated))
         );
-        assert_eq!(PeerRecord::decode(&[0x80]), Err(RecordError::Truncated));
-        assert_eq!(PeerRecord::decode(&[0x02, 0]), Err(RecordError::ZeroField));
+        assert_eq!(
+            PeerRecord::decode(&[0x80]),
+            Err(RecordError::Wire(WireError::Truncated))
+        );
+        assert_eq!(
+            PeerRecord::decode(&[0x02, 0]),
+            Err(RecordError::Wire(WireError::ZeroField))
+        );
         assert_eq!(
             PeerRecord::decode(&[0x08, 1]),
-            Err(RecordError::WrongWireType {
+            Err(RecordError::Wire(WireError::WrongWireType {
                 field: 1,
-                wire_type: 0
-            })
+                wire_type: 0,
+                expected: 2
+            }))
         );
         assert_eq!(
             PeerRecord::decode(&[0x0b]),
-            Err(RecordError::UnsupportedWireType {
+            Err(RecordError::Wire(WireError::UnsupportedWireType {
                 field: 1,
                 wire_type: 3
-            })
+            }))
         );
         assert_eq!(
             PeerRecord::decode(&[0x0a, 1, 0xff]),
-            Err(RecordError::Utf8 { field: 1 })
+            Err(RecordError::Wire(WireError::Utf8 { field: 1 }))
         );
         let overflow = [
             0x20, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02,
         ];
         assert_eq!(
             PeerRecord::decode(&overflow),
-            Err(RecordError::VarintOverflow)
+            Err(RecordError::Wire(WireError::VarintOverflow))
         );
         let eleven = [
             0x20, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0,
         ];
         assert_eq!(
             PeerRecord::decode(&eleven),
-            Err(RecordError::VarintOverflow)
+            Err(RecordError::Wire(WireError::VarintOverflow))
         );
     }
 

@@ -98,8 +98,7 @@ pub fn addresses_in_use(db: &NetworkDb, network_id: &str) -> HashSet<Ipv4Addr> {
     let mut used = HashSet::new();
     for elem in db.table_by_network(PEER_TABLE, network_id).values() {
         if let Ok(r) = PeerRecord::decode(&elem.value) {
-            let ip = r.endpoint_ip.split('/').next().unwrap_or_default();
-            used.extend(ip.parse::<Ipv4Addr>());
+            used.insert(r.endpoint_ip.addr());
         }
     }
     for elem in db.table_by_network(ENDPOINT_TABLE, network_id).values() {

@@ -206,6 +206,12 @@ impl Mac {
     }
 }
 
+impl From<Mac> for overlay::Mac {
+    fn from(mac: Mac) -> Self {
+        Self(mac.0)
+    }
+}
+
 impl fmt::Display for Mac {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let [a, b, c, d, e, g] = self.0;

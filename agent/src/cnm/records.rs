@@ -2,36 +2,26 @@
 //! protobuf codecs that are wire-compatible with libnetwork's gogo-generated ones.
 //!
 //! * [`PeerRecord`] (`drivers/overlay/overlay.proto`), table [`PEER_TABLE`]: where an
-//!   endpoint's IP and MAC live (its VTEP).
+//!   endpoint's IP and MAC live (its VTEP). Both are the overlay crate's, re-exported.
 //! * [`EndpointRecord`] (`agent.proto`), table [`ENDPOINT_TABLE`]: the endpoint's names for
 //!   service discovery.
 //!
 //! Both are keyed by the endpoint ID in the NetworkDB network whose ID is the network's ID.
 //!
-//! Proto3 rules: fields are written in field-number order and a field holding its default
-//! value (empty string, 0, false, empty list) is not written. Decoding skips fields it does
-//! not know (wire types 0, 1, 2 and 5), lets the last occurrence of a scalar field win,
-//! appends repeated fields, and refuses truncated input, a varint longer than ten bytes, field
-//! number 0, groups (wire types 3 and 4, deprecated and never produced by these messages),
-//! wire types 6 and 7, a known field of the wrong wire type, and strings that are not UTF-8.
-//! Bytes from the network never panic the decoder.
+//! The wire format is [`overlay::proto`]'s: fields are written in field-number order and a
+//! field holding its default value (empty string, 0, false, empty list) is not written.
+//! Decoding skips fields it does not know, lets the last occurrence of a scalar field win,
+//! appends repeated fields, and refuses malformed input, a known field of the wrong wire type
+//! and strings that are not UTF-8 ([`DecodeError`]). Bytes from the network never panic the
+//! decoder.
 
-/// NetworkDB table of [`PeerRecord`]s (libnetwork's overlay driver table).
-pub const PEER_TABLE: &str = "overlay_peer_table";
+use overlay::proto::{Reader, put_bool, put_bytes, put_int32, put_string, put_uint32};
+
+pub use overlay::proto::WireError as DecodeError;
+pub use overlay::{PEER_TABLE, PeerRecord};
 
 /// NetworkDB table of [`EndpointRecord`]s (libnetwork `libnetworkEPTable`).
 pub const ENDPOINT_TABLE: &str = "endpoint_table";
-
-/// The overlay driver's record of an endpoint (`overlay.proto` `PeerRecord`).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct PeerRecord {
-    /// Field 1: the endpoint's address with its prefix length, as text (`10.0.1.5/24`).
-    pub endpoint_ip: String,
-    /// Field 2: the endpoint's MAC address as text (`02:42:0a:00:01:05`).
-    pub endpoint_mac: String,
-    /// Field 3: the VTEP, the data-path IP of the host the endpoint lives on, as text.
-    pub tunnel_endpoint_ip: String,
-}
 
 /// The service-discovery record of an endpoint (`agent.proto` `EndpointRecord`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -106,71 +96,6 @@ impl Protocol {
     }
 }
 
-/// Why bytes are not a record. Nothing is decoded; the caller drops the value.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum DecodeError {
-    /// The input ends inside a field.
-    #[error("truncated protobuf input")]
-    Truncated,
-    /// A varint longer than ten bytes or beyond 64 bits.
-    #[error("varint overflows 64 bits")]
-    VarintOverflow,
-    /// Field number 0 is reserved.
-    #[error("field number 0")]
-    ZeroField,
-    /// A group (wire types 3 and 4) or a reserved wire type (6 and 7).
-    #[error("unsupported wire type {wire_type} (field {field})")]
-    UnsupportedWireType {
-        /// The field number.
-        field: u64,
-        /// The wire type.
-        wire_type: u8,
-    },
-    /// A known field with another wire type than its declaration's.
-    #[error("field {field} has wire type {wire_type}, expected {expected}")]
-    WrongWireType {
-        /// The field number.
-        field: u64,
-        /// The wire type found.
-        wire_type: u8,
-        /// The wire type declared.
-        expected: u8,
-    },
-    /// A string field that is not UTF-8.
-    #[error("field {field} is not UTF-8")]
-    Utf8 {
-        /// The field number.
-        field: u64,
-    },
-}
-
-impl PeerRecord {
-    /// The record's protobuf encoding.
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        put_string(&mut out, 1, &self.endpoint_ip);
-        put_string(&mut out, 2, &self.endpoint_mac);
-        put_string(&mut out, 3, &self.tunnel_endpoint_ip);
-        out
-    }
-
-    /// Decodes a record.
-    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let mut r = Self::default();
-        let mut input = Reader::new(bytes);
-        while let Some((field, value)) = input.next_field()? {
-            match field {
-                1 => r.endpoint_ip = value.string(field)?,
-                2 => r.endpoint_mac = value.string(field)?,
-                3 => r.tunnel_endpoint_ip = value.string(field)?,
-                _ => {}
-            }
-        }
-        Ok(r)
-    }
-}
-
 impl EndpointRecord {
     /// The record's protobuf encoding.
     pub fn encode(&self) -> Vec<u8> {
@@ -190,30 +115,27 @@ impl EndpointRecord {
         for alias in &self.task_aliases {
             put_bytes(&mut out, 8, alias.as_bytes());
         }
-        if self.service_disabled {
-            put_key(&mut out, 9, WIRE_VARINT);
-            put_varint(&mut out, 1);
-        }
+        put_bool(&mut out, 9, self.service_disabled);
         out
     }
 
     /// Decodes a record.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Self::default();
-        let mut input = Reader::new(bytes);
-        while let Some((field, value)) = input.next_field()? {
+        for field in Reader::new(bytes) {
+            let (field, value) = field?;
             match field {
-                1 => r.name = value.string(field)?,
-                2 => r.service_name = value.string(field)?,
-                3 => r.service_id = value.string(field)?,
-                4 => r.virtual_ip = value.string(field)?,
-                5 => r.endpoint_ip = value.string(field)?,
+                1 => r.name = value.str(field)?.to_owned(),
+                2 => r.service_name = value.str(field)?.to_owned(),
+                3 => r.service_id = value.str(field)?.to_owned(),
+                4 => r.virtual_ip = value.str(field)?.to_owned(),
+                5 => r.endpoint_ip = value.str(field)?.to_owned(),
                 6 => r
                     .ingress_ports
                     .push(PortConfig::decode(value.bytes(field)?)?),
-                7 => r.aliases.push(value.string(field)?),
-                8 => r.task_aliases.push(value.string(field)?),
-                9 => r.service_disabled = value.varint(field)? != 0,
+                7 => r.aliases.push(value.str(field)?.to_owned()),
+                8 => r.task_aliases.push(value.str(field)?.to_owned()),
+                9 => r.service_disabled = value.bool(field)?,
                 _ => {}
             }
         }
@@ -226,190 +148,28 @@ impl PortConfig {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();
         put_string(&mut out, 1, &self.name);
-        let protocol = self.protocol.to_i32();
-        if protocol != 0 {
-            put_key(&mut out, 2, WIRE_VARINT);
-            // int32: negative values are sign-extended to ten bytes, as Go writes them.
-            put_varint(&mut out, i64::from(protocol) as u64);
-        }
-        put_u32(&mut out, 3, self.target_port);
-        put_u32(&mut out, 4, self.published_port);
+        // int32: negative values are sign-extended to ten bytes, as Go writes them.
+        put_int32(&mut out, 2, self.protocol.to_i32());
+        put_uint32(&mut out, 3, self.target_port);
+        put_uint32(&mut out, 4, self.published_port);
         out
     }
 
     /// Decodes the message.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut p = Self::default();
-        let mut input = Reader::new(bytes);
-        while let Some((field, value)) = input.next_field()? {
+        for field in Reader::new(bytes) {
+            let (field, value) = field?;
             match field {
-                1 => p.name = value.string(field)?,
+                1 => p.name = value.str(field)?.to_owned(),
                 // int32 and uint32 keep the low 32 bits of the varint, as protobuf does.
-                2 => p.protocol = Protocol::from_i32(value.varint(field)? as u32 as i32),
-                3 => p.target_port = value.varint(field)? as u32,
-                4 => p.published_port = value.varint(field)? as u32,
+                2 => p.protocol = Protocol::from_i32(value.int32(field)?),
+                3 => p.target_port = value.uint32(field)?,
+                4 => p.published_port = value.uint32(field)?,
                 _ => {}
             }
         }
         Ok(p)
-    }
-}
-
-// ---- wire helpers -------------------------------------------------------------------------
-
-const WIRE_VARINT: u8 = 0;
-const WIRE_FIXED64: u8 = 1;
-const WIRE_LEN: u8 = 2;
-const WIRE_FIXED32: u8 = 5;
-
-/// The longest varint: ten bytes carry 64 bits.
-const MAX_VARINT_BYTES: usize = 10;
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8 & 0x7f) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn put_key(out: &mut Vec<u8>, field: u64, wire_type: u8) {
-    put_varint(out, (field << 3) | u64::from(wire_type));
-}
-
-fn put_bytes(out: &mut Vec<u8>, field: u64, bytes: &[u8]) {
-    put_key(out, field, WIRE_LEN);
-    put_varint(out, bytes.len() as u64);
-    out.extend_from_slice(bytes);
-}
-
-fn put_string(out: &mut Vec<u8>, field: u64, s: &str) {
-    if !s.is_empty() {
-        put_bytes(out, field, s.as_bytes());
-    }
-}
-
-fn put_u32(out: &mut Vec<u8>, field: u64, v: u32) {
-    if v != 0 {
-        put_key(out, field, WIRE_VARINT);
-        put_varint(out, u64::from(v));
-    }
-}
-
-/// A field's value as read off the wire.
-enum Value<'a> {
-    Varint(u64),
-    /// A fixed-width value (wire type 1 or 5), never a known field here.
-    Fixed(u8),
-    Len(&'a [u8]),
-}
-
-impl<'a> Value<'a> {
-    fn wire_type(&self) -> u8 {
-        match self {
-            Self::Varint(_) => WIRE_VARINT,
-            Self::Fixed(wire_type) => *wire_type,
-            Self::Len(_) => WIRE_LEN,
-        }
-    }
-
-    fn varint(&self, field: u64) -> Result<u64, DecodeError> {
-        match self {
-            Self::Varint(v) => Ok(*v),
-            _ => Err(self.wrong(field, WIRE_VARINT)),
-        }
-    }
-
-    fn bytes(&self, field: u64) -> Result<&'a [u8], DecodeError> {
-        match self {
-            Self::Len(b) => Ok(b),
-            _ => Err(self.wrong(field, WIRE_LEN)),
-        }
-    }
-
-    fn string(&self, field: u64) -> Result<String, DecodeError> {
-        let bytes = self.bytes(field)?;
-        std::str::from_utf8(bytes)
-            .map(str::to_owned)
-            .map_err(|_| DecodeError::Utf8 { field })
-    }
-
-    fn wrong(&self, field: u64, expected: u8) -> DecodeError {
-        DecodeError::WrongWireType {
-            field,
-            wire_type: self.wire_type(),
-            expected,
-        }
-    }
-}
-
-/// A cursor over a message's bytes.
-struct Reader<'a> {
-    rest: &'a [u8],
-}
-
-impl<'a> Reader<'a> {
-    fn new(bytes: &'a [u8]) -> Self {
-        Self { rest: bytes }
-    }
-
-    fn varint(&mut self) -> Result<u64, DecodeError> {
-        let mut value = 0u64;
-        for i in 0..MAX_VARINT_BYTES {
-            let Some((&byte, rest)) = self.rest.split_first() else {
-                return Err(DecodeError::Truncated);
-            };
-            self.rest = rest;
-            let bits = u64::from(byte & 0x7f);
-            if i == MAX_VARINT_BYTES - 1 && bits > 1 {
-                return Err(DecodeError::VarintOverflow);
-            }
-            value |= bits << (7 * i);
-            if byte & 0x80 == 0 {
-                return Ok(value);
-            }
-        }
-        Err(DecodeError::VarintOverflow)
-    }
-
-    fn take(&mut self, n: u64) -> Result<&'a [u8], DecodeError> {
-        let n = usize::try_from(n).map_err(|_| DecodeError::Truncated)?;
-        if n > self.rest.len() {
-            return Err(DecodeError::Truncated);
-        }
-        let (taken, rest) = self.rest.split_at(n);
-        self.rest = rest;
-        Ok(taken)
-    }
-
-    /// The next field, or `None` at the end of the input.
-    fn next_field(&mut self) -> Result<Option<(u64, Value<'a>)>, DecodeError> {
-        if self.rest.is_empty() {
-            return Ok(None);
-        }
-        let key = self.varint()?;
-        let field = key >> 3;
-        let wire_type = (key & 7) as u8;
-        if field == 0 {
-            return Err(DecodeError::ZeroField);
-        }
-        let value = match wire_type {
-            WIRE_VARINT => Value::Varint(self.varint()?),
-            WIRE_FIXED64 => {
-                self.take(8)?;
-                Value::Fixed(WIRE_FIXED64)
-            }
-            WIRE_LEN => {
-                let len = self.varint()?;
-                Value::Len(self.take(len)?)
-            }
-            WIRE_FIXED32 => {
-                self.take(4)?;
-                Value::Fixed(WIRE_FIXED32)
-            }
-            _ => return Err(DecodeError::UnsupportedWireType { field, wire_type }),
-        };
-        Ok(Some((field, value)))
     }
 }
 
@@ -425,27 +185,13 @@ mod tests {
     }
 
     #[test]
-    fn peer_record_golden_bytes() {
-        let r = PeerRecord {
-            endpoint_ip: "10.0.0.2/24".into(),
-            endpoint_mac: "02:42:0a:00:00:02".into(),
-            tunnel_endpoint_ip: "192.0.2.1".into(),
-        };
-        // key = field << 3 | 2: 0x0a, 0x12, 0x1a; then a one-byte length.
-        let mut expected = len_field(0x0a, "10.0.0.2/24");
-        expected.extend(len_field(0x12, "02:42:0a:00:00:02"));
-        expected.extend(len_field(0x1a, "192.0.2.1"));
-        assert_eq!(expected[..2], [0x0a, 11]);
-        assert_eq!(r.encode(), expected);
-        assert_eq!(PeerRecord::decode(&expected).unwrap(), r);
-    }
-
-    #[test]
     fn defaults_are_omitted() {
-        assert!(PeerRecord::default().encode().is_empty());
         assert!(EndpointRecord::default().encode().is_empty());
         assert!(PortConfig::default().encode().is_empty());
-        assert_eq!(PeerRecord::decode(&[]).unwrap(), PeerRecord::default());
+        assert_eq!(
+            EndpointRecord::decode(&[]).unwrap(),
+            EndpointRecord::default()
+        );
     }
 
     #[test]
@@ -497,14 +243,17 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_skipped() {
-        let mut bytes = vec![0x20, 0x96, 0x01]; // field 4, varint 150
-        bytes.extend([0x29, 1, 2, 3, 4, 5, 6, 7, 8]); // field 5, fixed64
-        bytes.extend([0x35, 1, 2, 3, 4]); // field 6, fixed32
-        bytes.extend(len_field(0x3a, "zz")); // field 7, bytes
-        bytes.extend(len_field(0x0a, "10.0.0.3/24"));
-        let r = PeerRecord::decode(&bytes).unwrap();
-        assert_eq!(r.endpoint_ip, "10.0.0.3/24");
-        assert!(r.endpoint_mac.is_empty());
+        let mut bytes = vec![0x50, 0x96, 0x01]; // field 10, varint 150
+        bytes.extend([0x59, 1, 2, 3, 4, 5, 6, 7, 8]); // field 11, fixed64
+        bytes.extend([0x65, 1, 2, 3, 4]); // field 12, fixed32
+        bytes.extend(len_field(0x6a, "zz")); // field 13, bytes
+        bytes.extend(len_field(0x2a, "10.0.0.3"));
+        let r = EndpointRecord::decode(&bytes).unwrap();
+        assert_eq!(r.endpoint_ip, "10.0.0.3");
+        assert!(r.name.is_empty());
+        // In a nested message too: field 10, then published_port 1032.
+        let p = PortConfig::decode(&[0x50, 1, 0x20, 0x88, 0x08]).unwrap();
+        assert_eq!(p.published_port, 1032);
     }
 
     #[test]
@@ -522,15 +271,18 @@ mod tests {
 
     #[test]
     fn malformed_input_is_refused() {
-        assert_eq!(PeerRecord::decode(&[0x0a]), Err(DecodeError::Truncated));
+        assert_eq!(EndpointRecord::decode(&[0x0a]), Err(DecodeError::Truncated));
         assert_eq!(
-            PeerRecord::decode(&[0x0a, 5, b'a']),
+            EndpointRecord::decode(&[0x0a, 5, b'a']),
             Err(DecodeError::Truncated)
         );
-        assert_eq!(PeerRecord::decode(&[0x80]), Err(DecodeError::Truncated));
-        assert_eq!(PeerRecord::decode(&[0x02, 0]), Err(DecodeError::ZeroField));
+        assert_eq!(EndpointRecord::decode(&[0x80]), Err(DecodeError::Truncated));
         assert_eq!(
-            PeerRecord::decode(&[0x08, 1]),
+            EndpointRecord::decode(&[0x02, 0]),
+            Err(DecodeError::ZeroField)
+        );
+        assert_eq!(
+            EndpointRecord::decode(&[0x08, 1]),
             Err(DecodeError::WrongWireType {
                 field: 1,
                 wire_type: 0,
@@ -546,28 +298,28 @@ mod tests {
             })
         );
         assert_eq!(
-            PeerRecord::decode(&[0x0b]),
+            EndpointRecord::decode(&[0x0b]),
             Err(DecodeError::UnsupportedWireType {
                 field: 1,
                 wire_type: 3
             })
         );
         assert_eq!(
-            PeerRecord::decode(&[0x0a, 1, 0xff]),
+            EndpointRecord::decode(&[0x0a, 1, 0xff]),
             Err(DecodeError::Utf8 { field: 1 })
         );
         let overflow = [
             0x20, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02,
         ];
         assert_eq!(
-            PeerRecord::decode(&overflow),
+            EndpointRecord::decode(&overflow),
             Err(DecodeError::VarintOverflow)
         );
         let eleven = [
             0x20, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0,
         ];
         assert_eq!(
-            PeerRecord::decode(&eleven),
+            EndpointRecord::decode(&eleven),
             Err(DecodeError::VarintOverflow)
         );
         // A bad nested message fails the record.
@@ -616,15 +368,8 @@ mod tests {
     proptest! {
         #[test]
         fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
-            let _ = PeerRecord::decode(&bytes);
             let _ = EndpointRecord::decode(&bytes);
             let _ = PortConfig::decode(&bytes);
-        }
-
-        #[test]
-        fn peer_record_round_trips(ip in ".{0,20}", mac in ".{0,20}", vtep in ".{0,20}") {
-            let r = PeerRecord { endpoint_ip: ip, endpoint_mac: mac, tunnel_endpoint_ip: vtep };
-            prop_assert_eq!(PeerRecord::decode(&r.encode()).unwrap(), r);
         }
 
         #[test]

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cluster::shell::Client;
+use ipnet::Ipv4Net;
 use networkdb::{NetworkDb, NodeName};
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
@@ -816,7 +817,7 @@ impl Cnm {
         for e in state.endpoints.values() {
             let records = wanted.entry(e.network_id.clone()).or_default();
             if e.sandbox.is_some() {
-                records.insert(e.id.clone(), self.records(e));
+                records.extend(self.records(e).map(|r| (e.id.clone(), r)));
             }
         }
         wanted
@@ -844,12 +845,21 @@ impl Cnm {
         Ok(())
     }
 
-    /// The `PeerRecord` and `EndpointRecord` of a joined endpoint.
-    fn records(&self, e: &Endpoint) -> Records {
+    /// The `PeerRecord` and `EndpointRecord` of a joined endpoint, or `None` (logged) when
+    /// its prefix length is beyond 32 (a hand-edited state file): nothing is published.
+    fn records(&self, e: &Endpoint) -> Option<Records> {
+        let Ok(endpoint_ip) = Ipv4Net::new(e.ip, e.prefix_len) else {
+            tracing::warn!(
+                endpoint = %e.id,
+                prefix_len = e.prefix_len,
+                "invalid prefix length; the endpoint's records are not published"
+            );
+            return None;
+        };
         let peer = PeerRecord {
-            endpoint_ip: format!("{}/{}", e.ip, e.prefix_len),
-            endpoint_mac: e.mac.to_string(),
-            tunnel_endpoint_ip: self.settings.vtep.to_string(),
+            endpoint_ip,
+            endpoint_mac: e.mac.into(),
+            tunnel_endpoint_ip: self.settings.vtep,
         };
         let service = e.service.as_ref();
         let record = EndpointRecord {
@@ -866,10 +876,10 @@ impl Cnm {
             task_aliases: e.aliases.clone(),
             service_disabled: false,
         };
-        Records {
+        Some(Records {
             peer: Bytes::from(peer.encode()),
             endpoint: Bytes::from(record.encode()),
-        }
+        })
     }
 }
 
