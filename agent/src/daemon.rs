@@ -73,7 +73,28 @@ pub struct Daemon {
     diag_addr: SocketAddr,
     api_addr: ApiAddr,
     cnm: Arc<Cnm>,
-    tasks: Vec<JoinHandle<()>>,
+    tasks: Tasks,
+    /// Held for the daemon's life: one agent per state directory.
+    _lock: std::fs::File,
+}
+
+/// The daemon's background tasks, aborted when dropped: a start that fails half-way stops
+/// what it had started (a diagnostic server with no node behind it would hold its port).
+#[derive(Default)]
+struct Tasks(Vec<JoinHandle<()>>);
+
+impl Tasks {
+    fn push(&mut self, task: JoinHandle<()>) {
+        self.0.push(task);
+    }
+}
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
 }
 
 impl Daemon {
@@ -83,6 +104,7 @@ impl Daemon {
     /// endpoints re-attached and re-published) and joins the configured addresses.
     pub async fn start(config: &AgentConfig) -> Result<Self, DaemonError> {
         let security = config.security()?;
+        let lock = lock_state_dir(&config.state_dir)?;
         let incarnation = next_incarnation(&config.state_dir)?;
         let cnm_state = LocalState::load(&config.state_dir)?;
         let udp = UdpSocket::bind(config.bind)
@@ -121,7 +143,7 @@ impl Daemon {
         ]);
         let mut handle = spawn(udp, tcp, shell)?;
         let diag_state = DiagState::new(handle.client(), advertise.ip(), bound.port());
-        let mut tasks = Vec::new();
+        let mut tasks = Tasks::default();
         if let Some(mut events) = handle.take_events() {
             let diag_state = diag_state.clone();
             tasks.push(tokio::spawn(async move {
@@ -194,6 +216,7 @@ impl Daemon {
             api_addr,
             cnm,
             tasks,
+            _lock: lock,
         })
     }
 
@@ -225,11 +248,11 @@ impl Daemon {
     /// Leaves the cluster gracefully, then stops every server and removes the control
     /// API's socket file.
     pub async fn shutdown(self) {
-        self.handle.leave().await;
-        for task in self.tasks {
-            task.abort();
-        }
+        // The servers stop first: a request arriving during the leave's grace period would
+        // change local state the departing node no longer publishes.
+        drop(self.tasks);
         api::server::remove_socket(&self.api_addr);
+        self.handle.leave().await;
     }
 
     /// Stops at once without a goodbye (the others see a failure). The control API's socket
@@ -237,9 +260,7 @@ impl Daemon {
     /// aborted server is still being dropped; the CNM state file is left as it was.
     pub fn kill(self) {
         self.handle.kill();
-        for task in self.tasks {
-            task.abort();
-        }
+        drop(self.tasks);
         api::server::remove_socket(&self.api_addr);
     }
 }
@@ -276,6 +297,32 @@ pub async fn run(config: AgentConfig) -> Result<(), DaemonError> {
     tracing::info!("leaving the cluster");
     daemon.shutdown().await;
     Ok(())
+}
+
+/// Takes the exclusive lock of `state_dir/lock`, so two agents never share one state
+/// directory (both would write `cnm.json` and the incarnation counter). The lock goes with
+/// the process.
+fn lock_state_dir(state_dir: &Path) -> Result<std::fs::File, DaemonError> {
+    let err = |path: &Path| {
+        let path = path.to_owned();
+        move |source| DaemonError::State { path, source }
+    };
+    std::fs::create_dir_all(state_dir).map_err(err(state_dir))?;
+    let path = state_dir.join("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(err(&path))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(DaemonError::State {
+            path,
+            source: std::io::Error::other("in use by another netagent"),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(err(&path)(e)),
+    }
 }
 
 /// Reads, increments and writes back the run counter in `state_dir/incarnation`.

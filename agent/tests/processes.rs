@@ -246,3 +246,28 @@ fn bad_configuration_exits_with_status_2_naming_the_field() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Two agents cannot share a state directory (both would write `cnm.json` and the
+/// incarnation counter): the second start fails naming the directory's lock.
+#[test]
+fn a_state_directory_serves_one_agent() {
+    let first = Agent::start(3, 1);
+    let ip = ip(3, 2);
+    let out = netagent()
+        .args(["run", "--insecure"])
+        .args(["--bind", &format!("{ip}:7946")])
+        .args(["--diag-addr", &format!("{ip}:2000")])
+        .args([
+            "--api",
+            &format!("unix:{}", first.dir.join("other.sock").display()),
+        ])
+        .args([
+            "--state-dir",
+            &first.dir.join("state").display().to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("in use by another netagent"), "{stderr}");
+}

@@ -512,18 +512,18 @@ impl Node {
                 return Err(InputError::Swim(format!("membership state: {e}")));
             }
         };
-        if let Some(names) = authenticated {
-            if !names.iter().any(|n| n.as_ref() == &*state.sender.name) {
-                self.stats.dropped_impersonation += 1;
-                return Err(InputError::Impersonation {
-                    authenticated: names
-                        .iter()
-                        .map(AsRef::as_ref)
-                        .collect::<Vec<_>>()
-                        .join(","),
-                    claimed: state.sender.name.to_string(),
-                });
-            }
+        if let Some(names) = authenticated
+            && !names.iter().any(|n| n.as_ref() == &*state.sender.name)
+        {
+            self.stats.dropped_impersonation += 1;
+            return Err(InputError::Impersonation {
+                authenticated: names
+                    .iter()
+                    .map(AsRef::as_ref)
+                    .collect::<Vec<_>>()
+                    .join(","),
+                claimed: state.sender.name.to_string(),
+            });
         }
         // Only a member (it proved the gossip key to SWIM) may tell this node about others.
         let sender = state.sender.db_name();

@@ -444,10 +444,11 @@ impl Harness {
         for k in [i, j] {
             group.insert(k);
             for peer in self.db(k).cluster_peers() {
-                if let Some(idx) = peer.addr.and_then(|a| self.index_of(a)) {
-                    if self.is_up(idx) && self.db(idx).name() == &peer.name {
-                        group.insert(idx);
-                    }
+                if let Some(idx) = peer.addr.and_then(|a| self.index_of(a))
+                    && self.is_up(idx)
+                    && self.db(idx).name() == &peer.name
+                {
+                    group.insert(idx);
                 }
             }
         }

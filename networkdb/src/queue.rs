@@ -76,12 +76,11 @@ impl<K: Clone + Eq + Hash> BroadcastQueue<K> {
     /// Queues `bytes`, replacing the item queued under the same key. Returns how many items
     /// were dropped because the queue was full.
     pub(crate) fn push(&mut self, key: Option<K>, bytes: Bytes) -> usize {
-        if let Some(k) = &key {
-            if let Some(slot) = self.by_key.remove(k) {
-                if let Some(old) = self.items.remove(&slot) {
-                    self.bytes -= part_cost(old.bytes.len());
-                }
-            }
+        if let Some(k) = &key
+            && let Some(slot) = self.by_key.remove(k)
+            && let Some(old) = self.items.remove(&slot)
+        {
+            self.bytes -= part_cost(old.bytes.len());
         }
         let slot = (0, Reverse(self.next_id));
         self.next_id += 1;

@@ -192,15 +192,14 @@ proptest! {
             t += Duration::from_millis(200);
             db.handle_timeout(t);
             while let Some(out) = db.poll_output() {
-                if let Output::Transmit(tx) = out {
-                    if tx.channel == Channel::Datagram {
+                if let Output::Transmit(tx) = out
+                    && tx.channel == Channel::Datagram {
                         prop_assert!(tx.payload.len() <= packet_size,
                             "datagram of {} bytes over {}", tx.payload.len(), packet_size);
                         if let Ok(Message::Compound(parts)) = Message::decode(&tx.payload) {
                             table_events += parts.len();
                         }
                     }
-                }
             }
         }
         let oversized = db.stats().oversized_via_stream as usize;

@@ -207,10 +207,10 @@ fn repeated_node_up_emits_duplicate_create() {
     db.node_up(now, "b".into(), "10.0.0.2:1".parse().unwrap());
     let mut creates = 0;
     while let Some(o) = db.poll_output() {
-        if let Output::Watch { event, .. } = o {
-            if event.is_create() {
-                creates += 1;
-            }
+        if let Output::Watch { event, .. } = o
+            && event.is_create()
+        {
+            creates += 1;
         }
     }
     assert_eq!(creates, 1);

@@ -37,12 +37,10 @@ pub(crate) fn quick_converged(sim: &Simulation) -> bool {
             .collect();
         for table in &sim.table_ids {
             db.walk_table(table, |network, key, value, deleted| {
-                if !deleted {
-                    if let Some(d) = digests.get_mut(network.as_str()) {
-                        d.str(table);
-                        d.str(key);
-                        d.bytes(value);
-                    }
+                if !deleted && let Some(d) = digests.get_mut(network.as_str()) {
+                    d.str(table);
+                    d.str(key);
+                    d.bytes(value);
                 }
                 false
             });

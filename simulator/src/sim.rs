@@ -356,7 +356,7 @@ impl Simulation {
             }
             self.events += 1;
             self.handle(q.event);
-            if self.events % 4096 == 0 {
+            if self.events.is_multiple_of(4096) {
                 self.progress(false);
             }
         }
@@ -642,19 +642,18 @@ impl Simulation {
             }
             Output::Member(ev) if self.opts.trace => {
                 eprintln!("{:>9.3} node{from}: member {ev:?}", self.now.as_secs_f64());
-                if let MemberEvent::Down(id) = ev {
-                    if let Some(j) = self.host_of(id.addr) {
-                        if self.hosts[j].incarnation == id.incarnation {
-                            self.hosts[j].down_reports += 1;
-                        }
-                    }
+                if let MemberEvent::Down(id) = ev
+                    && let Some(j) = self.host_of(id.addr)
+                    && self.hosts[j].incarnation == id.incarnation
+                {
+                    self.hosts[j].down_reports += 1;
                 }
             }
             Output::Member(MemberEvent::Down(id)) => {
-                if let Some(j) = self.host_of(id.addr) {
-                    if self.hosts[j].incarnation == id.incarnation {
-                        self.hosts[j].down_reports += 1;
-                    }
+                if let Some(j) = self.host_of(id.addr)
+                    && self.hosts[j].incarnation == id.incarnation
+                {
+                    self.hosts[j].down_reports += 1;
                 }
             }
             Output::Member(_) => {}

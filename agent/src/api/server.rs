@@ -158,10 +158,10 @@ impl ApiListener {
 
 /// Removes the socket file of a unix [`ApiAddr`], if it is a socket.
 pub fn remove_socket(addr: &ApiAddr) {
-    if let ApiAddr::Unix(path) = addr {
-        if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
-            let _ = std::fs::remove_file(path);
-        }
+    if let ApiAddr::Unix(path) = addr
+        && std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket())
+    {
+        let _ = std::fs::remove_file(path);
     }
 }
 

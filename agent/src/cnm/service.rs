@@ -398,13 +398,13 @@ impl Cnm {
             }
             _ => None,
         };
-        if let Some(mac) = &mac {
-            if state.endpoints_on(&spec.id).any(|e| e.mac == *mac) {
-                return Err(CnmError::Conflict(format!(
-                    "MAC address {mac} is already in use on network {}",
-                    spec.name
-                )));
-            }
+        if let Some(mac) = &mac
+            && state.endpoints_on(&spec.id).any(|e| e.mac == *mac)
+        {
+            return Err(CnmError::Conflict(format!(
+                "MAC address {mac} is already in use on network {}",
+                spec.name
+            )));
         }
         let ip = match ip {
             Some(ip) => {
@@ -954,13 +954,13 @@ fn check_new_network(
     if specs.iter().any(|s| s.name == new.name) {
         return Err(exists(&new.name));
     }
-    if let Some(vni) = vni {
-        if let Some(s) = specs.iter().find(|s| s.vni == vni) {
-            return Err(CnmError::Conflict(format!(
-                "VNI {vni} is already used by network {}",
-                s.name
-            )));
-        }
+    if let Some(vni) = vni
+        && let Some(s) = specs.iter().find(|s| s.vni == vni)
+    {
+        return Err(CnmError::Conflict(format!(
+            "VNI {vni} is already used by network {}",
+            s.name
+        )));
     }
     if let Some(s) = specs.iter().find(|s| {
         s.subnet.contains(&new.subnet.network()) || new.subnet.contains(&s.subnet.network())

@@ -2,9 +2,10 @@
 //!
 //! The file is the source of truth for this agent's endpoints and sandboxes: NetworkDB is
 //! brought in line with it at start and after every change (see `Cnm::reconcile`). It is
-//! written whole to `cnm.json.tmp`, flushed to disk, then renamed over `cnm.json`, so a crash
-//! leaves the old or the new version, never a mix. A file that cannot be read or parsed stops
-//! the agent with an error naming it: it is never silently replaced by an empty state.
+//! written whole to `cnm.json.tmp`, flushed to disk, then renamed over `cnm.json` and the
+//! directory flushed, so a crash leaves the old or the new version, never a mix. A file that
+//! cannot be read or parsed stops the agent with an error naming it: it is never silently
+//! replaced by an empty state.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -144,7 +145,22 @@ impl LocalState {
         drop(file);
         tokio::fs::rename(&tmp, &path)
             .await
-            .map_err(|source| StoreError::Write { path, source })
+            .map_err(|source| StoreError::Write {
+                path: path.clone(),
+                source,
+            })?;
+        // The rename is durable once the directory is: an acknowledged change survives a
+        // power loss.
+        let dir = tokio::fs::File::open(state_dir)
+            .await
+            .map_err(|source| StoreError::Write {
+                path: state_dir.to_owned(),
+                source,
+            })?;
+        dir.sync_all().await.map_err(|source| StoreError::Write {
+            path: state_dir.to_owned(),
+            source,
+        })
     }
 
     /// The endpoints on the network with ID `network_id`.

@@ -536,10 +536,10 @@ impl ReplayWindow {
             return false;
         }
         self.order.push_back(n);
-        if self.order.len() > self.cap {
-            if let Some(old) = self.order.pop_front() {
-                self.seen.remove(&old);
-            }
+        if self.order.len() > self.cap
+            && let Some(old) = self.order.pop_front()
+        {
+            self.seen.remove(&old);
         }
         true
     }
