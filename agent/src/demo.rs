@@ -1,8 +1,9 @@
 //! `netagent demo`: a three-node cluster on loopback in one process, on real sockets with
 //! mutual TLS and the AEAD keyring (an ephemeral CA and key written to a temporary
-//! directory), driven through the same [`Daemon`] as `netagent run`. It shows membership
-//! forming, entries converging, a killed node's entries hidden and a graceful leave, and
-//! exits 0 when every step held.
+//! directory), driven through the same [`Daemon`] and control plane as `netagent run`: a
+//! network created on one agent is known to all, each agent joins an endpoint to a sandbox
+//! (publishing libnetwork's `PeerRecord`), the records converge, a killed agent's record is
+//! hidden and a leaver's dropped. It exits 0 when every step held.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -10,12 +11,15 @@ use std::time::{Duration, Instant};
 
 use cluster::shell::Client;
 
+use crate::cnm::{EndpointCreate, NetworkCreate, PeerRecord, SandboxCreate, ServiceCreate};
 use crate::config::{AgentConfig, SecurityConfig};
 use crate::daemon::Daemon;
 use crate::pki::ClusterCa;
 
 const NODES: usize = 3;
 const NETWORK: &str = "demo-net";
+const SUBNET: &str = "198.18.100.0/24";
+const VIP: &str = "198.18.100.250";
 const TABLE: &str = "overlay_peer_table";
 /// Every wait of the demo gives up after this long.
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -80,35 +84,63 @@ async fn run_in(dir: &Path) -> Result<(), DemoError> {
     .await?;
     println!("{} cluster formed: 3 members everywhere", at());
 
-    for c in &clients {
-        c.with_node(|n, now| n.db_mut().join_network(now, NETWORK.into()))
-            .await
-            .map_err(fail)?
-            .map_err(fail)?;
-    }
-    for (i, c) in clients.iter().enumerate() {
-        let value = format!(
-            "198.18.100.{}/24 02:42:c6:12:64:{:02x} vtep 127.0.0.1",
-            10 + i,
-            10 + i
-        );
-        c.with_node(move |n, now| {
-            n.db_mut().create_entry(
-                now,
-                TABLE.into(),
-                NETWORK.into(),
-                format!("endpoint-{}", i + 1).into(),
-                value.into_bytes(),
-            )
+    // The control plane as users drive it (what `netagent network create`, `sandbox create`,
+    // `endpoint create` and `endpoint join` call): one network created on demo-1 is known
+    // everywhere; each agent joins one endpoint of service `web` to a sandbox, which
+    // publishes libnetwork's PeerRecord and EndpointRecord.
+    let cnms: Vec<_> = daemons.iter().flatten().map(|d| d.cnm().clone()).collect();
+    let spec = cnms[0]
+        .create_network(NetworkCreate {
+            name: NETWORK.into(),
+            driver: Some("overlay".into()),
+            subnet: SUBNET.into(),
+            vni: None,
         })
         .await
-        .map_err(fail)?
         .map_err(fail)?;
-    }
+    println!(
+        "{} demo-1 created network {NETWORK} ({SUBNET}, VNI {}, id {})",
+        at(),
+        spec.vni,
+        &spec.id[..12]
+    );
+    wait("every agent lists the network", || async {
+        for cnm in &cnms {
+            if cnm.network(NETWORK).await.is_err() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    })
+    .await?;
     let written = Instant::now();
+    for (i, cnm) in cnms.iter().enumerate() {
+        let sandbox = format!("c{}", i + 1);
+        cnm.create_sandbox(SandboxCreate {
+            name: sandbox.clone(),
+            netns: format!("/var/run/netns/demo-{sandbox}"),
+        })
+        .await
+        .map_err(fail)?;
+        let endpoint = cnm
+            .create_endpoint(EndpointCreate {
+                network: NETWORK.into(),
+                name: format!("web{}", i + 1),
+                service: Some(ServiceCreate {
+                    name: "web".into(),
+                    vip: Some(VIP.into()),
+                }),
+                ..EndpointCreate::default()
+            })
+            .await
+            .map_err(fail)?;
+        cnm.join(NETWORK, &endpoint.name, &sandbox)
+            .await
+            .map_err(fail)?;
+    }
     wait("every agent holds the three endpoints", || async {
         for c in &clients {
-            if entries(c).await?.len() != NODES {
+            if peers(c, &spec.id).await?.len() != NODES {
                 return Ok(false);
             }
         }
@@ -116,16 +148,16 @@ async fn run_in(dir: &Path) -> Result<(), DemoError> {
     })
     .await?;
     println!(
-        "{} converged {} ms after the writes: every agent holds 3 endpoints",
+        "{} converged {} ms after the joins: every agent holds 3 endpoints",
         at(),
         written.elapsed().as_millis()
     );
-    print_table(&clients[0]).await?;
+    print_table(&clients[0], &spec.id).await?;
     if let Some(d) = &daemons[1] {
-        let path = format!("/gettable?nid={NETWORK}&tname={TABLE}&unsafe");
+        let path = format!("/gettable?nid={}&tname={TABLE}", spec.id);
         let body = http_get(d.diag_addr(), &path).await?;
         println!(
-            "{} the libnetwork diagnostic API of demo-2 (curl 'http://{}{path}'):",
+            "{} the libnetwork diagnostic API of demo-2 (curl 'http://{}/gettable?nid=<id>&tname={TABLE}'), values as libnetwork's protobuf:",
             at(),
             d.diag_addr()
         );
@@ -139,7 +171,7 @@ async fn run_in(dir: &Path) -> Result<(), DemoError> {
         d.kill();
     }
     wait("the killed agent's endpoint is hidden", || async {
-        Ok(entries(&clients[0]).await?.len() == NODES - 1)
+        Ok(peers(&clients[0], &spec.id).await?.len() == NODES - 1)
     })
     .await?;
     println!(
@@ -152,11 +184,11 @@ async fn run_in(dir: &Path) -> Result<(), DemoError> {
         d.shutdown().await;
     }
     wait("the leaver's endpoint is gone", || async {
-        Ok(entries(&clients[0]).await?.len() == 1)
+        Ok(peers(&clients[0], &spec.id).await?.len() == 1)
     })
     .await?;
     println!("{} demo-1 dropped demo-2's endpoint for good", at());
-    print_table(&clients[0]).await?;
+    print_table(&clients[0], &spec.id).await?;
     if let Some(d) = daemons[0].take() {
         d.shutdown().await;
     }
@@ -200,17 +232,23 @@ async fn members(c: &Client) -> Result<usize, DemoError> {
     c.with_node(|n, _| n.members().len()).await.map_err(fail)
 }
 
-async fn entries(c: &Client) -> Result<Vec<(String, String, String)>, DemoError> {
-    c.with_node(|n, _| {
+/// The decoded `overlay_peer_table` of network `nid` as `c`'s node sees it: (endpoint ID,
+/// record, owner).
+async fn peers(c: &Client, nid: &str) -> Result<Vec<(String, String, String)>, DemoError> {
+    let nid = nid.to_owned();
+    c.with_node(move |n, _| {
         n.db()
-            .table_by_network(TABLE, NETWORK)
+            .table_by_network(TABLE, &nid)
             .into_iter()
             .map(|(k, e)| {
-                (
-                    k.to_string(),
-                    String::from_utf8_lossy(&e.value).into_owned(),
-                    e.owner.to_string(),
-                )
+                let record = match PeerRecord::decode(&e.value) {
+                    Ok(r) => format!(
+                        "{} {} vtep {}",
+                        r.endpoint_ip, r.endpoint_mac, r.tunnel_endpoint_ip
+                    ),
+                    Err(err) => format!("undecodable: {err}"),
+                };
+                (k.to_string(), record, e.owner.to_string())
             })
             .collect()
     })
@@ -218,14 +256,15 @@ async fn entries(c: &Client) -> Result<Vec<(String, String, String)>, DemoError>
     .map_err(fail)
 }
 
-async fn print_table(c: &Client) -> Result<(), DemoError> {
+async fn print_table(c: &Client, nid: &str) -> Result<(), DemoError> {
     let name = c
         .with_node(|n, _| n.identity().db_name().to_string())
         .await
         .map_err(fail)?;
-    println!("    {name} sees {TABLE} in {NETWORK}:");
-    for (k, v, owner) in entries(c).await? {
-        println!("      {k} -> {v} (owner {owner})");
+    println!("    {name} sees {TABLE} of {NETWORK} (PeerRecords):");
+    for (k, record, owner) in peers(c, nid).await? {
+        let short = k.get(..12).unwrap_or(&k);
+        println!("      {short} -> {record} (owner {owner})");
     }
     Ok(())
 }
