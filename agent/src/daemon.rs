@@ -104,6 +104,7 @@ impl Daemon {
     /// endpoints re-attached and re-published) and joins the configured addresses.
     pub async fn start(config: &AgentConfig) -> Result<Self, DaemonError> {
         let security = config.security()?;
+        warn_readable_secrets(&config.security);
         let lock = lock_state_dir(&config.state_dir)?;
         let incarnation = next_incarnation(&config.state_dir)?;
         let cnm_state = LocalState::load(&config.state_dir)?;
@@ -297,6 +298,32 @@ pub async fn run(config: AgentConfig) -> Result<(), DaemonError> {
     tracing::info!("leaving the cluster");
     daemon.shutdown().await;
     Ok(())
+}
+
+/// Warns when the gossip key file or the TLS private key can be read by other users (as
+/// ssh does for its keys; a warning, since group-readable keys are a deliberate setup in
+/// some deployments).
+fn warn_readable_secrets(security: &crate::config::SecurityConfig) {
+    use std::os::unix::fs::PermissionsExt;
+    let crate::config::SecurityConfig::Secure {
+        key_file, tls_key, ..
+    } = security
+    else {
+        return;
+    };
+    for (field, path) in [("key_file", key_file), ("tls_key", tls_key)] {
+        if let Ok(meta) = std::fs::metadata(path) {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    field,
+                    path = %path.display(),
+                    mode = format!("{mode:o}"),
+                    "secret readable by other users; chmod 600 it"
+                );
+            }
+        }
+    }
 }
 
 /// Takes the exclusive lock of `state_dir/lock`, so two agents never share one state
