@@ -45,14 +45,18 @@
 //! }
 //! ```
 //!
-//! See `docs/ARCHITECTURE.md` section "Overlay driver". Still outside this crate: the
-//! netlink executor (a `Dataplane` over `rtnetlink`), namespaces, VXLAN devices and veths.
+//! See `docs/ARCHITECTURE.md` section "Overlay driver". The real executor is
+//! `netlink::NetlinkDataplane`, behind the non-default `netlink` feature (rtnetlink, tokio,
+//! nix): per network a namespace with a bridge and a VXLAN device, veths for local
+//! endpoints, and batched neighbour and FDB programming. The default build stays sans-IO.
 
 #![deny(missing_docs)]
 
 mod dataplane;
 mod fake;
 mod mac;
+#[cfg(feature = "netlink")]
+pub mod netlink;
 mod peerdb;
 mod plan;
 pub mod proto;
