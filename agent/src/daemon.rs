@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 use crate::api::{self, ApiBindError, ApiListener};
 use crate::cnm::{Cnm, CnmError, CnmSettings, LocalState, StoreError};
 use crate::config::{AgentConfig, ApiAddr, ConfigError};
+use crate::dataplane::{self, DataplaneHandle};
 use crate::diag::{self, DiagState};
 use crate::metrics::Snapshot;
 use crate::pki;
@@ -74,6 +75,9 @@ pub struct Daemon {
     api_addr: ApiAddr,
     cnm: Arc<Cnm>,
     tasks: Tasks,
+    dataplane: DataplaneHandle,
+    /// The overlay driver's task, stopped after the others (it removes its networks).
+    dataplane_task: Tasks,
     /// Held for the daemon's life: one agent per state directory.
     _lock: std::fs::File,
 }
@@ -145,11 +149,35 @@ impl Daemon {
         let mut handle = spawn(udp, tcp, shell)?;
         let diag_state = DiagState::new(handle.client(), advertise.ip(), bound.port());
         let mut tasks = Tasks::default();
+        // The overlay driver: started before the CNM restores its endpoints, fed with the
+        // peer table's events of every network.
+        let (dp, dp_task) =
+            dataplane::start(&config.name, &config.state_dir, advertise.ip(), true).await;
+        let mut dataplane_task = Tasks::default();
+        dataplane_task.push(dp_task);
+        let (peer_watch, snapshot) = handle
+            .client()
+            .with_node(|node, _| {
+                node.db_mut().watch(networkdb::WatchFilter {
+                    table: Some(dataplane::WATCHED_TABLE.into()),
+                    network: None,
+                })
+            })
+            .await
+            .map_err(|_| DaemonError::Cnm(CnmError::Stopped))?;
+        for event in snapshot {
+            dp.watch_event(event).await;
+        }
         if let Some(mut events) = handle.take_events() {
             let diag_state = diag_state.clone();
+            let dp = dp.clone();
             tasks.push(tokio::spawn(async move {
-                while let Some((_, event)) = events.recv().await {
-                    diag_state.on_watch_event(&event);
+                while let Some((watch, event)) = events.recv().await {
+                    if watch == peer_watch {
+                        dp.watch_event(event).await;
+                    } else {
+                        diag_state.on_watch_event(&event);
+                    }
                 }
             }));
         }
@@ -188,6 +216,7 @@ impl Daemon {
             // The data-path address: the advertise address (no separate data-path address yet).
             vtep: advertise.ip(),
             state_dir: config.state_dir.clone(),
+            dataplane: Some(dp.clone()),
         };
         let cnm = Cnm::start(handle.client(), settings, cnm_state).await?;
         tasks.push(cnm.spawn_reconciler());
@@ -217,6 +246,8 @@ impl Daemon {
             api_addr,
             cnm,
             tasks,
+            dataplane: dp,
+            dataplane_task,
             _lock: lock,
         })
     }
@@ -254,6 +285,9 @@ impl Daemon {
         drop(self.tasks);
         api::server::remove_socket(&self.api_addr);
         self.handle.leave().await;
+        // Then the overlay networks this agent created go.
+        self.dataplane.shutdown().await;
+        drop(self.dataplane_task);
     }
 
     /// Stops at once without a goodbye (the others see a failure). The control API's socket
@@ -262,6 +296,8 @@ impl Daemon {
     pub fn kill(self) {
         self.handle.kill();
         drop(self.tasks);
+        // As a crash: the overlay namespaces stay; the next start removes them.
+        drop(self.dataplane_task);
         api::server::remove_socket(&self.api_addr);
     }
 }

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod cnm;
 pub mod config;
 pub mod daemon;
+pub mod dataplane;
 pub mod demo;
 pub mod diag;
 pub mod metrics;

@@ -46,6 +46,8 @@ pub struct CnmSettings {
     pub vtep: IpAddr,
     /// Where `cnm.json` lives.
     pub state_dir: PathBuf,
+    /// The overlay driver the join and leave hooks drive; `None`: no dataplane at all.
+    pub dataplane: Option<crate::dataplane::DataplaneHandle>,
 }
 
 /// The Container Network Model of one agent: the cluster-wide network catalogue, and this
@@ -112,8 +114,23 @@ impl Cnm {
                 absent_since: HashMap::new(),
             }),
         });
-        // DATAPLANE HOOK (overlay driver issue): re-create the dataplane of every restored
-        // joined endpoint here (`dataplane_join`), before its records are re-published.
+        // Re-create the dataplane of every restored joined endpoint before its records are
+        // re-published (a failure is retried by the driver in the background).
+        {
+            let inner = cnm.inner.lock().await;
+            for endpoint in inner.state.endpoints.values() {
+                let Some(sb) = endpoint
+                    .sandbox
+                    .as_ref()
+                    .and_then(|name| inner.state.sandboxes.get(name))
+                else {
+                    continue;
+                };
+                if let Err(e) = cnm.dataplane_join(&inner.state, endpoint, sb, true).await {
+                    tracing::warn!(endpoint = %endpoint.name, error = %e, "cannot restore the endpoint's dataplane");
+                }
+            }
+        }
         cnm.reconcile().await?;
         Ok(cnm)
     }
@@ -535,7 +552,8 @@ impl Cnm {
                 endpoint.network, endpoint.name
             )));
         }
-        self.dataplane_join(&endpoint, &sb).await?;
+        self.dataplane_join(&inner.state, &endpoint, &sb, false)
+            .await?;
         let mut next = inner.state.clone();
         let joined = Endpoint {
             sandbox: Some(sb.name.clone()),
@@ -785,22 +803,55 @@ impl Cnm {
 
     // ---- helpers ----
 
-    /// DATAPLANE HOOK (overlay driver issue): create the endpoint's veth pair, move one end
-    /// into `sandbox.netns` and the other onto the network's bridge, creating the network's
-    /// namespace, bridge and VXLAN device on its first local endpoint. Runs before the
-    /// endpoint's records are published; an error refuses the join with nothing published.
+    /// DATAPLANE HOOK: asks the overlay driver to create the endpoint's veth pair, move one
+    /// end into `sandbox.netns` and the other onto the network's bridge, creating the
+    /// network's namespace, bridge and VXLAN device on its first local endpoint. Runs before
+    /// the endpoint's records are published; an error refuses the join with nothing
+    /// published. With `restore` (agent start), failures are retried by the driver.
     async fn dataplane_join(
         &self,
-        _endpoint: &Endpoint,
-        _sandbox: &Sandbox,
+        state: &LocalState,
+        endpoint: &Endpoint,
+        sandbox: &Sandbox,
+        restore: bool,
     ) -> Result<(), CnmError> {
-        Ok(())
+        let Some(dp) = &self.settings.dataplane else {
+            return Ok(());
+        };
+        let Some(known) = state.networks.get(&endpoint.network_id) else {
+            tracing::warn!(endpoint = %endpoint.name, network = %endpoint.network, "unknown network: no dataplane");
+            return Ok(());
+        };
+        let spec = &known.spec;
+        let (Ok(gateway), Ok(addr)) = (
+            Ipv4Net::new(spec.gateway, spec.subnet.prefix_len()),
+            Ipv4Net::new(endpoint.ip, endpoint.prefix_len),
+        ) else {
+            return Err(CnmError::Invalid(format!(
+                "endpoint {}: invalid prefix length",
+                endpoint.name
+            )));
+        };
+        let req = crate::dataplane::JoinRequest {
+            network_id: endpoint.network_id.clone(),
+            vni: spec.vni,
+            gateway,
+            addr,
+            mac: endpoint.mac.into(),
+            netns: sandbox.netns.clone(),
+        };
+        dp.join(req, restore).await.map_err(CnmError::Conflict)
     }
 
-    /// DATAPLANE HOOK (overlay driver issue): remove the endpoint's veth pair (and the
+    /// DATAPLANE HOOK: asks the overlay driver to remove the endpoint's veth pair (and the
     /// network's namespace after its last endpoint). Runs after the records are deleted.
-    async fn dataplane_leave(&self, _endpoint: &Endpoint) -> Result<(), CnmError> {
-        Ok(())
+    async fn dataplane_leave(&self, endpoint: &Endpoint) -> Result<(), CnmError> {
+        let Some(dp) = &self.settings.dataplane else {
+            return Ok(());
+        };
+        dp.leave(&endpoint.network_id, endpoint.ip)
+            .await
+            .map_err(CnmError::Conflict)
     }
 
     /// Saves `next`, then makes it the current state. On a failure nothing changes.
