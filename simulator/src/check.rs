@@ -1,9 +1,10 @@
 //! The checkers: convergence of visible entries, live owners, no resurrection, membership,
-//! and the scenarios' own expectations.
+//! the overlay driver's fake kernels, and the scenarios' own expectations.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use networkdb::NodeState;
+use networkdb::{NodeState, WatchEvent};
+use overlay::{KernelState, PeerDb};
 
 use crate::digest::Digest;
 use crate::scenario::Expectation;
@@ -267,6 +268,12 @@ pub(crate) fn final_checks(sim: &mut Simulation) {
         }
     }
 
+    if sim.opts.check_kernel {
+        for &i in &live {
+            kernel_check(sim, i, &mut found);
+        }
+    }
+
     let checks = std::mem::take(&mut sim.final_checks);
     for e in &checks {
         expectation_now(sim, e);
@@ -275,6 +282,108 @@ pub(crate) fn final_checks(sim: &mut Simulation) {
     for (check, detail) in found {
         sim.violation(check, detail);
     }
+}
+
+/// The `kernel` checker for live host `i`: its fake kernel holds what its peer DB wants
+/// (`overlay::check`), and exactly what a fresh peer DB fed with the node's current view of
+/// `overlay_peer_table` (visible entries of remote owners) wants for the attached networks.
+fn kernel_check(sim: &Simulation, i: usize, found: &mut Vec<(&'static str, String)>) {
+    let h = &sim.hosts[i];
+    let (Some(node), Some(o)) = (&h.node, &h.overlay) else {
+        return;
+    };
+    if let Err(e) = overlay::check(&o.kernel, &o.peers) {
+        found.push(("kernel", format!("node{i}: {e}")));
+    }
+    let db = node.db();
+    let table = crate::sim::TABLES[crate::sim::PEER_TABLE];
+    let mut fresh = PeerDb::new(h.addr.ip());
+    for id in &sim.net_ids {
+        for (key, elem) in db.table_by_network(table, id) {
+            if elem.owner == *db.name() {
+                continue;
+            }
+            fresh.apply(&WatchEvent {
+                table: networkdb::TableName::from(table),
+                network: id.clone(),
+                key,
+                prev: None,
+                value: Some(elem.value),
+            });
+        }
+    }
+    for &network in h.attached.keys() {
+        fresh.network_ready(&sim.net_ids[network]);
+    }
+    let expected: BTreeMap<_, _> = fresh
+        .networks()
+        .filter(|(_, peers)| peers.is_ready())
+        .map(|(id, peers)| (id.clone(), peers.desired().clone()))
+        .collect();
+    let programmed = o.kernel.networks();
+    let empty = KernelState::default();
+    let ids: BTreeSet<_> = expected.keys().chain(programmed.keys()).collect();
+    for id in ids {
+        match (expected.get(id), programmed.get(id)) {
+            (Some(want), Some(got)) if want == got => {}
+            (Some(want), Some(got)) => found.push((
+                "kernel",
+                format!(
+                    "node{i}: network {id}: kernel holds {} neighbours and {} FDB entries, the \
+                     node's view of {table} calls for {} and {}: {}",
+                    got.neighbours.len(),
+                    got.fdb.len(),
+                    want.neighbours.len(),
+                    want.fdb.len(),
+                    kernel_difference(want, got)
+                ),
+            )),
+            (Some(_), None) => found.push((
+                "kernel",
+                format!("node{i}: network {id} is attached but has no device"),
+            )),
+            (None, Some(got)) if got == &empty => found.push((
+                "kernel",
+                format!("node{i}: network {id} has a device but is not attached"),
+            )),
+            (None, Some(got)) => found.push((
+                "kernel",
+                format!(
+                    "node{i}: network {id} is not attached but its device has {} neighbours \
+                     and {} FDB entries",
+                    got.neighbours.len(),
+                    got.fdb.len()
+                ),
+            )),
+            (None, None) => {}
+        }
+    }
+}
+
+/// The first few differences between the wanted and the programmed state.
+fn kernel_difference(want: &KernelState, got: &KernelState) -> String {
+    let mut out = Vec::new();
+    for (ip, mac) in &want.neighbours {
+        if got.neighbours.get(ip) != Some(mac) {
+            out.push(format!("missing neigh {ip} -> {mac}"));
+        }
+    }
+    for (ip, mac) in &got.neighbours {
+        if want.neighbours.get(ip) != Some(mac) {
+            out.push(format!("extra neigh {ip} -> {mac}"));
+        }
+    }
+    for (mac, vtep) in &want.fdb {
+        if got.fdb.get(mac) != Some(vtep) {
+            out.push(format!("missing fdb {mac} -> {vtep}"));
+        }
+    }
+    for (mac, vtep) in &got.fdb {
+        if want.fdb.get(mac) != Some(vtep) {
+            out.push(format!("extra fdb {mac} -> {vtep}"));
+        }
+    }
+    few(&out)
 }
 
 /// Checks a scenario expectation now.

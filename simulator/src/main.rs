@@ -78,6 +78,9 @@ struct Args {
     /// No progress line on stderr.
     #[arg(long)]
     quiet: bool,
+    /// Do not run the `kernel` checker (overlay peer DB and fake kernel per process).
+    #[arg(long = "no-kernel-check")]
+    no_kernel_check: bool,
 }
 
 fn parse_scenario(s: &str) -> Result<Scenario, String> {
@@ -141,6 +144,7 @@ fn options(args: &Args) -> Result<SimOptions, String> {
     }
     o.progress = !args.quiet;
     o.trace = args.trace;
+    o.check_kernel = !args.no_kernel_check;
     Ok(o)
 }
 

@@ -82,6 +82,10 @@ pub struct SimOptions {
     /// Print a progress line on stderr (at most about four times per wall second, only when
     /// the run lasts more than a few seconds).
     pub progress: bool,
+    /// Run the `kernel` checker: every process feeds its `overlay_peer_table` watch events
+    /// to an overlay peer DB programming a fake kernel, and at the end of the calm phase the
+    /// kernel must hold what the node's view of the table implies.
+    pub check_kernel: bool,
 }
 
 /// Weights of the random workload's operations.
@@ -231,6 +235,7 @@ impl SimOptions {
             sample_interval: Duration::from_secs(1),
             progress: false,
             trace: false,
+            check_kernel: true,
         };
         scenario.tune(&mut o);
         o
@@ -447,6 +452,9 @@ impl SimOptions {
             } else {
                 " --default-swim"
             };
+        }
+        if !self.check_kernel {
+            cmd += " --no-kernel-check";
         }
         cmd
     }

@@ -91,6 +91,9 @@ pub struct Report {
     pub settled_after: Option<Duration>,
     /// API calls the core refused (the workload's model and the core disagreed).
     pub api_errors: u64,
+    /// Neighbour and FDB operations the overlay drivers applied to their fake kernels, over
+    /// every process (zero without [`SimOptions::check_kernel`]).
+    pub kernel_ops: u64,
     /// Events processed.
     pub events: u64,
     /// Live nodes at the end.
@@ -123,6 +126,7 @@ impl Report {
             max_cluster_queue: sim.max_cluster_queue,
             settled_after: sim.settled_at,
             api_errors: sim.api_errors,
+            kernel_ops: sim.kernel_ops,
             events: sim.events,
             live_nodes: sim.hosts.iter().filter(|h| h.is_live()).count(),
             node_seconds: sim.node_seconds,
@@ -222,6 +226,13 @@ impl fmt::Display for Report {
             "queues: longest network queue {}, longest cluster queue {}; api calls refused {}",
             self.max_network_queue, self.max_cluster_queue, self.api_errors
         )?;
+        if self.options.check_kernel {
+            writeln!(
+                f,
+                "overlay: {} ops applied to fake kernels",
+                self.kernel_ops
+            )?;
+        }
         match self.settled_after {
             Some(d) => writeln!(f, "converged {:.1} s into the calm phase", d.as_secs_f64())?,
             None => writeln!(f, "did not converge during the calm phase")?,

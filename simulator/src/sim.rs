@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cluster::{MemberEvent, Node, NodeConfig, NodeIdentity, Output};
-use networkdb::{Key, NetworkId, TableName, WatchFilter};
+use networkdb::{Key, NetworkId, TableName, WatchEvent, WatchFilter};
+use overlay::{Dataplane, FakeKernel, Mac, PeerDb, PeerRecord};
 use rand::{RngExt, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
@@ -24,6 +25,10 @@ const PORT: u16 = 7946;
 pub(crate) const TABLES: [&str; 3] = ["endpoint_table", "overlay_peer_table", "probe"];
 /// Index of the probe table in [`TABLES`].
 pub(crate) const PROBE_TABLE: usize = 2;
+/// Index of `overlay_peer_table` in [`TABLES`]: its values are encoded [`PeerRecord`]s.
+pub(crate) const PEER_TABLE: usize = 1;
+/// The workload's endpoint IPs: `198.18.0.0/15` (benchmarking range), `1 << 17` addresses.
+const ENDPOINT_BASE: u32 = u32::from_be_bytes([198, 18, 0, 0]);
 /// Violations kept per checker; the rest are counted.
 pub(crate) const MAX_VIOLATIONS_PER_CHECK: usize = 20;
 /// A graceful leave stops the process this long after the goodbye.
@@ -66,6 +71,17 @@ pub(crate) struct Host {
     leaving: bool,
     /// How often a live node reported this host's process down.
     pub(crate) down_reports: u64,
+    /// The running process's overlay driver (only with [`SimOptions::check_kernel`]).
+    pub(crate) overlay: Option<Overlay>,
+}
+
+/// A process's overlay driver: the peer DB fed by its `overlay_peer_table` watch and the
+/// fake kernel it programs.
+pub(crate) struct Overlay {
+    /// The peer DB; its local VTEP is the host's address IP.
+    pub(crate) peers: PeerDb,
+    /// The programmed neighbour and FDB entries.
+    pub(crate) kernel: FakeKernel,
 }
 
 impl Host {
@@ -173,6 +189,10 @@ pub struct Simulation {
     pub(crate) probes: Vec<Probe>,
     write_id: u64,
     key_counter: u64,
+    /// The endpoint IP index of every key written to `overlay_peer_table`.
+    endpoint_ips: BTreeMap<String, u32>,
+    /// Neighbour and FDB operations applied to the fake kernels, over every process.
+    pub(crate) kernel_ops: u64,
     workload: (Duration, Duration),
     pub(crate) final_checks: Vec<Expectation>,
     queue_bounds: Vec<(usize, usize, usize)>,
@@ -240,6 +260,7 @@ impl Simulation {
                     rejoin: Vec::new(),
                     leaving: false,
                     down_reports: 0,
+                    overlay: None,
                 }
             })
             .collect();
@@ -308,6 +329,8 @@ impl Simulation {
             probes: Vec::new(),
             write_id: 0,
             key_counter: 0,
+            endpoint_ips: BTreeMap::new(),
+            kernel_ops: 0,
             workload,
             final_checks,
             queue_bounds: Vec::new(),
@@ -618,6 +641,9 @@ impl Simulation {
                     },
                 );
             }
+            Output::Watch { event, .. } if event.table.as_str() == TABLES[PEER_TABLE] => {
+                self.overlay_event(from, &event);
+            }
             Output::Watch { event, .. } => {
                 if event.table.as_str() != TABLES[PROBE_TABLE] {
                     return;
@@ -766,7 +792,24 @@ impl Simulation {
                     table: Some(TableName::from(TABLES[PROBE_TABLE])),
                     network: None,
                 });
+                let snapshot = if self.opts.check_kernel {
+                    // The overlay driver: every change of the peer table, in every network.
+                    let (_, snapshot) = node.db_mut().watch(WatchFilter {
+                        table: Some(TableName::from(TABLES[PEER_TABLE])),
+                        network: None,
+                    });
+                    self.hosts[i].overlay = Some(Overlay {
+                        peers: PeerDb::new(self.hosts[i].addr.ip()),
+                        kernel: FakeKernel::new(),
+                    });
+                    snapshot
+                } else {
+                    Vec::new()
+                };
                 self.hosts[i].node = Some(node);
+                for event in &snapshot {
+                    self.overlay_event(i, event);
+                }
                 self.drain(i);
             }
             Err(e) => {
@@ -782,6 +825,7 @@ impl Simulation {
         };
         crate::report::add_node_counters(&mut self.drops, &node);
         let h = &mut self.hosts[i];
+        h.overlay = None;
         h.timer_gen += 1;
         h.timer_at = None;
         h.leaving = false;
@@ -945,7 +989,15 @@ impl Simulation {
         match self.call(node, |n, now| n.db_mut().join_network(now, id)) {
             Some(Ok(())) => {
                 let now = self.now;
-                self.hosts[node].attached.insert(network, now);
+                let h = &mut self.hosts[node];
+                h.attached.insert(network, now);
+                if let Some(o) = h.overlay.as_mut() {
+                    // The first local endpoint joined: the namespace and device now exist.
+                    let id = &self.net_ids[network];
+                    o.kernel.create_network(id);
+                    o.peers.network_ready(id);
+                    self.sync_kernel(node);
+                }
             }
             Some(Err(e)) => self.api_error(node, &e),
             None => {}
@@ -958,6 +1010,12 @@ impl Simulation {
             Some(Ok(())) => {
                 let h = &mut self.hosts[node];
                 h.attached.remove(&network);
+                if let Some(o) = h.overlay.as_mut() {
+                    // The network's namespace and device are destroyed.
+                    let id = &self.net_ids[network];
+                    o.peers.network_gone(id);
+                    o.kernel.delete_network(id);
+                }
                 let mut gone = Vec::new();
                 h.owned.retain(|(net, table, key)| {
                     if *net == network {
@@ -990,6 +1048,61 @@ impl Simulation {
         Bytes::from(v)
     }
 
+    /// The value `node` writes to `key` of `table`: an encoded [`PeerRecord`] in
+    /// `overlay_peer_table` (the endpoint IP assigned to the key, its MAC, the host's address
+    /// as VTEP; the prefix length varies so updates change the value), else [`Self::value`].
+    fn entry_value(&mut self, node: usize, table: usize, key: &str, probe_tag: u64) -> Bytes {
+        if table != PEER_TABLE {
+            return self.value(probe_tag);
+        }
+        self.write_id += 1;
+        let next = self.endpoint_ips.len() as u32;
+        let index = *self.endpoint_ips.entry(key.to_owned()).or_insert(next);
+        let ip = Ipv4Addr::from(ENDPOINT_BASE + (index & ((1 << 17) - 1)));
+        let prefix = 15 + (self.write_id % 8) as u8;
+        let Ok(endpoint_ip) = ipnet::Ipv4Net::new(ip, prefix) else {
+            return self.value(probe_tag);
+        };
+        let record = PeerRecord {
+            endpoint_ip,
+            endpoint_mac: Mac::from_ipv4(ip),
+            tunnel_endpoint_ip: self.hosts[node].addr.ip(),
+        };
+        Bytes::from(record.encode())
+    }
+
+    /// Feeds an `overlay_peer_table` watch event of host `i`'s process to its peer DB and
+    /// programs the fake kernel.
+    fn overlay_event(&mut self, i: usize, event: &WatchEvent) {
+        if let Some(o) = self.hosts[i].overlay.as_mut() {
+            o.peers.apply(event);
+            self.sync_kernel(i);
+        }
+    }
+
+    /// Drains host `i`'s peer DB's changed networks and applies their plans to its kernel.
+    fn sync_kernel(&mut self, i: usize) {
+        let Some(o) = self.hosts[i].overlay.as_mut() else {
+            return;
+        };
+        let mut failures = Vec::new();
+        while let Some(id) = o.peers.poll_changed() {
+            let (Some(wanted), Ok(programmed)) = (o.peers.wanted(&id), o.kernel.state(&id)) else {
+                continue;
+            };
+            let ops = overlay::plan(wanted, &programmed);
+            match o.kernel.apply(&id, &ops) {
+                Ok(()) => self.kernel_ops += ops.len() as u64,
+                Err(e) => failures.push(format!(
+                    "node{i}: applying the plan of network {id} to the fake kernel failed: {e}"
+                )),
+            }
+        }
+        for detail in failures {
+            self.violation("kernel", detail);
+        }
+    }
+
     /// Creates `key`; a `fixed` key (scripted or a probe) is never updated or deleted by the
     /// workload.
     fn create(
@@ -1001,7 +1114,7 @@ impl Simulation {
         tag: u64,
         fixed: bool,
     ) -> bool {
-        let value = self.value(tag);
+        let value = self.entry_value(node, table, &key, tag);
         let (t, n, k) = (
             self.table_ids[table].clone(),
             self.net_ids[network].clone(),
@@ -1088,7 +1201,7 @@ impl Simulation {
                 Key::from(key.as_str()),
             );
             if roll < mix.create + mix.update {
-                let value = self.value(0);
+                let value = self.entry_value(i, table, &key, 0);
                 match self.call(i, |nd, now| nd.db_mut().update_entry(now, t, n, kk, value)) {
                     Some(Ok(())) => {
                         self.fates.insert((network, table, key), Fate::Live);

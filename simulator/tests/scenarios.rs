@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use simulator::{Report, Scenario, SimOptions};
+use simulator::{CrashSpec, PartitionKind, PartitionSpec, Report, Scenario, SimOptions};
 
 fn run(scenario: Scenario, nodes: usize, seed: u64, tweak: impl FnOnce(&mut SimOptions)) -> Report {
     let mut o = SimOptions::preset(scenario, nodes, seed);
@@ -142,4 +142,36 @@ fn report_and_plot() {
 #[ignore = "slow in debug builds: run with --release -- --ignored"]
 fn membership_converges_at_200_nodes() {
     check(Scenario::Random, 200, &[1], |_| {});
+}
+
+#[test]
+fn random_with_faults_kernel_check() {
+    // Crashes, restarts, leaves and partitions, with every process's overlay driver
+    // programming a fake kernel that must match its node's view of overlay_peer_table.
+    for seed in [6, 7] {
+        let report = run(Scenario::Random, 10, seed, |o| {
+            faulty(o);
+            o.faults = 6;
+            // At least one crash with a restart and one partition, whatever the draw.
+            o.crashes.push(CrashSpec {
+                node: 3,
+                at: o.duration / 3,
+                restart_after: Some(Duration::from_secs(5)),
+            });
+            o.partitions.push(PartitionSpec {
+                start: o.duration / 2,
+                end: o.duration / 2 + Duration::from_secs(8),
+                kind: PartitionKind::Symmetric {
+                    group: vec![0, 1, 2],
+                },
+            });
+            assert!(o.check_kernel, "the kernel checker is on by default");
+        });
+        assert!(report.passed(), "{report}");
+        assert!(report.kernel_ops > 0, "no op reached a kernel:\n{report}");
+        assert!(
+            report.to_string().contains("ops applied to fake kernels"),
+            "{report}"
+        );
+    }
 }
