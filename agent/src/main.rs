@@ -24,7 +24,8 @@ struct Cli {
 enum Command {
     /// Run the agent (configuration from --config, flags and NETAGENT_* variables).
     Run(Box<RunArgs>),
-    /// Start three agents on loopback in this process, show entries converging, exit.
+    /// Start three agents on loopback in this process and show entries converging; as root,
+    /// also ping between containers on three simulated hosts across a real VXLAN overlay.
     Demo,
     /// Make a cluster CA, node certificates and a gossip key.
     Pki {

@@ -1,0 +1,504 @@
+//! The root part of `netagent demo`: the real dataplane, on the recipe of
+//! `tests/overlay_e2e.rs`. An underlay namespace holds a bridge; three host namespaces are
+//! plugged into it (eth0 at 198.18.0.1-3/24) and each runs `netagent run` (this executable,
+//! started with `ip netns exec`, in secure mode with the demo's CA, certificates and gossip
+//! key); one container namespace per host is joined through the control API to network
+//! 198.18.100.0/24, and containers ping each other across VXLAN.
+//!
+//! Every namespace carries the process id, every interface lives in a namespace made here,
+//! only 198.18.0.0/15 is used, and [`Lab`]'s `Drop` stops the agents and deletes all of it,
+//! on failure too.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{DemoError, NODES, SUBNET, fail, node_name};
+use crate::api::client::ApiClient;
+use crate::cnm::{EndpointCreate, NetworkCreate, SandboxCreate};
+use crate::config::ApiAddr;
+
+/// The overlay network of this part.
+const NETWORK: &str = "demo-overlay";
+/// Every wait of this part gives up after this long.
+const PATIENCE: Duration = Duration::from_secs(30);
+/// How long a stopping agent may take to leave before it is killed.
+const STOP_PATIENCE: Duration = Duration::from_secs(5);
+
+/// Runs the real-dataplane part when the process is root and `ip` works; otherwise prints
+/// why it is skipped. `dir` holds the demo's PKI (`dir/pki`).
+pub(super) async fn run(dir: &Path) -> Result<(), DemoError> {
+    if !crate::dataplane::is_root() {
+        println!(
+            "real dataplane: skipped (needs root: network namespaces, veth, VXLAN; \
+             as root the demo also pings between containers across the overlay)"
+        );
+        return Ok(());
+    }
+    if !command_works(&["ip", "-V"]) || !command_works(&["ping", "-V"]) {
+        println!("real dataplane: skipped (needs the `ip` (iproute2) and `ping` commands)");
+        return Ok(());
+    }
+    let exe = std::env::current_exe()
+        .map_err(|e| DemoError(format!("real dataplane: cannot find this executable: {e}")))?;
+    let tag = format!("nd{}", std::process::id());
+    let mut lab = Lab {
+        tag,
+        dir: dir.join("dataplane"),
+        pki: dir.join("pki"),
+        exe,
+        netns: Vec::new(),
+        agents: (0..=NODES).map(|_| None).collect(),
+    };
+    let result = drive(&mut lab).await.map_err(|e| {
+        DemoError(format!(
+            "real dataplane: {}{}",
+            e.0,
+            lab.log_tails().unwrap_or_default()
+        ))
+    });
+    let cleaned = lab.teardown();
+    match &result {
+        Ok(()) if cleaned.is_empty() => println!(
+            "real dataplane: agents left gracefully; namespaces {}* deleted",
+            lab.tag
+        ),
+        _ => {
+            for warning in &cleaned {
+                eprintln!("real dataplane: cleanup: {warning}");
+            }
+        }
+    }
+    result
+}
+
+async fn drive(lab: &mut Lab) -> Result<(), DemoError> {
+    let start = Instant::now();
+    let at = move || format!("[{:>6} ms]", start.elapsed().as_millis());
+    println!(
+        "{} real dataplane (running as root): underlay namespace {} with a bridge, host \
+         namespaces {}..{} at 198.18.0.1-{NODES}/24, one `netagent run` in each (secure mode, \
+         the demo's CA and gossip key)",
+        at(),
+        lab.underlay(),
+        lab.host(1),
+        lab.host(NODES)
+    );
+    lab.build_topology()?;
+    for h in 1..=NODES {
+        lab.start_agent(h)?;
+    }
+    for h in 1..=NODES {
+        lab.wait_api(h).await?;
+        println!(
+            "{} started {} in {} (pid {}, gossip {}:7946, API {})",
+            at(),
+            node_name(h),
+            lab.host(h),
+            lab.pid(h).unwrap_or_default(),
+            Lab::host_ip(h),
+            lab.api(h)
+        );
+    }
+    let clients: Vec<ApiClient> = (1..=NODES).map(|h| lab.client(h)).collect();
+    lab.wait(&format!("{NODES} members on {}", node_name(1)), || async {
+        Ok(clients[0].info().await.is_ok_and(|i| i.members == NODES))
+    })
+    .await?;
+    println!(
+        "{} cluster formed across the underlay: {NODES} members",
+        at()
+    );
+
+    let spec = clients[0]
+        .create_network(&NetworkCreate {
+            name: NETWORK.into(),
+            driver: Some("overlay".into()),
+            subnet: SUBNET.into(),
+            vni: None,
+        })
+        .await
+        .map_err(|e| DemoError(format!("network create on {}: {e}", node_name(1))))?;
+    println!(
+        "{} {} created network {NETWORK} ({SUBNET}, VNI {})",
+        at(),
+        node_name(1),
+        spec.vni
+    );
+    lab.wait("every agent lists the network", || async {
+        for c in &clients {
+            if c.network(NETWORK).await.is_err() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    })
+    .await?;
+
+    let mut ips: Vec<Ipv4Addr> = Vec::new();
+    for (i, client) in clients.iter().enumerate() {
+        let h = i + 1;
+        let sandbox = format!("c{h}");
+        let endpoint = format!("ep{h}");
+        client
+            .create_sandbox(&SandboxCreate {
+                name: sandbox.clone(),
+                netns: format!("/run/netns/{}", lab.container(h)),
+            })
+            .await
+            .map_err(|e| DemoError(format!("sandbox create on {}: {e}", node_name(h))))?;
+        client
+            .create_endpoint(&EndpointCreate {
+                network: NETWORK.into(),
+                name: endpoint.clone(),
+                ..EndpointCreate::default()
+            })
+            .await
+            .map_err(|e| DemoError(format!("endpoint create on {}: {e}", node_name(h))))?;
+        let joined = client
+            .join(NETWORK, &endpoint, &sandbox)
+            .await
+            .map_err(|e| DemoError(format!("endpoint join on {}: {e}", node_name(h))))?;
+        println!(
+            "{} {}: endpoint {endpoint} {}/{} ({}) joined sandbox {sandbox} = namespace {}",
+            at(),
+            node_name(h),
+            joined.ip,
+            joined.prefix_len,
+            joined.mac,
+            lab.container(h)
+        );
+        ips.push(joined.ip);
+    }
+
+    let from = lab.container(1);
+    for (i, to) in ips.iter().enumerate().skip(1) {
+        let target = lab.container(i + 1);
+        let probe = Instant::now();
+        lab.wait(&format!("a first answer from {to} to {from}"), || async {
+            let ok = run_quiet(
+                &["ip", "netns", "exec", &from, "ping", "-c", "1", "-W", "1"],
+                to,
+            );
+            if !ok {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Ok(ok)
+        })
+        .await?;
+        println!(
+            "{} {from} -> {target} ({to}): first answer after {} ms; \
+             `ip netns exec {from} ping -c 3 -W 2 {to}`:",
+            at(),
+            probe.elapsed().as_millis()
+        );
+        let out = Command::new("ip")
+            .args(["netns", "exec", &from, "ping", "-c", "3", "-W", "2"])
+            .arg(to.to_string())
+            .output()
+            .map_err(|e| DemoError(format!("ping: {e}")))?;
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            println!("      {line}");
+        }
+        if !out.status.success() {
+            return Err(DemoError(format!(
+                "ping {from} -> {to} failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+    }
+    println!(
+        "{} containers on different hosts reach each other across VXLAN; stopping the \
+         agents (SIGTERM: they leave the cluster)",
+        at()
+    );
+    Ok(())
+}
+
+/// Everything this part made; [`teardown`](Lab::teardown) (also run on drop) removes it.
+struct Lab {
+    tag: String,
+    dir: PathBuf,
+    pki: PathBuf,
+    exe: PathBuf,
+    /// Namespaces made with `ip netns add`, in order.
+    netns: Vec<String>,
+    /// The agent of host `h` at index `h`.
+    agents: Vec<Option<Child>>,
+}
+
+impl Lab {
+    fn underlay(&self) -> String {
+        format!("{}ul", self.tag)
+    }
+
+    fn host(&self, h: usize) -> String {
+        format!("{}h{h}", self.tag)
+    }
+
+    fn container(&self, h: usize) -> String {
+        format!("{}c{h}", self.tag)
+    }
+
+    fn host_ip(h: usize) -> Ipv4Addr {
+        Ipv4Addr::new(198, 18, 0, u8::try_from(h).unwrap_or(u8::MAX))
+    }
+
+    fn api(&self, h: usize) -> ApiAddr {
+        ApiAddr::Unix(self.dir.join(format!("h{h}.sock")))
+    }
+
+    fn client(&self, h: usize) -> ApiClient {
+        ApiClient::new(self.api(h)).with_timeout(Duration::from_secs(10))
+    }
+
+    fn state_dir(&self, h: usize) -> PathBuf {
+        self.dir.join(format!("h{h}"))
+    }
+
+    fn log_path(&self, h: usize) -> PathBuf {
+        self.dir.join(format!("h{h}.log"))
+    }
+
+    fn pid(&self, h: usize) -> Option<u32> {
+        self.agents.get(h)?.as_ref().map(Child::id)
+    }
+
+    fn add_netns(&mut self, name: &str) -> Result<(), DemoError> {
+        sh(&["ip", "netns", "add", name])?;
+        self.netns.push(name.to_owned());
+        sh(&["ip", "-n", name, "link", "set", "lo", "up"])
+    }
+
+    fn build_topology(&mut self) -> Result<(), DemoError> {
+        std::fs::create_dir_all(&self.dir).map_err(fail)?;
+        let ul = self.underlay();
+        self.add_netns(&ul)?;
+        sh(&["ip", "-n", &ul, "link", "add", "ulbr", "type", "bridge"])?;
+        sh(&["ip", "-n", &ul, "link", "set", "ulbr", "up"])?;
+        for h in 1..=NODES {
+            let host = self.host(h);
+            self.add_netns(&host)?;
+            let port = format!("u{h}");
+            sh(&[
+                "ip", "-n", &ul, "link", "add", &port, "type", "veth", "peer", "name", "eth0",
+                "netns", &host,
+            ])?;
+            sh(&[
+                "ip", "-n", &ul, "link", "set", &port, "master", "ulbr", "up",
+            ])?;
+            let addr = format!("{}/24", Self::host_ip(h));
+            sh(&["ip", "-n", &host, "addr", "add", &addr, "dev", "eth0"])?;
+            sh(&["ip", "-n", &host, "link", "set", "eth0", "up"])?;
+            let container = self.container(h);
+            self.add_netns(&container)?;
+        }
+        Ok(())
+    }
+
+    fn start_agent(&mut self, h: usize) -> Result<(), DemoError> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path(h))
+            .map_err(fail)?;
+        let name = node_name(h);
+        let pki = |f: String| self.pki.join(f).display().to_string();
+        let ip = Self::host_ip(h);
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.host(h)])
+            .arg(&self.exe)
+            .args(["run", "--fast-failure-detection", "--log-level", "info"])
+            .args(["--name", &name])
+            .args(["--bind", &format!("{ip}:7946")])
+            .args(["--diag-addr", &format!("{ip}:2000")])
+            .args(["--api", &self.api(h).to_string()])
+            .args(["--state-dir", &self.state_dir(h).display().to_string()])
+            .args(["--key-file", &pki("gossip.key".into())])
+            .args(["--tls-ca", &pki("ca.pem".into())])
+            .args(["--tls-cert", &pki(format!("{name}.pem"))])
+            .args(["--tls-key", &pki(format!("{name}-key.pem"))]);
+        if h != 1 {
+            cmd.args(["--join", &Self::host_ip(1).to_string()]);
+        }
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("NETAGENT_") {
+                cmd.env_remove(k);
+            }
+        }
+        let child = cmd
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| DemoError(format!("cannot start {name}: {e}")))?;
+        self.agents[h] = Some(child);
+        Ok(())
+    }
+
+    /// Waits until agent `h` answers on its control API (or has exited: an error).
+    async fn wait_api(&mut self, h: usize) -> Result<(), DemoError> {
+        let client = self.client(h);
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if client.info().await.is_ok() {
+                return Ok(());
+            }
+            if let Some(child) = self.agents[h].as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                self.agents[h] = None;
+                return Err(DemoError(format!("{} exited ({status})", node_name(h))));
+            }
+            if Instant::now() >= deadline {
+                return Err(DemoError(format!(
+                    "{}'s API never answered within {} s",
+                    node_name(h),
+                    PATIENCE.as_secs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn wait<F, Fut>(&self, what: &str, mut check: F) -> Result<(), DemoError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<bool, DemoError>>,
+    {
+        let deadline = Instant::now() + PATIENCE;
+        while Instant::now() < deadline {
+            if check().await? {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err(DemoError(format!(
+            "{what}: not within {} s",
+            PATIENCE.as_secs()
+        )))
+    }
+
+    /// The last lines of each agent's log, for an error message.
+    fn log_tails(&self) -> Option<String> {
+        let mut out = String::new();
+        for h in 1..=NODES {
+            let Ok(text) = std::fs::read_to_string(self.log_path(h)) else {
+                continue;
+            };
+            let lines: Vec<&str> = text.lines().collect();
+            out.push_str(&format!("\n--- last lines of {}'s log:", node_name(h)));
+            for line in &lines[lines.len().saturating_sub(15)..] {
+                out.push_str("\n  ");
+                out.push_str(line);
+            }
+        }
+        (!out.is_empty()).then_some(out)
+    }
+
+    /// Stops the agents (SIGTERM, then SIGKILL after [`STOP_PATIENCE`]), deletes every
+    /// namespace made here or left by the agents, and the directory; returns what went
+    /// wrong. Idempotent.
+    fn teardown(&mut self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let prefixes: Vec<String> = (1..=NODES)
+            .map(|h| crate::dataplane::netns_prefix(&node_name(h), &self.state_dir(h)))
+            .collect();
+        let mut stopping: Vec<(usize, Child)> = Vec::new();
+        for (h, slot) in self.agents.iter_mut().enumerate() {
+            if let Some(child) = slot.take() {
+                let _ = Command::new("kill")
+                    .args(["-TERM", &child.id().to_string()])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+                stopping.push((h, child));
+            }
+        }
+        let deadline = Instant::now() + STOP_PATIENCE;
+        for (h, mut child) in stopping {
+            while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if matches!(child.try_wait(), Ok(None)) {
+                problems.push(format!("{} did not stop in time: killed", node_name(h)));
+                let _ = child.kill();
+            }
+            let _ = child.wait();
+        }
+        for name in std::mem::take(&mut self.netns).iter().rev() {
+            if let Err(e) = sh(&["ip", "netns", "del", name]) {
+                problems.push(e.0);
+            }
+        }
+        // Namespace files the agents left (their mounts died with the agents' mount
+        // namespaces: `ip netns exec` gives each its own).
+        if let Ok(entries) = std::fs::read_dir("/run/netns") {
+            for e in entries.filter_map(Result::ok) {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if prefixes.iter().any(|p| name.starts_with(p.as_str())) {
+                    let _ = Command::new("ip")
+                        .args(["netns", "del", &name])
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .status();
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+        problems
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for problem in self.teardown() {
+            eprintln!("real dataplane: cleanup: {problem}");
+        }
+    }
+}
+
+/// Runs a command; an error carries its output.
+fn sh(args: &[&str]) -> Result<(), DemoError> {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| DemoError(format!("{}: {e}", args.join(" "))))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(DemoError(format!(
+            "`{}` failed ({}): {}{}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stdout).trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
+
+/// Whether `args` followed by `last` runs and exits 0, output discarded.
+fn run_quiet(args: &[&str], last: &Ipv4Addr) -> bool {
+    Command::new(args[0])
+        .args(&args[1..])
+        .arg(last.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn command_works(args: &[&str]) -> bool {
+    Command::new(args[0])
+        .args(&args[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
