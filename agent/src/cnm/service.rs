@@ -590,10 +590,12 @@ impl Cnm {
             ..endpoint.clone()
         };
         next.endpoints.insert(left.id.clone(), left.clone());
-        // As libnetwork: the records go first (`deleteServiceInfoFromCluster`,
-        // `deleteDriverInfoFromCluster`), then the dataplane.
-        self.sync_network_records(&next, &left.network_id).await?;
+        // As libnetwork's `sbLeave`: the driver tears the local dataplane down first
+        // (`d.Leave`), then the records are withdrawn (`deleteServiceInfoFromCluster`,
+        // `deleteDriverInfoFromCluster`). A failed teardown changes nothing: the endpoint
+        // stays joined and published.
         self.dataplane_leave(&endpoint).await?;
+        self.sync_network_records(&next, &left.network_id).await?;
         self.commit(&mut inner, next).await?;
         tracing::info!(endpoint = %left.name, network = %left.network, "endpoint left");
         Ok(left)
