@@ -9,32 +9,13 @@
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+use common::{ip, netagent, scratch};
+
 const PATIENCE: Duration = Duration::from_secs(30);
-
-fn ip(test: u8, node: u8) -> Ipv4Addr {
-    Ipv4Addr::new(127, 20 + (std::process::id() % 200) as u8, test, node)
-}
-
-fn scratch(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("netagent-cli-{}-{tag}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn netagent() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_netagent"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("NETAGENT_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.env("NO_COLOR", "1");
-    cmd
-}
 
 /// A running agent; killed and its directory removed on drop.
 struct Agent {
@@ -46,7 +27,7 @@ struct Agent {
 impl Agent {
     fn start(test: u8, node: u8, join: Option<Ipv4Addr>) -> Self {
         let ip = ip(test, node);
-        let dir = scratch(&format!("{test}-{node}"));
+        let dir = scratch("cli", &format!("{test}-{node}"));
         let log = std::fs::File::create(dir.join("log")).unwrap();
         let mut cmd = netagent();
         cmd.args(["run", "--insecure", "--fast-failure-detection"])
@@ -162,12 +143,7 @@ fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
 
 /// Asserts a refusal: exit status 1 and `needle` on stderr.
 fn refused(out: &Output, needle: &str) {
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains(needle),
-        "stderr {stderr:?} lacks {needle:?}"
-    );
+    common::refused_with(out, 1, needle);
 }
 
 #[test]
@@ -290,7 +266,7 @@ fn the_cli_drives_two_agents() {
 
 #[test]
 fn an_unreachable_agent_is_named_and_exits_1() {
-    let dir = scratch("unreachable");
+    let dir = scratch("cli", "unreachable");
     let api = api_of(&dir);
     let out = netagent()
         .args(["network", "ls", "--api", &api])

@@ -14,6 +14,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+use common::netagent;
+
 const HOSTS: usize = 3;
 const CONTAINERS: usize = 2;
 
@@ -33,17 +36,6 @@ fn sh(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn netagent() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_netagent"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("NETAGENT_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.env("NO_COLOR", "1");
-    cmd
 }
 
 /// Everything the test made; removed on drop.

@@ -7,35 +7,15 @@
 //! concurrent runs do not collide) with libnetwork's ports: 7946 for gossip, 2000 for the
 //! diagnostic API.
 
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+use common::{ip, netagent, scratch, try_http};
+
 const PATIENCE: Duration = Duration::from_secs(30);
-
-fn ip(test: u8, node: u8) -> Ipv4Addr {
-    Ipv4Addr::new(127, 20 + (std::process::id() % 200) as u8, test, node)
-}
-
-fn scratch(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("netagent-test-{}-{tag}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn netagent() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_netagent"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("NETAGENT_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.env("NO_COLOR", "1");
-    cmd
-}
 
 /// A running agent; killed and its directory removed on drop.
 struct Agent {
@@ -47,7 +27,7 @@ struct Agent {
 impl Agent {
     fn start(test: u8, node: u8) -> Self {
         let ip = ip(test, node);
-        let dir = scratch(&format!("{test}-{node}"));
+        let dir = scratch("test", &format!("{test}-{node}"));
         let log = std::fs::File::create(dir.join("log")).unwrap();
         let child = netagent()
             .args(["run", "--insecure", "--fast-failure-detection"])
@@ -121,22 +101,6 @@ impl Drop for Agent {
     }
 }
 
-fn try_http(addr: SocketAddr, method: &str, path: &str) -> Option<String> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
-    )
-    .ok()?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).ok()?;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    Some(body.to_owned())
-}
-
 fn http(addr: SocketAddr, method: &str, path: &str) -> String {
     try_http(addr, method, path).unwrap_or_else(|| panic!("{method} {path} on {addr} failed"))
 }
@@ -186,7 +150,7 @@ fn three_processes_replicate_through_the_diagnostic_api() {
 }
 
 fn run_args(args: &[&str]) -> Output {
-    let dir = scratch("config");
+    let dir = scratch("test", "config");
     let out = netagent()
         .arg("run")
         .args(["--state-dir", &dir.join("state").display().to_string()])
@@ -198,12 +162,7 @@ fn run_args(args: &[&str]) -> Output {
 }
 
 fn refused(out: &Output, needle: &str) {
-    assert_eq!(out.status.code(), Some(2), "{out:?}");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains(needle),
-        "stderr {stderr:?} lacks {needle:?}"
-    );
+    common::refused_with(out, 2, needle);
 }
 
 #[test]
@@ -218,7 +177,7 @@ fn bad_configuration_exits_with_status_2_naming_the_field() {
         "vxlan_port",
     );
     refused(&run_args(&["--bind", &bind]), "--insecure");
-    let dir = scratch("toml");
+    let dir = scratch("test", "toml");
     let file = dir.join("netagent.toml");
     std::fs::write(&file, "insecure = true\npacket_sise = 1400\n").unwrap();
     refused(

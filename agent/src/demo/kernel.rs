@@ -14,15 +14,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{DemoError, NODES, SUBNET, fail, node_name};
+use super::{DemoError, NODES, PATIENCE, SUBNET, fail, node_name};
 use crate::api::client::ApiClient;
 use crate::cnm::{EndpointCreate, NetworkCreate, SandboxCreate};
 use crate::config::ApiAddr;
 
 /// The overlay network of this part.
 const NETWORK: &str = "demo-overlay";
-/// Every wait of this part gives up after this long.
-const PATIENCE: Duration = Duration::from_secs(30);
 /// How long a stopping agent may take to leave before it is killed.
 const STOP_PATIENCE: Duration = Duration::from_secs(5);
 
@@ -102,7 +100,7 @@ async fn drive(lab: &mut Lab) -> Result<(), DemoError> {
         );
     }
     let clients: Vec<ApiClient> = (1..=NODES).map(|h| lab.client(h)).collect();
-    lab.wait(&format!("{NODES} members on {}", node_name(1)), || async {
+    super::wait(&format!("{NODES} members on {}", node_name(1)), || async {
         Ok(clients[0].info().await.is_ok_and(|i| i.members == NODES))
     })
     .await?;
@@ -126,7 +124,7 @@ async fn drive(lab: &mut Lab) -> Result<(), DemoError> {
         node_name(1),
         spec.vni
     );
-    lab.wait("every agent lists the network", || async {
+    super::wait("every agent lists the network", || async {
         for c in &clients {
             if c.network(NETWORK).await.is_err() {
                 return Ok(false);
@@ -176,7 +174,7 @@ async fn drive(lab: &mut Lab) -> Result<(), DemoError> {
     for (i, to) in ips.iter().enumerate().skip(1) {
         let target = lab.container(i + 1);
         let probe = Instant::now();
-        lab.wait(&format!("a first answer from {to} to {from}"), || async {
+        super::wait(&format!("a first answer from {to} to {from}"), || async {
             let ok = run_quiet(
                 &["ip", "netns", "exec", &from, "ping", "-c", "1", "-W", "1"],
                 to,
@@ -362,24 +360,6 @@ impl Lab {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-    }
-
-    async fn wait<F, Fut>(&self, what: &str, mut check: F) -> Result<(), DemoError>
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<bool, DemoError>>,
-    {
-        let deadline = Instant::now() + PATIENCE;
-        while Instant::now() < deadline {
-            if check().await? {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Err(DemoError(format!(
-            "{what}: not within {} s",
-            PATIENCE.as_secs()
-        )))
     }
 
     /// The last lines of each agent's log, for an error message.

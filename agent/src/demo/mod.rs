@@ -34,7 +34,7 @@ const SUBNET: &str = "198.18.100.0/24";
 const VIP: &str = "198.18.100.250";
 const TABLE: &str = "overlay_peer_table";
 /// Every wait of the demo gives up after this long.
-const PATIENCE: Duration = Duration::from_secs(20);
+const PATIENCE: Duration = Duration::from_secs(30);
 
 /// Why the demo failed.
 #[derive(Debug, thiserror::Error)]
@@ -228,6 +228,7 @@ fn demo_config(dir: &Path, pki: &Path, name: &str, seed: Option<SocketAddr>) -> 
     config
 }
 
+/// Polls `check` until it holds, for at most [`PATIENCE`].
 async fn wait<F, Fut>(what: &str, mut check: F) -> Result<(), DemoError>
 where
     F: FnMut() -> Fut,

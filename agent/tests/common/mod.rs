@@ -1,0 +1,67 @@
+//! Helpers shared by the tests that run real `netagent` processes.
+
+#![allow(dead_code, reason = "each test file uses a subset")]
+#![allow(unreachable_pub, reason = "shared by several test crates")]
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers: a panic is a test failure"
+)]
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+/// A loopback address of its own per test and node: 127.X.T.N, X derived from the process id
+/// so concurrent runs do not collide.
+pub fn ip(test: u8, node: u8) -> Ipv4Addr {
+    Ipv4Addr::new(127, 20 + (std::process::id() % 200) as u8, test, node)
+}
+
+/// A fresh directory `netagent-<prefix>-<pid>-<tag>` under the temporary directory.
+pub fn scratch(prefix: &str, tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("netagent-{prefix}-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The `netagent` binary under test, without the caller's `NETAGENT_*` variables.
+pub fn netagent() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_netagent"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("NETAGENT_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("NO_COLOR", "1");
+    cmd
+}
+
+/// One HTTP/1.1 request; the body of the answer, or `None` when the server cannot be reached.
+pub fn try_http(addr: SocketAddr, method: &str, path: &str) -> Option<String> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+    )
+    .ok()?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).ok()?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    Some(body.to_owned())
+}
+
+/// Asserts that a command exited with `status` and said `needle` on stderr.
+pub fn refused_with(out: &Output, status: i32, needle: &str) {
+    assert_eq!(out.status.code(), Some(status), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(needle),
+        "stderr {stderr:?} lacks {needle:?}"
+    );
+}
