@@ -5,7 +5,7 @@
 //! (publishing libnetwork's `PeerRecord`), the records converge, a killed agent's record is
 //! hidden and a leaver's dropped.
 //!
-//! Run as root (and with `ip` installed), it then uses the real dataplane (see [`kernel`]):
+//! Run as root (and with `ip` installed), it then uses the real dataplane (the `kernel` submodule):
 //! three `netagent run` processes in network namespaces of their own, one container
 //! namespace per host, and a ping between containers across VXLAN; everything it made is
 //! removed on the way out. Otherwise it prints that this part was skipped. It exits 0 when
