@@ -17,7 +17,7 @@ use clap::{Args, Subcommand};
 
 use crate::api::{ApiClient, ClientError};
 use crate::cnm::{
-    Endpoint, EndpointCreate, NetworkCreate, NetworkSpec, SandboxCreate, SandboxInfo, ServiceCreate,
+    DnsQuery, Endpoint, EndpointCreate, NetworkCreate, NetworkSpec, SandboxCreate, SandboxInfo, ServiceCreate,
 };
 use crate::config::ApiAddr;
 
@@ -56,6 +56,15 @@ pub enum ControlCommand {
         /// What to do.
         #[command(subcommand)]
         command: SandboxCommand,
+    },
+    /// Service discovery: what a container's DNS query gets.
+    Dns {
+        /// Where the agent listens.
+        #[command(flatten)]
+        api: ApiArg,
+        /// What to do.
+        #[command(subcommand)]
+        command: DnsCommand,
     },
     /// Show the agent's node name, address and cluster size.
     Info {
@@ -130,9 +139,12 @@ pub enum EndpointCommand {
         /// The service's virtual IP.
         #[arg(long, requires = "service")]
         vip: Option<String>,
-        /// A network alias (repeatable).
+        /// A container-level network alias (repeatable): resolves to this endpoint.
         #[arg(long = "alias", value_name = "ALIAS")]
         aliases: Vec<String>,
+        /// A service-level alias (repeatable): resolves like the service name.
+        #[arg(long = "service-alias", value_name = "ALIAS", requires = "service")]
+        service_aliases: Vec<String>,
     },
     /// List this agent's endpoints.
     #[command(visible_alias = "list")]
@@ -178,6 +190,10 @@ pub enum SandboxCommand {
         /// The absolute path of its network namespace (need not exist yet).
         #[arg(long)]
         netns: PathBuf,
+        /// The container's resolv.conf, which the agent writes to point at the embedded DNS
+        /// server (127.0.0.11) when the first endpoint joins [default: not managed].
+        #[arg(long, value_name = "PATH")]
+        resolv_conf: Option<PathBuf>,
     },
     /// List this agent's sandboxes.
     #[command(visible_alias = "list")]
@@ -197,12 +213,34 @@ pub enum SandboxCommand {
     },
 }
 
+/// `netagent dns ...`.
+#[derive(Subcommand, Debug)]
+pub enum DnsCommand {
+    /// Show what a container on a network (or in a sandbox) gets for a name, or for an
+    /// address (PTR), from this agent's records. Exit status 1 when the name is unknown here
+    /// (the embedded server would forward the query upstream).
+    Lookup {
+        /// The name, or an IP address for a reverse lookup.
+        name: String,
+        /// Resolve as a container on this network (name or ID).
+        #[arg(long, required_unless_present = "sandbox", conflicts_with = "sandbox")]
+        network: Option<String>,
+        /// Resolve as a container in this sandbox.
+        #[arg(long)]
+        sandbox: Option<String>,
+        /// A, AAAA or PTR [default: PTR for an address, else A].
+        #[arg(long = "type", value_name = "TYPE")]
+        record_type: Option<String>,
+    },
+}
+
 impl ControlCommand {
     fn api(&self) -> Option<&str> {
         match self {
             Self::Network { api, .. }
             | Self::Endpoint { api, .. }
             | Self::Sandbox { api, .. }
+            | Self::Dns { api, .. }
             | Self::Info { api } => api.api.as_deref(),
         }
     }
@@ -297,6 +335,7 @@ async fn execute(client: &ApiClient, command: ControlCommand, out: &mut Output) 
         ControlCommand::Network { command, .. } => network(client, command, out).await,
         ControlCommand::Endpoint { command, .. } => endpoint(client, command, out).await,
         ControlCommand::Sandbox { command, .. } => sandbox(client, command, out).await,
+        ControlCommand::Dns { command, .. } => dns(client, command, out).await,
         ControlCommand::Info { .. } => info(client, out).await,
     };
     if let Err(e) = result {
@@ -363,13 +402,18 @@ async fn endpoint(
             service,
             vip,
             aliases,
+            service_aliases,
         } => {
             let req = EndpointCreate {
                 network,
                 name,
                 ip,
                 mac,
-                service: service.map(|name| ServiceCreate { name, vip }),
+                service: service.map(|name| ServiceCreate {
+                    name,
+                    vip,
+                    aliases: service_aliases,
+                }),
                 aliases,
             };
             out.line(client.create_endpoint(&req).await?.id);
@@ -418,16 +462,59 @@ async fn endpoint(
     Ok(())
 }
 
+async fn dns(client: &ApiClient, command: DnsCommand, out: &mut Output) -> Result<(), CliError> {
+    match command {
+        DnsCommand::Lookup {
+            name,
+            network,
+            sandbox,
+            record_type,
+        } => {
+            let query = DnsQuery {
+                name,
+                network,
+                sandbox,
+                record_type,
+            };
+            let answer = client.dns_lookup(&query).await?;
+            let on = answer.networks.join(", ");
+            match answer.outcome.as_str() {
+                "answer" => {
+                    for a in &answer.answers {
+                        out.line(format!("{} {} {a}", answer.name, answer.record_type));
+                    }
+                }
+                "nodata" => out.line(format!(
+                    "{}: no {} record on {on} (the name exists: a container gets an empty answer)",
+                    answer.name, answer.record_type
+                )),
+                _ => {
+                    return Err(CliError::Agent(format!(
+                        "{}: no {} record on {on}; a container's query would be forwarded to the upstream resolvers",
+                        answer.name, answer.record_type
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 async fn sandbox(
     client: &ApiClient,
     command: SandboxCommand,
     out: &mut Output,
 ) -> Result<(), CliError> {
     match command {
-        SandboxCommand::Create { name, netns } => {
+        SandboxCommand::Create {
+            name,
+            netns,
+            resolv_conf,
+        } => {
             let req = SandboxCreate {
                 name,
                 netns: netns.to_string_lossy().into_owned(),
+                resolv_conf: resolv_conf.map(|p| p.to_string_lossy().into_owned()),
             };
             out.line(client.create_sandbox(&req).await?.name);
         }

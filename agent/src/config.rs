@@ -56,6 +56,15 @@ pub const ROOT_STATE_DIR: &str = "/var/lib/netagent";
 /// The longest `cluster_label` in bytes (memberlist's `LabelMaxSize`).
 pub const MAX_CLUSTER_LABEL_BYTES: usize = 255;
 
+/// TTL of the embedded DNS server's answers in seconds (libnetwork `respTTL`).
+pub const DEFAULT_DNS_TTL: u32 = 600;
+
+/// The largest DNS TTL (RFC 2181: 2^31 - 1 seconds).
+pub const MAX_DNS_TTL: u32 = i32::MAX as u32;
+
+/// How many upstream resolvers the embedded DNS server forwards to (libnetwork `maxExtDNS`).
+pub const MAX_DNS_UPSTREAMS: usize = 3;
+
 /// The longest unix socket path in bytes (`sun_path` holds 108 bytes with the NUL).
 pub const MAX_UNIX_PATH_BYTES: usize = 107;
 
@@ -188,6 +197,39 @@ pub struct RunArgs {
         value_parser = BoolishValueParser::new()
     )]
     pub fast_failure_detection: Option<bool>,
+
+    /// Run an embedded DNS server at 127.0.0.11:53 in every sandbox with a joined endpoint
+    /// (root only) [default: true].
+    #[arg(
+        long,
+        env = "NETAGENT_DNS",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = BoolishValueParser::new()
+    )]
+    pub dns: Option<bool>,
+
+    /// Upstream resolver for names the cluster does not know, IP or IP:PORT (port 53 by
+    /// default); repeat for up to 3 [default: the nameservers of /etc/resolv.conf].
+    #[arg(
+        long = "dns-upstream",
+        env = "NETAGENT_DNS_UPSTREAMS",
+        value_name = "IP[:PORT]",
+        value_delimiter = ',',
+        value_parser = parse_dns_upstream
+    )]
+    pub dns_upstreams: Vec<SocketAddr>,
+
+    /// TTL of the embedded DNS server's answers in seconds, 0..=2147483647 [default: 600].
+    #[arg(
+        long,
+        env = "NETAGENT_DNS_TTL",
+        value_name = "SECONDS",
+        value_parser = parse_dns_ttl
+    )]
+    pub dns_ttl: Option<u32>,
 }
 
 /// The merged and validated configuration of `netagent run`.
@@ -232,6 +274,15 @@ pub struct AgentConfig {
     pub cluster_label: String,
     /// Use [`NodeConfig::fast`] instead of [`NodeConfig::default`]. Default false.
     pub fast_failure_detection: bool,
+    /// Run the embedded DNS server in every sandbox with a joined endpoint (it needs root,
+    /// like the dataplane). Default true.
+    pub dns: bool,
+    /// Upstream resolvers, at most [`MAX_DNS_UPSTREAMS`], without duplicates and not
+    /// 127.0.0.11 (that would loop). Empty (the default): the nameservers of the host's
+    /// `/etc/resolv.conf`, read when the agent starts.
+    pub dns_upstreams: Vec<SocketAddr>,
+    /// TTL of local answers in seconds. Default [`DEFAULT_DNS_TTL`]; 0..=[`MAX_DNS_TTL`].
+    pub dns_ttl: u32,
 }
 
 /// The control API's address.
@@ -409,6 +460,9 @@ impl AgentConfig {
             log_level: DEFAULT_LOG_LEVEL.to_owned(),
             cluster_label: DEFAULT_CLUSTER_LABEL.to_owned(),
             fast_failure_detection: false,
+            dns: true,
+            dns_upstreams: Vec::new(),
+            dns_ttl: DEFAULT_DNS_TTL,
         }
     }
 
@@ -628,6 +682,9 @@ struct FileConfig {
     log_level: Option<String>,
     cluster_label: Option<String>,
     fast_failure_detection: Option<bool>,
+    dns: Option<bool>,
+    dns_upstreams: Option<Vec<String>>,
+    dns_ttl: Option<i64>,
 }
 
 /// What the defaults depend on, read once so the merge itself is pure.
@@ -821,6 +878,26 @@ fn merge(args: &RunArgs, file: FileConfig, host: &Host) -> Result<AgentConfig, C
         ));
     }
 
+    let dns_upstreams = if args.dns_upstreams.is_empty() {
+        file.dns_upstreams
+            .unwrap_or_default()
+            .iter()
+            .map(|text| parse_dns_upstream(text))
+            .collect::<Result<Vec<_>, _>>()?
+    } else {
+        args.dns_upstreams.clone()
+    };
+    let dns_upstreams = check_dns_upstreams(dns_upstreams)?;
+
+    let dns_ttl = match (args.dns_ttl, file.dns_ttl) {
+        (Some(ttl), _) => ttl,
+        (None, Some(ttl)) => u32::try_from(ttl)
+            .ok()
+            .filter(|ttl| *ttl <= MAX_DNS_TTL)
+            .ok_or_else(|| invalid("dns_ttl", ttl, format!("0..={MAX_DNS_TTL}")))?,
+        (None, None) => DEFAULT_DNS_TTL,
+    };
+
     let config = AgentConfig {
         name,
         bind,
@@ -839,6 +916,9 @@ fn merge(args: &RunArgs, file: FileConfig, host: &Host) -> Result<AgentConfig, C
             .fast_failure_detection
             .or(file.fast_failure_detection)
             .unwrap_or(false),
+        dns: args.dns.or(file.dns).unwrap_or(true),
+        dns_upstreams,
+        dns_ttl,
     };
     // The node core owns the packet-size rule and its message.
     config.node_config().validate()?;
@@ -928,6 +1008,56 @@ fn parse_packet_size(text: &str) -> Result<usize, ConfigError> {
 
 /// Clap parser of `--vxlan-port`: values beyond `u16` are refused here, 0 at the merge,
 /// with the same message.
+fn parse_dns_upstream(text: &str) -> Result<SocketAddr, ConfigError> {
+    let text = text.trim();
+    let addr = text
+        .parse::<SocketAddr>()
+        .ok()
+        .or_else(|| text.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 53)))
+        .filter(|a| a.port() != 0 && !a.ip().is_unspecified())
+        .ok_or_else(|| {
+            invalid(
+                "dns_upstreams",
+                text,
+                "IP or IP:PORT (IPv6 as [IP]:PORT), port 1..=65535, default 53",
+            )
+        })?;
+    if addr.ip() == IpAddr::V4(Ipv4Addr::new(127, 0, 0, 11)) {
+        return Err(invalid(
+            "dns_upstreams",
+            text,
+            "an upstream resolver other than 127.0.0.11 (the embedded server itself)",
+        ));
+    }
+    Ok(addr)
+}
+
+fn check_dns_upstreams(list: Vec<SocketAddr>) -> Result<Vec<SocketAddr>, ConfigError> {
+    let mut out: Vec<SocketAddr> = Vec::with_capacity(list.len());
+    for addr in list {
+        if !out.contains(&addr) {
+            out.push(addr);
+        }
+    }
+    if out.len() > MAX_DNS_UPSTREAMS {
+        let given: Vec<String> = out.iter().map(ToString::to_string).collect();
+        return Err(invalid(
+            "dns_upstreams",
+            given.join(","),
+            format!("at most {MAX_DNS_UPSTREAMS} resolvers"),
+        ));
+    }
+    Ok(out)
+}
+
+fn parse_dns_ttl(text: &str) -> Result<u32, ConfigError> {
+    text.trim()
+        .parse()
+        .ok()
+        .filter(|ttl| *ttl <= MAX_DNS_TTL)
+        .ok_or_else(|| invalid("dns_ttl", text, format!("0..={MAX_DNS_TTL}")))
+}
+
 fn parse_vxlan_port(text: &str) -> Result<u16, ConfigError> {
     text.trim()
         .parse()
@@ -1250,6 +1380,17 @@ cluster_label = "netagent"
 # Detect failures in about two seconds (for tests and demos on one machine) instead
 # of memberlist's LAN timing.
 fast_failure_detection = false
+
+# Run an embedded DNS server at 127.0.0.11:53 inside every sandbox with a joined
+# endpoint (needs root, like the dataplane).
+dns = true
+
+# Upstream resolvers for names the cluster does not know: "IP" or "IP:PORT", at most 3.
+# Default: the nameservers of /etc/resolv.conf when the agent starts.
+# dns_upstreams = ["198.18.0.53"]
+
+# TTL of the embedded DNS server's answers, in seconds: 0..=2147483647.
+dns_ttl = 600
 "#;
 
 #[cfg(test)]

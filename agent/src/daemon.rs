@@ -19,6 +19,8 @@ use crate::cnm::{Cnm, CnmError, CnmSettings, LocalState, StoreError};
 use crate::config::{AgentConfig, ApiAddr, ConfigError};
 use crate::dataplane::{self, DataplaneHandle};
 use crate::diag::{self, DiagState};
+use crate::dns::directory::Directory;
+use crate::dns::sandbox::SandboxDns;
 use crate::metrics::Snapshot;
 use crate::pki;
 
@@ -168,19 +170,50 @@ impl Daemon {
         for event in snapshot {
             dp.watch_event(event).await;
         }
+        // Service discovery: other nodes' endpoint records, in every network (only attached
+        // networks are kept; the CNM attaches them before joining).
+        let directory = Directory::new();
+        let (sd_watch, snapshot) = handle
+            .client()
+            .with_node(|node, _| {
+                node.db_mut().watch(networkdb::WatchFilter {
+                    table: Some(crate::cnm::ENDPOINT_TABLE.into()),
+                    network: None,
+                })
+            })
+            .await
+            .map_err(|_| DaemonError::Cnm(CnmError::Stopped))?;
+        for event in &snapshot {
+            directory.apply(event);
+        }
         if let Some(mut events) = handle.take_events() {
             let diag_state = diag_state.clone();
             let dp = dp.clone();
+            let directory = directory.clone();
             tasks.push(tokio::spawn(async move {
                 while let Some((watch, event)) = events.recv().await {
                     if watch == peer_watch {
                         dp.watch_event(event).await;
+                    } else if watch == sd_watch {
+                        directory.apply(&event);
                     } else {
                         diag_state.on_watch_event(&event);
                     }
                 }
             }));
         }
+        let dns = if !config.dns {
+            None
+        } else if dataplane::is_root() {
+            Some(Arc::new(SandboxDns::new(
+                directory.clone(),
+                config.dns_ttl,
+                config.dns_upstreams.clone(),
+            )))
+        } else {
+            tracing::info!("not running as root: no embedded DNS in sandboxes (`netagent dns lookup` still answers)");
+            None
+        };
         let listener = TcpListener::bind(config.diag_addr)
             .await
             .map_err(|source| DaemonError::Bind {
@@ -217,6 +250,8 @@ impl Daemon {
             vtep: advertise.ip(),
             state_dir: config.state_dir.clone(),
             dataplane: Some(dp.clone()),
+            directory,
+            dns,
         };
         let cnm = Cnm::start(handle.client(), settings, cnm_state).await?;
         tasks.push(cnm.spawn_reconciler());

@@ -14,5 +14,6 @@ pub mod daemon;
 pub mod dataplane;
 pub mod demo;
 pub mod diag;
+pub mod dns;
 pub mod metrics;
 pub mod pki;

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use agent::api::{ApiClient, ClientError};
 use agent::cnm::{
-    ENDPOINT_TABLE, Endpoint, EndpointCreate, EndpointRecord, Mac, NetworkCreate, NetworkSpec,
+    DnsQuery, ENDPOINT_TABLE, Endpoint, EndpointCreate, EndpointRecord, Mac, NetworkCreate, NetworkSpec,
     PEER_TABLE, PeerRecord, SandboxCreate, ServiceCreate,
 };
 use agent::config::AgentConfig;
@@ -321,6 +321,7 @@ async fn endpoints_join_publishes_records_and_leave_withdraws_them() {
             service: Some(ServiceCreate {
                 name: "websvc".into(),
                 vip: Some("198.18.4.250".into()),
+                aliases: Vec::new(),
             }),
             ..endpoint("blue", "web")
         })
@@ -430,6 +431,7 @@ async fn endpoints_join_publishes_records_and_leave_withdraws_them() {
             .create_sandbox(&SandboxCreate {
                 name: "c1".into(),
                 netns: "netns/c1".into(),
+                resolv_conf: None,
             })
             .await,
         400,
@@ -439,6 +441,7 @@ async fn endpoints_join_publishes_records_and_leave_withdraws_them() {
         .create_sandbox(&SandboxCreate {
             name: "c1".into(),
             netns: "/var/run/netns/c1".into(),
+            resolv_conf: None,
         })
         .await
         .unwrap();
@@ -563,6 +566,7 @@ async fn a_restarted_agent_restores_and_republishes_its_endpoints() {
         .create_sandbox(&SandboxCreate {
             name: "c1".into(),
             netns: "/var/run/netns/c1".into(),
+            resolv_conf: None,
         })
         .await
         .unwrap();
@@ -751,6 +755,7 @@ async fn hostile_catalogue_values_and_address_conflicts() {
     e2.service = Some(ServiceCreate {
         name: "s".into(),
         vip: Some("198.18.40.10".into()),
+        aliases: Vec::new(),
     });
     refused(a.api.create_endpoint(&e2).await, 409, "virtual IP");
     let mut e3 = endpoint("red", "e3");
@@ -762,8 +767,163 @@ async fn hostile_catalogue_values_and_address_conflicts() {
         t.service = Some(ServiceCreate {
             name: "web".into(),
             vip: Some("198.18.40.200".into()),
+            aliases: Vec::new(),
         });
         a.api.create_endpoint(&t).await.unwrap();
     }
     assert_eq!(a.api.endpoints(Some(&red.id)).await.unwrap().len(), 3);
+}
+
+/// What `dns lookup` gives on `agent` for `name` on `network`: the outcome and the answers.
+async fn lookup(agent: &Agent, name: &str, network: &str) -> (String, Vec<String>) {
+    let a = agent
+        .api
+        .dns_lookup(&DnsQuery {
+            name: name.into(),
+            network: Some(network.into()),
+            ..DnsQuery::default()
+        })
+        .await
+        .unwrap();
+    (a.outcome, a.answers)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_discovery_follows_the_endpoint_table_across_agents() {
+    let agents = cluster("sd", 2).await;
+    let (a, b) = (&agents[0], &agents[1]);
+    a.api
+        .create_network(&network("sdnet", "198.18.6.0/24"))
+        .await
+        .unwrap();
+    wait_network(b, "sdnet").await;
+    let vip = "198.18.6.200";
+    let task = |name: &str| EndpointCreate {
+        service: Some(ServiceCreate {
+            name: "web".into(),
+            vip: Some(vip.into()),
+            aliases: vec!["front".into()],
+        }),
+        ..endpoint("sdnet", name)
+    };
+    let mut joined = Vec::new();
+    for (agent, req) in [
+        (a, task("web1")),
+        (b, task("web2")),
+        (
+            b,
+            EndpointCreate {
+                aliases: vec!["database".into()],
+                ..endpoint("sdnet", "db1")
+            },
+        ),
+    ] {
+        let name = req.name.clone();
+        let sandbox = format!("sb-{name}");
+        agent
+            .api
+            .create_sandbox(&SandboxCreate {
+                name: sandbox.clone(),
+                netns: format!("/var/run/netns/netagent-test-none-{name}"),
+                resolv_conf: None,
+            })
+            .await
+            .unwrap();
+        // web2 shares web1's VIP from another agent: the same service, not a conflict.
+        let e = agent.api.create_endpoint(&req).await.unwrap();
+        agent.api.join("sdnet", &name, &sandbox).await.unwrap();
+        joined.push(e);
+    }
+    let ip = |name: &str| {
+        joined
+            .iter()
+            .find(|e| e.name == name)
+            .unwrap()
+            .ip
+            .to_string()
+    };
+
+    // The other agent's container by name (any case) and alias; the service by its VIP and
+    // its alias; every task behind tasks.<service>; the PTR of an address.
+    let want_tasks = {
+        let mut v = vec![ip("web1"), ip("web2")];
+        v.sort_by_key(|s| s.parse::<Ipv4Addr>().unwrap());
+        v
+    };
+    let answer = |ips: Vec<String>| ("answer".to_owned(), ips);
+    for (name, want) in [
+        ("db1", answer(vec![ip("db1")])),
+        ("DB1.", answer(vec![ip("db1")])),
+        ("database", answer(vec![ip("db1")])),
+        ("db1.sdnet", answer(vec![ip("db1")])),
+        ("web", answer(vec![vip.into()])),
+        ("front", answer(vec![vip.into()])),
+        ("tasks.web", answer(want_tasks.clone())),
+        ("tasks.front", answer(want_tasks.clone())),
+        (&ip("db1"), answer(vec!["db1.sdnet.".into()])),
+        ("nothing", ("forward".into(), Vec::new())),
+    ] {
+        eventually(&format!("{name} resolving to {want:?} on node1"), || async {
+            (lookup(a, name, "sdnet").await == want).then_some(())
+        })
+        .await;
+    }
+    let v6 = a
+        .api
+        .dns_lookup(&DnsQuery {
+            name: "db1".into(),
+            network: Some("sdnet".into()),
+            record_type: Some("AAAA".into()),
+            ..DnsQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(v6.outcome, "nodata");
+
+    // A leave withdraws the name everywhere; the VIP stays while a task remains.
+    b.api.leave("sdnet", "db1").await.unwrap();
+    b.api.leave("sdnet", "web2").await.unwrap();
+    eventually("db1 gone on node1", || async {
+        (lookup(a, "db1", "sdnet").await.0 == "forward").then_some(())
+    })
+    .await;
+    eventually("tasks.web down to web1 on node1", || async {
+        (lookup(a, "tasks.web", "sdnet").await == answer(vec![ip("web1")])).then_some(())
+    })
+    .await;
+    assert_eq!(lookup(a, "web", "sdnet").await, answer(vec![vip.into()]));
+    assert_eq!(lookup(b, "web1", "sdnet").await, answer(vec![ip("web1")]));
+
+    // Misuse is refused with the usual meanings.
+    let bad = |q: DnsQuery| async move { a.api.dns_lookup(&q).await };
+    refused(
+        bad(DnsQuery {
+            name: "x".into(),
+            ..DnsQuery::default()
+        })
+        .await,
+        400,
+        "exactly one of network and sandbox",
+    );
+    refused(
+        bad(DnsQuery {
+            name: "x".into(),
+            network: Some("sdnet".into()),
+            record_type: Some("MX".into()),
+            ..DnsQuery::default()
+        })
+        .await,
+        400,
+        "A, AAAA or PTR",
+    );
+    refused(
+        bad(DnsQuery {
+            name: "x".into(),
+            network: Some("nonet".into()),
+            ..DnsQuery::default()
+        })
+        .await,
+        404,
+        "nonet",
+    );
 }

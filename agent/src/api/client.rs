@@ -15,7 +15,7 @@ use tokio::net::{TcpStream, UnixStream};
 
 use super::ErrorBody;
 use crate::cnm::{
-    Endpoint, EndpointCreate, Info, JoinRequest, NetworkCreate, NetworkSpec, SandboxCreate,
+    DnsAnswer, DnsQuery, Endpoint, EndpointCreate, Info, JoinRequest, NetworkCreate, NetworkSpec, SandboxCreate,
     SandboxInfo,
 };
 use crate::config::ApiAddr;
@@ -196,6 +196,21 @@ impl ApiClient {
     pub async fn remove_sandbox(&self, name: &str) -> Result<(), ClientError> {
         self.delete(&format!("/v1/sandboxes/{}", encode(name)))
             .await
+    }
+
+    /// `GET /v1/dns/lookup`.
+    pub async fn dns_lookup(&self, query: &DnsQuery) -> Result<DnsAnswer, ClientError> {
+        let mut path = format!("/v1/dns/lookup?name={}", encode(&query.name));
+        for (key, value) in [
+            ("network", &query.network),
+            ("sandbox", &query.sandbox),
+            ("type", &query.record_type),
+        ] {
+            if let Some(v) = value {
+                path.push_str(&format!("&{key}={}", encode(v)));
+            }
+        }
+        self.get(&path).await
     }
 
     /// Sends a request with a raw body and returns the status and the body, whatever the

@@ -56,6 +56,7 @@ pub struct ApiBindError {
 /// | `POST /v1/sandboxes` | [`SandboxCreate`] | 201, the sandbox |
 /// | `GET /v1/sandboxes/{name}` | | the sandbox |
 /// | `DELETE /v1/sandboxes/{name}` | | 204 |
+/// | `GET /v1/dns/lookup?name=N&network=NET` (or `&sandbox=S`; `&type=A\|AAAA\|PTR`) | | [`DnsAnswer`](crate::cnm::DnsAnswer) |
 ///
 /// Every error is JSON [`ErrorBody`] `{"error": "..."}` with 400 (malformed JSON, unknown
 /// field, bad name, CIDR, address, MAC or VNI), 404 (no such object or path), 405, 409
@@ -77,6 +78,7 @@ pub fn router(cnm: Arc<Cnm>) -> Router {
         .route("/v1/endpoints/{network}/{name}/join", post(join))
         .route("/v1/endpoints/{network}/{name}/leave", post(leave))
         .route("/v1/sandboxes", get(list_sandboxes).post(create_sandbox))
+        .route("/v1/dns/lookup", get(dns_lookup))
         .route(
             "/v1/sandboxes/{name}",
             get(get_sandbox).delete(delete_sandbox),
@@ -239,6 +241,16 @@ async fn list_endpoints(
 ) -> Response {
     match query {
         Ok(Query(q)) => reply(StatusCode::OK, cnm.endpoints(q.network.as_deref()).await),
+        Err(e) => ApiError::new(StatusCode::BAD_REQUEST, e.body_text()).into_response(),
+    }
+}
+
+async fn dns_lookup(
+    State(cnm): Shared,
+    query: Result<Query<crate::cnm::DnsQuery>, QueryRejection>,
+) -> Response {
+    match query {
+        Ok(Query(q)) => reply(StatusCode::OK, cnm.dns_lookup(q).await),
         Err(e) => ApiError::new(StatusCode::BAD_REQUEST, e.body_text()).into_response(),
     }
 }

@@ -8,7 +8,7 @@
 //! every node, and the loser's endpoints (if any) are on a network the catalogue no longer
 //! shows.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::Ipv4Addr;
 
 use networkdb::NetworkDb;
@@ -94,20 +94,47 @@ pub fn resolve<'a>(
 /// Every address this node sees in use in a network: endpoint addresses of
 /// [`PEER_TABLE`] and endpoint and virtual addresses of [`ENDPOINT_TABLE`]. Undecodable
 /// records are skipped.
-pub fn addresses_in_use(db: &NetworkDb, network_id: &str) -> HashSet<Ipv4Addr> {
-    let mut used = HashSet::new();
+pub fn addresses_in_use(db: &NetworkDb, network_id: &str) -> AddressUsers {
+    let mut users = AddressUsers::default();
     for elem in db.table_by_network(PEER_TABLE, network_id).values() {
         if let Ok(r) = PeerRecord::decode(&elem.value) {
-            used.insert(r.endpoint_ip.addr());
+            users.endpoints.insert(r.endpoint_ip.addr());
         }
     }
     for elem in db.table_by_network(ENDPOINT_TABLE, network_id).values() {
         if let Ok(r) = EndpointRecord::decode(&elem.value) {
-            used.extend(r.endpoint_ip.parse::<Ipv4Addr>());
-            used.extend(r.virtual_ip.parse::<Ipv4Addr>());
+            users.endpoints.extend(r.endpoint_ip.parse::<Ipv4Addr>());
+            if let Ok(vip) = r.virtual_ip.parse::<Ipv4Addr>() {
+                users
+                    .vips
+                    .entry(vip)
+                    .or_default()
+                    .insert(r.service_name.clone());
+            }
         }
     }
-    used
+    users
+}
+
+/// Who uses the addresses of a network, as its records say.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AddressUsers {
+    /// Endpoint addresses.
+    pub endpoints: HashSet<Ipv4Addr>,
+    /// Virtual IPs, with the services whose tasks publish them (the tasks of one service on
+    /// several hosts share its VIP).
+    pub vips: HashMap<Ipv4Addr, BTreeSet<String>>,
+}
+
+impl AddressUsers {
+    /// Every address in use, endpoint or VIP.
+    pub fn all(&self) -> HashSet<Ipv4Addr> {
+        self.endpoints
+            .iter()
+            .chain(self.vips.keys())
+            .copied()
+            .collect()
+    }
 }
 
 #[cfg(test)]

@@ -35,7 +35,7 @@ pub mod store;
 pub use self::catalogue::{GLOBAL_NETWORK, NETWORKS_TABLE};
 pub use self::error::CnmError;
 pub use self::model::{
-    Endpoint, EndpointCreate, Info, JoinRequest, Mac, NetworkCreate, NetworkSpec, Sandbox,
+    DnsAnswer, DnsQuery, Endpoint, EndpointCreate, Info, JoinRequest, Mac, NetworkCreate, NetworkSpec, Sandbox,
     SandboxCreate, SandboxInfo, ServiceCreate, ServiceInfo,
 };
 pub use self::records::{ENDPOINT_TABLE, EndpointRecord, PEER_TABLE, PeerRecord};

@@ -80,6 +80,9 @@ pub struct ServiceInfo {
     pub id: String,
     /// The service's virtual IP, if it has one (none: DNS round robin).
     pub vip: Option<Ipv4Addr>,
+    /// Service-level aliases: names that resolve like the service name on this network.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
 }
 
 /// A sandbox: a container's network namespace on this host.
@@ -89,6 +92,11 @@ pub struct Sandbox {
     pub name: String,
     /// The namespace's path (absolute; it need not exist yet).
     pub netns: PathBuf,
+    /// The container's `resolv.conf` the agent writes when it starts the sandbox's embedded
+    /// DNS server (`nameserver 127.0.0.11`); `None`: the agent leaves resolver configuration
+    /// to the container runtime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolv_conf: Option<PathBuf>,
 }
 
 /// A sandbox as the API shows it: with the endpoints joined to it.
@@ -98,6 +106,9 @@ pub struct SandboxInfo {
     pub name: String,
     /// The namespace's path.
     pub netns: PathBuf,
+    /// The `resolv.conf` the agent manages for it, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolv_conf: Option<PathBuf>,
     /// The endpoints joined to it, as `network/name`, sorted.
     pub endpoints: Vec<String>,
 }
@@ -168,6 +179,9 @@ pub struct ServiceCreate {
     /// The virtual IP, inside the network's subnet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vip: Option<String>,
+    /// Service-level aliases (the record's `aliases`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
 }
 
 /// The body of `POST /v1/sandboxes`.
@@ -178,6 +192,45 @@ pub struct SandboxCreate {
     pub name: String,
     /// The namespace's absolute path.
     pub netns: String,
+    /// The absolute path of the container's `resolv.conf` for the agent to write (pointing
+    /// at the embedded DNS server); default: not managed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolv_conf: Option<String>,
+}
+
+/// The query of `GET /v1/dns/lookup`: what a container would get for a name.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsQuery {
+    /// The name, or an IPv4/IPv6 address for a reverse (PTR) lookup.
+    pub name: String,
+    /// Resolve as a container on this network (name or ID) would.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    /// Resolve as a container in this sandbox (on all its endpoints' networks) would.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<String>,
+    /// `A`, `AAAA` or `PTR`; default `PTR` when `name` is an address, else `A`.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub record_type: Option<String>,
+}
+
+/// What `GET /v1/dns/lookup` answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsAnswer {
+    /// The name asked.
+    pub name: String,
+    /// `A`, `AAAA` or `PTR`.
+    #[serde(rename = "type")]
+    pub record_type: String,
+    /// The networks resolved on, by name, in order.
+    pub networks: Vec<String>,
+    /// `answer` (local records), `nodata` (the name exists without this address family:
+    /// an empty NOERROR answer) or `forward` (unknown here: the embedded server forwards the
+    /// query to the upstream resolvers).
+    pub outcome: String,
+    /// Addresses (A/AAAA, in address order; the server shuffles them) or the PTR name.
+    pub answers: Vec<String>,
 }
 
 /// The body of `POST /v1/endpoints/{network}/{name}/join`.

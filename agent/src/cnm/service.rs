@@ -17,11 +17,15 @@ use super::catalogue::{self, GLOBAL_NETWORK, NETWORKS_TABLE};
 use super::error::CnmError;
 use super::ipam;
 use super::model::{
-    DRIVER_OVERLAY, Endpoint, EndpointCreate, Info, Mac, NetworkCreate, NetworkSpec, Sandbox,
+    DRIVER_OVERLAY, DnsAnswer, DnsQuery, Endpoint, EndpointCreate, Info, Mac, NetworkCreate, NetworkSpec, Sandbox,
     SandboxCreate, SandboxInfo, ServiceInfo, check_aliases, check_name,
 };
 use super::records::{ENDPOINT_TABLE, EndpointRecord, PEER_TABLE, PeerRecord};
 use super::store::{KnownNetwork, LocalState};
+use crate::dns::directory::Directory;
+use crate::dns::server::Names;
+use discovery::{Family, Lookup};
+use crate::dns::sandbox::SandboxDns;
 use crate::pki;
 
 /// How often [`Cnm::spawn_reconciler`] brings NetworkDB in line with the local state.
@@ -48,6 +52,11 @@ pub struct CnmSettings {
     pub state_dir: PathBuf,
     /// The overlay driver the join and leave hooks drive; `None`: no dataplane at all.
     pub dataplane: Option<crate::dataplane::DataplaneHandle>,
+    /// Service discovery: this agent's own records go in as they are written, network
+    /// attachments and the sandboxes' networks as they change.
+    pub directory: Directory,
+    /// The embedded DNS servers of the sandboxes; `None`: not run (not root, or disabled).
+    pub dns: Option<Arc<SandboxDns>>,
 }
 
 /// The Container Network Model of one agent: the cluster-wide network catalogue, and this
@@ -106,6 +115,7 @@ impl Cnm {
         settings: CnmSettings,
         state: LocalState,
     ) -> Result<Arc<Self>, CnmError> {
+        settings.directory.set_topology(network_names(&state), sandbox_networks(&state));
         let cnm = Arc::new(Self {
             client,
             settings,
@@ -129,6 +139,7 @@ impl Cnm {
                 if let Err(e) = cnm.dataplane_join(&inner.state, endpoint, sb, true).await {
                     tracing::warn!(endpoint = %endpoint.name, error = %e, "cannot restore the endpoint's dataplane");
                 }
+                cnm.start_dns(sb).await;
             }
         }
         cnm.reconcile().await?;
@@ -362,12 +373,13 @@ impl Cnm {
         let service = match &req.service {
             Some(s) => {
                 check_name("service", &s.name)?;
+                check_aliases(&s.aliases)?;
                 let vip = s
                     .vip
                     .as_deref()
                     .map(|t| ipam::parse_ip(t, "virtual IP"))
                     .transpose()?;
-                Some((s.name.clone(), vip))
+                Some((s.name.clone(), vip, s.aliases.clone()))
             }
             None => None,
         };
@@ -376,14 +388,14 @@ impl Cnm {
         let mut inner = self.inner.lock().await;
         let known: Vec<NetworkSpec> = live_known(&inner.state).cloned().collect();
         let reference = req.network.clone();
-        let (spec, mut used) = self
+        let (spec, users) = self
             .client
             .with_node(move |node, _| {
                 let db = node.db();
                 let specs = with_known(catalogue::list(db), known);
                 let spec = catalogue::resolve(&specs, &reference)?.clone();
-                let used = catalogue::addresses_in_use(db, &spec.id);
-                Ok::<_, CnmError>((spec, used))
+                let users = catalogue::addresses_in_use(db, &spec.id);
+                Ok::<_, CnmError>((spec, users))
             })
             .await??;
         let state = &inner.state;
@@ -393,20 +405,31 @@ impl Cnm {
                 req.name, spec.name
             )));
         }
+        let mut used = users.all();
         for e in state.endpoints_on(&spec.id) {
             used.insert(e.ip);
             used.extend(e.service.as_ref().and_then(|s| s.vip));
         }
         let vip = match &service {
-            Some((service_name, Some(vip))) => {
+            Some((service_name, Some(vip), _)) => {
                 ipam::check_address(spec.subnet, *vip, "virtual IP")?;
-                // A VIP is shared by the tasks of one service; any other use is a conflict.
-                let same_service = state.endpoints_on(&spec.id).any(|e| {
+                // A VIP is shared by the tasks of one service, here and on other hosts; any
+                // other use is a conflict.
+                let local_endpoint = state.endpoints_on(&spec.id).any(|e| e.ip == *vip);
+                let other_local_service = state.endpoints_on(&spec.id).any(|e| {
                     e.service
                         .as_ref()
-                        .is_some_and(|s| s.vip == Some(*vip) && s.name == *service_name)
+                        .is_some_and(|s| s.vip == Some(*vip) && s.name != *service_name)
                 });
-                if used.contains(vip) && !same_service {
+                let other_remote_service = users
+                    .vips
+                    .get(vip)
+                    .is_some_and(|services| services.iter().any(|s| s != service_name));
+                if local_endpoint
+                    || users.endpoints.contains(vip)
+                    || other_local_service
+                    || other_remote_service
+                {
                     return Err(CnmError::Conflict(format!(
                         "virtual IP {vip} is already in use"
                     )));
@@ -449,10 +472,11 @@ impl Cnm {
             ip,
             prefix_len: spec.subnet.prefix_len(),
             mac,
-            service: service.map(|(name, vip)| ServiceInfo {
+            service: service.map(|(name, vip, aliases)| ServiceInfo {
                 id: service_id(&spec.id, &name),
                 name,
                 vip,
+                aliases,
             }),
             aliases: req.aliases,
             sandbox: None,
@@ -565,6 +589,7 @@ impl Cnm {
         // `addServiceInfoToCluster`).
         self.sync_network_records(&inner.state, &joined.network_id)
             .await?;
+        self.start_dns(&sb).await;
         tracing::info!(
             endpoint = %joined.name,
             network = %joined.network,
@@ -642,9 +667,19 @@ impl Cnm {
                 req.name
             )));
         }
+        let resolv_conf = req.resolv_conf.as_deref().map(PathBuf::from);
+        if let Some(path) = &resolv_conf
+            && (!path.is_absolute() || path.file_name().is_none())
+        {
+            return Err(CnmError::Invalid(format!(
+                "invalid resolv_conf {:?}: must be an absolute file path",
+                path.display()
+            )));
+        }
         let sandbox = Sandbox {
             name: req.name,
             netns,
+            resolv_conf,
         };
         let mut next = inner.state.clone();
         next.sandboxes.insert(sandbox.name.clone(), sandbox.clone());
@@ -670,7 +705,92 @@ impl Cnm {
         let mut next = inner.state.clone();
         next.sandboxes.remove(name);
         self.commit(&mut inner, next).await?;
+        if let Some(dns) = &self.settings.dns {
+            dns.stop(name).await;
+        }
         Ok(info)
+    }
+
+    // ---- service discovery ----
+
+    /// What a container on `query.network` (or in `query.sandbox`) gets for `query.name`:
+    /// the embedded DNS server's answer from the same records.
+    pub async fn dns_lookup(&self, query: DnsQuery) -> Result<DnsAnswer, CnmError> {
+        let directory = &self.settings.directory;
+        let ip = query.name.parse::<IpAddr>().ok();
+        let record_type = match query.record_type.as_deref().map(str::to_ascii_uppercase) {
+            None if ip.is_some() => "PTR".to_owned(),
+            None => "A".to_owned(),
+            Some(t) if ["A", "AAAA", "PTR"].contains(&t.as_str()) => t,
+            Some(t) => {
+                return Err(CnmError::Invalid(format!(
+                    "invalid type {t:?}: A, AAAA or PTR"
+                )));
+            }
+        };
+        let ids: Vec<String> = match (&query.network, &query.sandbox) {
+            (Some(network), None) => {
+                let inner = self.inner.lock().await;
+                let spec = local_network(&inner.state, network)?;
+                if !inner.state.endpoints_on(&spec.id).any(|_| true) {
+                    return Err(CnmError::NotFound(format!(
+                        "this agent has no endpoint on network {}: no container here resolves on it",
+                        spec.name
+                    )));
+                }
+                vec![spec.id.clone()]
+            }
+            (None, Some(sandbox)) => {
+                let inner = self.inner.lock().await;
+                if !inner.state.sandboxes.contains_key(sandbox) {
+                    return Err(sandbox_not_found(sandbox));
+                }
+                sandbox_networks(&inner.state)
+                    .remove(sandbox)
+                    .unwrap_or_default()
+            }
+            _ => {
+                return Err(CnmError::Invalid(
+                    "give exactly one of network and sandbox".into(),
+                ));
+            }
+        };
+        let names = network_names(&self.inner.lock().await.state);
+        let networks = ids
+            .iter()
+            .map(|id| names.get(id).cloned().unwrap_or_else(|| id.clone()))
+            .collect();
+        let resolver = directory.networks(ids);
+        let (outcome, answers) = if record_type == "PTR" {
+            let Some(ip) = ip else {
+                return Err(CnmError::Invalid(format!(
+                    "invalid address {:?} for a PTR lookup",
+                    query.name
+                )));
+            };
+            match resolver.reverse(ip) {
+                Some(name) => ("answer", vec![format!("{name}.")]),
+                None => ("forward", Vec::new()),
+            }
+        } else {
+            let family = if record_type == "A" {
+                Family::V4
+            } else {
+                Family::V6
+            };
+            match resolver.resolve(&query.name, family) {
+                Lookup::Addrs(addrs) => ("answer", addrs.iter().map(ToString::to_string).collect()),
+                Lookup::NoData => ("nodata", Vec::new()),
+                Lookup::NotFound => ("forward", Vec::new()),
+            }
+        };
+        Ok(DnsAnswer {
+            name: query.name,
+            record_type,
+            networks,
+            outcome: outcome.to_owned(),
+            answers,
+        })
     }
 
     // ---- info and reconciliation ----
@@ -712,11 +832,15 @@ impl Cnm {
         // otherwise block `network rm` on every other agent). NetworkDB networks joined by
         // other means (the diagnostic API's /joinnetwork) are not touched.
         let mut cnm_ids: HashSet<String> = inner.state.networks.keys().cloned().collect();
+        let directory = self.settings.directory.clone();
         let statuses = self
             .client
             .with_node(move |node, now| {
                 let db = node.db_mut();
                 let joined: HashSet<String> = db.networks().iter().map(|n| n.to_string()).collect();
+                for nid in wanted.keys() {
+                    directory.attach(nid);
+                }
                 for nid in std::iter::once(GLOBAL_NETWORK).chain(wanted.keys().map(String::as_str))
                 {
                     if !joined.contains(nid) {
@@ -729,10 +853,11 @@ impl Cnm {
                     if cnm_ids.contains(&nid) && !wanted.contains_key(&nid) {
                         tracing::info!(network = %nid, "leaving NetworkDB network: no local endpoint");
                         let _ = db.leave_network(now, nid.as_str().into());
+                        directory.detach(&nid);
                     }
                 }
                 for (nid, records) in &wanted {
-                    sync_records(db, now, &me, nid, records);
+                    sync_records(db, now, &me, nid, records, &directory);
                 }
                 known
                     .into_iter()
@@ -859,8 +984,22 @@ impl Cnm {
     /// Saves `next`, then makes it the current state. On a failure nothing changes.
     async fn commit(&self, inner: &mut Inner, next: LocalState) -> Result<(), CnmError> {
         next.save(&self.settings.state_dir).await?;
+        self.settings
+            .directory
+            .set_topology(network_names(&next), sandbox_networks(&next));
         inner.state = next;
         Ok(())
+    }
+
+    /// Starts the sandbox's embedded DNS server (when this agent runs them). A failure is
+    /// logged, not returned: the endpoint is joined and reachable; only its names are not
+    /// served inside this sandbox.
+    async fn start_dns(&self, sandbox: &Sandbox) {
+        if let Some(dns) = &self.settings.dns
+            && let Err(e) = dns.ensure(sandbox).await
+        {
+            tracing::warn!(sandbox = %sandbox.name, error = %e, "embedded DNS not started");
+        }
     }
 
     /// The records this agent wants, by NetworkDB network: one entry per network with a
@@ -886,13 +1025,15 @@ impl Cnm {
         let records = wanted.remove(network_id).unwrap_or_default();
         let me = self.settings.db_name.clone();
         let nid = network_id.to_owned();
+        let directory = self.settings.directory.clone();
         self.client
             .with_node(move |node, now| {
                 let db = node.db_mut();
+                directory.attach(&nid);
                 if !db.networks().iter().any(|n| n.as_str() == nid) {
                     let _ = db.join_network(now, nid.as_str().into());
                 }
-                sync_records(db, now, &me, &nid, &records);
+                sync_records(db, now, &me, &nid, &records, &directory);
             })
             .await?;
         Ok(())
@@ -925,7 +1066,7 @@ impl Cnm {
                 .unwrap_or_default(),
             endpoint_ip: e.ip.to_string(),
             ingress_ports: Vec::new(),
-            aliases: Vec::new(),
+            aliases: service.map(|s| s.aliases.clone()).unwrap_or_default(),
             task_aliases: e.aliases.clone(),
             service_disabled: false,
         };
@@ -945,6 +1086,7 @@ fn sync_records(
     me: &NodeName,
     network_id: &str,
     wanted: &Wanted,
+    directory: &Directory,
 ) {
     for table in [PEER_TABLE, ENDPOINT_TABLE] {
         let current = db.table_by_network(table, network_id);
@@ -982,9 +1124,46 @@ fn sync_records(
             if &elem.owner == me && !wanted.contains_key(key.as_str()) {
                 let _ = db.delete_entry(now, table.into(), network_id.into(), key.clone());
                 tracing::debug!(table, network = network_id, key = %key, "record withdrawn");
+                if table == ENDPOINT_TABLE {
+                    directory.set_local(network_id, key, None);
+                }
             }
         }
     }
+    // NetworkDB does not echo this node's own writes to its watches: service discovery
+    // takes them from here (libnetwork applies local bindings directly, too).
+    for (key, records) in wanted {
+        directory.set_local(network_id, key, Some(&records.endpoint));
+    }
+}
+
+/// Network ID -> name, of every network the local state knows.
+fn network_names(state: &LocalState) -> HashMap<String, String> {
+    state
+        .networks
+        .iter()
+        .map(|(id, k)| (id.clone(), k.spec.name.clone()))
+        .collect()
+}
+
+/// Sandbox -> the IDs of its joined endpoints' networks, ordered by network name: the
+/// networks its DNS server resolves on.
+fn sandbox_networks(state: &LocalState) -> HashMap<String, Vec<String>> {
+    let mut out: HashMap<String, Vec<(String, String)>> = HashMap::new();
+    for e in state.endpoints.values() {
+        if let Some(sb) = &e.sandbox {
+            out.entry(sb.clone())
+                .or_default()
+                .push((e.network.clone(), e.network_id.clone()));
+        }
+    }
+    out.into_iter()
+        .map(|(sb, mut nets)| {
+            nets.sort();
+            nets.dedup();
+            (sb, nets.into_iter().map(|(_, id)| id).collect())
+        })
+        .collect()
 }
 
 fn catalogue_status(db: &NetworkDb, id: &str, name: &str) -> CatalogueStatus {
@@ -1093,6 +1272,7 @@ fn sandbox_info(state: &LocalState, sandbox: &Sandbox) -> SandboxInfo {
     SandboxInfo {
         name: sandbox.name.clone(),
         netns: sandbox.netns.clone(),
+        resolv_conf: sandbox.resolv_conf.clone(),
         endpoints,
     }
 }

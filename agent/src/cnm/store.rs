@@ -198,6 +198,7 @@ mod tests {
             Sandbox {
                 name: "c1".into(),
                 netns: "/var/run/netns/c1".into(),
+                resolv_conf: None,
             },
         );
         s.save(&d).await.unwrap();

@@ -143,6 +143,7 @@ async fn drive(lab: &mut Lab) -> Result<(), DemoError> {
             .create_sandbox(&SandboxCreate {
                 name: sandbox.clone(),
                 netns: format!("/run/netns/{}", lab.container(h)),
+                resolv_conf: None,
             })
             .await
             .map_err(|e| DemoError(format!("sandbox create on {}: {e}", node_name(h))))?;

@@ -137,6 +137,7 @@ async fn run_in(dir: &Path) -> Result<(), DemoError> {
         cnm.create_sandbox(SandboxCreate {
             name: sandbox.clone(),
             netns: format!("/var/run/netns/demo-{sandbox}"),
+            resolv_conf: None,
         })
         .await
         .map_err(fail)?;
@@ -147,6 +148,7 @@ async fn run_in(dir: &Path) -> Result<(), DemoError> {
                 service: Some(ServiceCreate {
                     name: "web".into(),
                     vip: Some(VIP.into()),
+                    aliases: Vec::new(),
                 }),
                 ..EndpointCreate::default()
             })

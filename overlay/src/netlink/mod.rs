@@ -43,7 +43,7 @@ use rtnetlink::{LinkBridge, LinkUnspec, LinkVeth, LinkVxlan, RouteMessageBuilder
 use crate::{KernelState, Mac, NeighOp};
 use netns::NsConn;
 
-pub use netns::{NETNS_DIR, netns_path};
+pub use netns::{NETNS_DIR, netns_path, run_in_netns};
 
 /// The bridge inside each network namespace (libnetwork renames its bridge to `br0`).
 pub const BRIDGE_NAME: &str = "br0";
@@ -537,6 +537,17 @@ impl NetlinkDataplane {
         drop(container_file);
 
         let c = netns::connect_in(container_netns, self.config.request_timeout).await?;
+        // Loopback up, as a container runtime leaves it: the embedded DNS server listens on
+        // 127.0.0.11 there.
+        let lo = self.need_index(&c, "lo").await?;
+        self.run(
+            "container lo up",
+            c.handle
+                .link()
+                .set(LinkUnspec::new_with_index(lo).up().build())
+                .execute(),
+        )
+        .await?;
         let idx = self.need_index(&c, peer).await?;
         let setup = LinkUnspec::new_with_index(idx)
             .name(CONTAINER_IFNAME)

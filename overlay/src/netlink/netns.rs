@@ -144,6 +144,25 @@ pub(crate) fn list(prefix: &str) -> Result<Vec<String>, NetlinkError> {
     Ok(names)
 }
 
+/// Runs `f` on a fresh OS thread inside the network namespace at `path`, at most `timeout`,
+/// without blocking the runtime. Sockets `f` creates stay in that namespace after the thread
+/// ends: this is how a server binds an address of a container's namespace. (Turn them into
+/// tokio sockets on the caller's runtime.)
+pub async fn run_in_netns<T, F>(path: &Path, timeout: Duration, f: F) -> Result<T, NetlinkError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> io::Result<T> + Send + 'static,
+{
+    let name = path.display().to_string();
+    let path = path.to_owned();
+    on_ns_thread(&name, timeout, move || {
+        let ns = File::open(&path)?;
+        nix::sched::setns(&ns, CloneFlags::CLONE_NEWNET)?;
+        f()
+    })
+    .await
+}
+
 /// Runs `f` on a fresh OS thread (which may change its own namespaces and then ends) and
 /// waits for it without blocking the runtime, at most `timeout`.
 async fn on_ns_thread<T, F>(name: &str, timeout: Duration, f: F) -> Result<T, NetlinkError>

@@ -1,0 +1,192 @@
+//! [`Directory`]: the service-discovery names of the networks this agent is attached to, and
+//! which networks each sandbox resolves on.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use discovery::{DiscoveryStats, Family, Lookup, NetworkRecords, ServiceDiscovery};
+use networkdb::{NetworkId, WatchEvent};
+
+/// The agent's service-discovery state, shared by the watch task (other nodes' records), the
+/// CNM (this node's own records and its topology) and every sandbox's DNS server. Cheap to
+/// clone; every clone is the same directory.
+///
+/// It holds a [`ServiceDiscovery`] fed by `endpoint_table` watch events and by the agent's
+/// own writes (NetworkDB does not echo them), the name of each network (PTR answers are
+/// `<name>.<network>`, and `<name>.<network>` selects a network), and the networks of each
+/// sandbox's joined endpoints.
+#[derive(Clone, Debug, Default)]
+pub struct Directory {
+    inner: Arc<RwLock<State>>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    sd: ServiceDiscovery,
+    /// Network ID -> network name.
+    network_names: HashMap<String, String>,
+    /// Sandbox -> the IDs of its endpoints' networks, in resolution order.
+    sandboxes: HashMap<String, Vec<String>>,
+}
+
+/// The networks one sandbox resolves on: what its embedded DNS server asks.
+#[derive(Clone, Debug)]
+pub struct SandboxNames {
+    directory: Directory,
+    sandbox: String,
+}
+
+/// The networks named explicitly (the `dns lookup` API).
+#[derive(Clone, Debug)]
+pub struct NetworkNames {
+    directory: Directory,
+    networks: Vec<String>,
+}
+
+impl Directory {
+    /// An empty directory.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.inner.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, State> {
+        self.inner.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Applies an `endpoint_table` watch event (another node's record).
+    pub fn apply(&self, event: &WatchEvent) {
+        if self.write().sd.apply(event) {
+            tracing::debug!(network = %event.network, key = %event.key, "service discovery updated");
+        }
+    }
+
+    /// Sets this node's own record of endpoint `key` in `network` (`None`: withdrawn).
+    pub fn set_local(&self, network: &str, key: &str, value: Option<&[u8]>) {
+        self.write()
+            .sd
+            .set(&NetworkId::from(network), &key.into(), value);
+    }
+
+    /// The node joins `network` (call before the NetworkDB join so no event is missed).
+    pub fn attach(&self, network: &str) {
+        self.write().sd.attach(&NetworkId::from(network));
+    }
+
+    /// The node left `network`: its names are dropped.
+    pub fn detach(&self, network: &str) {
+        self.write().sd.detach(&NetworkId::from(network));
+    }
+
+    /// Replaces the network names and the sandboxes' networks (from the CNM's local state).
+    pub fn set_topology(
+        &self,
+        network_names: HashMap<String, String>,
+        sandboxes: HashMap<String, Vec<String>>,
+    ) {
+        let mut state = self.write();
+        state.network_names = network_names;
+        state.sandboxes = sandboxes;
+    }
+
+    /// The ID of the network called `reference` (a name or an ID), among the networks the
+    /// CNM knows.
+    pub fn network_id(&self, reference: &str) -> Option<String> {
+        let state = self.read();
+        if state.network_names.contains_key(reference) {
+            return Some(reference.to_owned());
+        }
+        state
+            .network_names
+            .iter()
+            .find(|(_, name)| name.as_str() == reference)
+            .map(|(id, _)| id.clone())
+    }
+
+    /// What a sandbox's DNS server resolves on.
+    pub fn sandbox(&self, sandbox: &str) -> SandboxNames {
+        SandboxNames {
+            directory: self.clone(),
+            sandbox: sandbox.to_owned(),
+        }
+    }
+
+    /// Resolution on explicit networks, by ID, in order.
+    pub fn networks(&self, networks: Vec<String>) -> NetworkNames {
+        NetworkNames {
+            directory: self.clone(),
+            networks,
+        }
+    }
+
+    /// Every name of `network` with its addresses, `None` when it is not attached.
+    pub fn names(&self, network: &str) -> Option<Vec<(String, Vec<IpAddr>)>> {
+        self.read().sd.network(network).map(|r| {
+            r.names()
+                .map(|(name, ips)| (name.to_owned(), ips))
+                .collect()
+        })
+    }
+
+    /// The service-discovery counters.
+    pub fn stats(&self) -> DiscoveryStats {
+        self.read().sd.stats()
+    }
+
+    /// Runs `f` on the scope of `ids`: (network name, records) for each attached one.
+    fn with_scope<R>(
+        &self,
+        ids: impl FnOnce(&State) -> Vec<String>,
+        f: impl FnOnce(&[(&str, &NetworkRecords)]) -> R,
+    ) -> R {
+        let state = self.read();
+        let ids = ids(&state);
+        let scope: Vec<(&str, &NetworkRecords)> = ids
+            .iter()
+            .filter_map(|id| {
+                let records = state.sd.network(id)?;
+                let name = state.network_names.get(id).map_or(id.as_str(), String::as_str);
+                Some((name, records))
+            })
+            .collect();
+        f(&scope)
+    }
+}
+
+impl SandboxNames {
+    fn ids(&self, state: &State) -> Vec<String> {
+        state.sandboxes.get(&self.sandbox).cloned().unwrap_or_default()
+    }
+}
+
+impl crate::dns::server::Names for SandboxNames {
+    fn resolve(&self, name: &str, family: Family) -> Lookup {
+        self.directory
+            .with_scope(|s| self.ids(s), |scope| discovery::resolve(scope, name, family))
+    }
+
+    fn reverse(&self, ip: IpAddr) -> Option<String> {
+        self.directory
+            .with_scope(|s| self.ids(s), |scope| discovery::reverse(scope, ip))
+    }
+}
+
+impl crate::dns::server::Names for NetworkNames {
+    fn resolve(&self, name: &str, family: Family) -> Lookup {
+        self.directory.with_scope(
+            |_| self.networks.clone(),
+            |scope| discovery::resolve(scope, name, family),
+        )
+    }
+
+    fn reverse(&self, ip: IpAddr) -> Option<String> {
+        self.directory.with_scope(
+            |_| self.networks.clone(),
+            |scope| discovery::reverse(scope, ip),
+        )
+    }
+}

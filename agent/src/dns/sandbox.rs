@@ -1,0 +1,199 @@
+//! [`SandboxDns`]: one embedded DNS server per sandbox, inside the container's network
+//! namespace at 127.0.0.11:53, started when the sandbox's first endpoint joins and stopped
+//! when the sandbox is removed.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Mutex;
+
+use super::directory::Directory;
+use super::resolv_conf::ResolvConf;
+use super::server::{DnsConfig, DnsServer, DnsStats};
+use crate::cnm::Sandbox;
+
+/// The address of the embedded DNS server in every sandbox (libnetwork
+/// `resolverIPSandbox`).
+pub const SANDBOX_DNS_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 11);
+
+/// The host's resolver configuration: upstreams when none are configured, and the search list
+/// and options a sandbox's `resolv.conf` keeps.
+pub const HOST_RESOLV_CONF: &str = "/etc/resolv.conf";
+
+/// How long entering a namespace to bind may take.
+const BIND_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a sandbox's DNS server did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxDnsError {
+    /// Binding 127.0.0.11:53 inside the namespace failed.
+    #[error("cannot listen at 127.0.0.11:53 in {netns}: {source}")]
+    Bind {
+        /// The namespace.
+        netns: PathBuf,
+        /// Why.
+        source: overlay::netlink::NetlinkError,
+    },
+    /// Writing the sandbox's `resolv.conf` failed.
+    #[error("cannot write {path}: {source}")]
+    ResolvConf {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+}
+
+/// The embedded DNS servers of this agent's sandboxes (root only: they live in the
+/// containers' namespaces).
+pub struct SandboxDns {
+    directory: Directory,
+    config: DnsConfig,
+    host: ResolvConf,
+    running: Mutex<HashMap<String, DnsServer>>,
+}
+
+impl std::fmt::Debug for SandboxDns {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SandboxDns")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SandboxDns {
+    /// Servers answering from `directory` with `ttl`, forwarding to `upstreams`, or when that
+    /// is empty to the nameservers of the host's `/etc/resolv.conf` (at most three, never
+    /// 127.0.0.11). Upstreams are reached from the agent's own namespace.
+    pub fn new(directory: Directory, ttl: u32, upstreams: Vec<SocketAddr>) -> Self {
+        let host = match std::fs::read_to_string(HOST_RESOLV_CONF) {
+            Ok(text) => ResolvConf::parse(&text),
+            Err(e) => {
+                tracing::warn!(path = HOST_RESOLV_CONF, error = %e, "cannot read the host's resolver configuration");
+                ResolvConf::default()
+            }
+        };
+        let upstreams = if upstreams.is_empty() {
+            host.upstreams()
+        } else {
+            upstreams
+        };
+        if upstreams.is_empty() {
+            tracing::warn!("no upstream DNS resolver: names the cluster does not know get SERVFAIL");
+        } else {
+            tracing::info!(?upstreams, "embedded DNS forwards unknown names upstream");
+        }
+        let config = DnsConfig {
+            ttl,
+            upstreams,
+            ndots_set: host.ndots_set(),
+            ..DnsConfig::default()
+        };
+        Self {
+            directory,
+            config,
+            host,
+            running: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The upstream resolvers in use.
+    pub fn upstreams(&self) -> &[SocketAddr] {
+        &self.config.upstreams
+    }
+
+    /// Starts the sandbox's server if it is not running, and writes its `resolv.conf` when
+    /// the sandbox has one. Idempotent.
+    pub async fn ensure(&self, sandbox: &Sandbox) -> Result<(), SandboxDnsError> {
+        let mut running = self.running.lock().await;
+        if running.contains_key(&sandbox.name) {
+            return Ok(());
+        }
+        let (udp, tcp) = bind_in(&sandbox.netns).await?;
+        if let Some(path) = &sandbox.resolv_conf {
+            write_atomic(path, &self.host.for_sandbox())
+                .await
+                .map_err(|source| SandboxDnsError::ResolvConf {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+        }
+        let names = Arc::new(self.directory.sandbox(&sandbox.name));
+        let server = DnsServer::start(udp, tcp, names, self.config.clone());
+        tracing::info!(sandbox = %sandbox.name, netns = %sandbox.netns.display(), "embedded DNS listening at 127.0.0.11:53");
+        running.insert(sandbox.name.clone(), server);
+        Ok(())
+    }
+
+    /// Stops the sandbox's server, if any.
+    pub async fn stop(&self, sandbox: &str) {
+        let server = self.running.lock().await.remove(sandbox);
+        if let Some(server) = server {
+            server.shutdown().await;
+            tracing::info!(sandbox, "embedded DNS stopped");
+        }
+    }
+
+    /// Stops every server.
+    pub async fn shutdown(&self) {
+        let servers: Vec<DnsServer> = self.running.lock().await.drain().map(|(_, s)| s).collect();
+        for server in servers {
+            server.shutdown().await;
+        }
+    }
+
+    /// The counters of every running server.
+    pub async fn stats(&self) -> Vec<(String, DnsStats)> {
+        let running = self.running.lock().await;
+        let mut all: Vec<_> = running.iter().map(|(n, s)| (n.clone(), s.stats())).collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+}
+
+/// Binds UDP and TCP 127.0.0.11:53 inside the namespace at `netns`.
+async fn bind_in(
+    netns: &Path,
+) -> Result<(tokio::net::UdpSocket, tokio::net::TcpListener), SandboxDnsError> {
+    let addr = SocketAddr::from((SANDBOX_DNS_IP, 53));
+    let (udp, tcp) = overlay::netlink::run_in_netns(netns, BIND_TIMEOUT, move || {
+        let udp = std::net::UdpSocket::bind(addr)?;
+        udp.set_nonblocking(true)?;
+        let tcp = std::net::TcpListener::bind(addr)?;
+        tcp.set_nonblocking(true)?;
+        Ok((udp, tcp))
+    })
+    .await
+    .map_err(|source| SandboxDnsError::Bind {
+        netns: netns.to_owned(),
+        source,
+    })?;
+    let err = |source: io::Error| SandboxDnsError::Bind {
+        netns: netns.to_owned(),
+        source: overlay::netlink::NetlinkError::Netns {
+            name: netns.display().to_string(),
+            source,
+        },
+    };
+    let udp = tokio::net::UdpSocket::from_std(udp).map_err(err)?;
+    let tcp = tokio::net::TcpListener::from_std(tcp).map_err(err)?;
+    Ok((udp, tcp))
+}
+
+/// Writes `text` to `path` through a temporary file in the same directory (created if
+/// missing) and a rename, so a reader never sees half a file.
+async fn write_atomic(path: &Path, text: &str) -> io::Result<()> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| io::Error::other("the path has no directory"))?;
+    tokio::fs::create_dir_all(dir).await?;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".netagent-tmp");
+    let tmp = PathBuf::from(tmp);
+    tokio::fs::write(&tmp, text).await?;
+    tokio::fs::rename(&tmp, path).await
+}
