@@ -19,7 +19,7 @@ struct Cli {
 }
 
 /// Every field of the file, in the order of the documentation.
-const FIELDS: [&str; 18] = [
+const FIELDS: [&str; 21] = [
     "name",
     "bind",
     "advertise",
@@ -38,6 +38,9 @@ const FIELDS: [&str; 18] = [
     "log_level",
     "cluster_label",
     "fast_failure_detection",
+    "dns",
+    "dns_upstreams",
+    "dns_ttl",
 ];
 
 /// Flags that make an otherwise default configuration valid (the state directory is given
@@ -518,6 +521,70 @@ fn other_fields_validated() {
     assert_eq!(
         ok(&with_minimal(&["--log-level", "cluster=debug,info"]), None).log_level,
         "cluster=debug,info"
+    );
+}
+
+#[test]
+fn dns_settings() {
+    let c = ok(&MINIMAL, None);
+    assert!(c.dns);
+    assert!(
+        c.dns_upstreams.is_empty(),
+        "default: the host's resolv.conf"
+    );
+    assert_eq!(c.dns_ttl, 600);
+
+    let c = ok(
+        &with_minimal(&[
+            "--dns-upstream",
+            "198.18.0.53",
+            "--dns-upstream",
+            "[::1]:5353",
+            "--dns-upstream",
+            "198.18.0.53:53",
+            "--dns-ttl",
+            "30",
+            "--dns=false",
+        ]),
+        Some("dns_upstreams = [\"192.0.2.1\"]\ndns_ttl = 99\n"),
+    );
+    assert_eq!(
+        c.dns_upstreams,
+        vec![addr("198.18.0.53:53"), addr("[::1]:5353")],
+        "flags beat the file; a duplicate counts once"
+    );
+    assert_eq!(c.dns_ttl, 30);
+    assert!(!c.dns);
+    let c = ok(
+        &MINIMAL,
+        Some("dns_upstreams = [\"192.0.2.1:54\"]\ndns = false\n"),
+    );
+    assert_eq!(c.dns_upstreams, vec![addr("192.0.2.1:54")]);
+    assert!(!c.dns);
+
+    let four = "dns_upstreams = [\"192.0.2.1\", \"192.0.2.2\", \"192.0.2.3\", \"192.0.2.4\"]";
+    assert!(
+        err(&MINIMAL, Some(four)).contains("invalid dns_upstreams")
+            && err(&MINIMAL, Some(four)).contains("at most 3 resolvers"),
+        "{}",
+        err(&MINIMAL, Some(four))
+    );
+    let e = err(&MINIMAL, Some("dns_upstreams = [\"127.0.0.11\"]"));
+    assert!(e.contains("other than 127.0.0.11"), "{e}");
+    let e = err(&MINIMAL, Some("dns_upstreams = [\"resolver.example\"]"));
+    assert!(
+        e.starts_with("invalid dns_upstreams: resolver.example (allowed: IP or IP:PORT"),
+        "{e}"
+    );
+    assert_eq!(
+        err(&MINIMAL, Some("dns_ttl = -1")),
+        "invalid dns_ttl: -1 (allowed: 0..=2147483647)"
+    );
+    let clap = try_args(&["--dns-ttl", "2147483648"]).expect_err("beyond 2^31-1");
+    assert!(
+        clap.to_string()
+            .contains("invalid dns_ttl: 2147483648 (allowed: 0..=2147483647)"),
+        "{clap}"
     );
 }
 

@@ -149,7 +149,10 @@ impl Directory {
             .iter()
             .filter_map(|id| {
                 let records = state.sd.network(id)?;
-                let name = state.network_names.get(id).map_or(id.as_str(), String::as_str);
+                let name = state
+                    .network_names
+                    .get(id)
+                    .map_or(id.as_str(), String::as_str);
                 Some((name, records))
             })
             .collect();
@@ -159,14 +162,20 @@ impl Directory {
 
 impl SandboxNames {
     fn ids(&self, state: &State) -> Vec<String> {
-        state.sandboxes.get(&self.sandbox).cloned().unwrap_or_default()
+        state
+            .sandboxes
+            .get(&self.sandbox)
+            .cloned()
+            .unwrap_or_default()
     }
 }
 
 impl crate::dns::server::Names for SandboxNames {
     fn resolve(&self, name: &str, family: Family) -> Lookup {
-        self.directory
-            .with_scope(|s| self.ids(s), |scope| discovery::resolve(scope, name, family))
+        self.directory.with_scope(
+            |s| self.ids(s),
+            |scope| discovery::resolve(scope, name, family),
+        )
     }
 
     fn reverse(&self, ip: IpAddr) -> Option<String> {

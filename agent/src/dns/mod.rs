@@ -5,5 +5,5 @@
 
 pub mod directory;
 pub mod resolv_conf;
-pub mod server;
 pub mod sandbox;
+pub mod server;

@@ -83,7 +83,9 @@ impl SandboxDns {
             upstreams
         };
         if upstreams.is_empty() {
-            tracing::warn!("no upstream DNS resolver: names the cluster does not know get SERVFAIL");
+            tracing::warn!(
+                "no upstream DNS resolver: names the cluster does not know get SERVFAIL"
+            );
         } else {
             tracing::info!(?upstreams, "embedded DNS forwards unknown names upstream");
         }
@@ -149,7 +151,10 @@ impl SandboxDns {
     /// The counters of every running server.
     pub async fn stats(&self) -> Vec<(String, DnsStats)> {
         let running = self.running.lock().await;
-        let mut all: Vec<_> = running.iter().map(|(n, s)| (n.clone(), s.stats())).collect();
+        let mut all: Vec<_> = running
+            .iter()
+            .map(|(n, s)| (n.clone(), s.stats()))
+            .collect();
         all.sort_by(|a, b| a.0.cmp(&b.0));
         all
     }

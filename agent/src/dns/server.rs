@@ -964,7 +964,7 @@ mod tests {
         assert_eq!(m.metadata.response_code, ResponseCode::NoError);
         assert_eq!(addrs(&m), ["93.184.215.14".parse::<IpAddr>().unwrap()]);
         assert_eq!(m.answers[0].ttl, 42);
-        assert_eq!(m.queries[0].name().to_ascii(), "example.com");
+        assert_eq!(m.queries[0].name().to_ascii(), "example.com.");
 
         let up = stub(NOERROR).await;
         let r2 = start(vec![up.tcp], |_| {}).await;
