@@ -1,7 +1,10 @@
 //! The checkers: convergence of visible entries, live owners, no resurrection, membership,
-//! the overlay driver's fake kernels, and the scenarios' own expectations.
+//! the overlay driver's fake kernels, service discovery, and the scenarios' own expectations.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use discovery::{NetworkRecords, ServiceDiscovery};
 
 use networkdb::{NodeState, WatchEvent};
 use overlay::{KernelState, PeerDb};
@@ -273,6 +276,11 @@ pub(crate) fn final_checks(sim: &mut Simulation) {
             kernel_check(sim, i, &mut found);
         }
     }
+    if sim.opts.check_dns {
+        for &i in &live {
+            dns_check(sim, i, &mut found);
+        }
+    }
 
     let checks = std::mem::take(&mut sim.final_checks);
     for e in &checks {
@@ -357,6 +365,98 @@ fn kernel_check(sim: &Simulation, i: usize, found: &mut Vec<(&'static str, Strin
             )),
             (None, None) => {}
         }
+    }
+}
+
+/// The `dns` checker for live host `i`: its service discovery is attached to exactly the
+/// networks the host is attached to, and holds for each the records a fresh computation from
+/// the node's view of `endpoint_table` there gives (every visible entry, its own included).
+fn dns_check(sim: &Simulation, i: usize, found: &mut Vec<(&'static str, String)>) {
+    let h = &sim.hosts[i];
+    let (Some(node), Some(sd)) = (&h.node, &h.dns) else {
+        return;
+    };
+    let db = node.db();
+    let table = crate::sim::TABLES[crate::sim::ENDPOINT_TABLE];
+    let attached: BTreeSet<&str> = h
+        .attached
+        .keys()
+        .map(|&k| sim.net_ids[k].as_str())
+        .collect();
+    for (id, _) in sd.networks() {
+        if !attached.contains(id.as_str()) {
+            found.push((
+                "dns",
+                format!("node{i}: service discovery holds network {id}, which is not attached"),
+            ));
+        }
+    }
+    for id in attached {
+        let Some(got) = sd.network(id) else {
+            found.push((
+                "dns",
+                format!("node{i}: network {id} is attached but not in service discovery"),
+            ));
+            continue;
+        };
+        let view = db.table_by_network(table, id);
+        let want = ServiceDiscovery::records_of(view.values().map(|e| &e.value[..]));
+        if &want != got {
+            found.push((
+                "dns",
+                format!(
+                    "node{i}: network {id}: {} names, {} entries of {table} call for {}: {}",
+                    got.len(),
+                    view.len(),
+                    want.len(),
+                    dns_difference(&want, got)
+                ),
+            ));
+        }
+    }
+}
+
+/// The first few names (then PTR entries) whose addresses differ.
+fn dns_difference(want: &NetworkRecords, got: &NetworkRecords) -> String {
+    fn show(ips: Option<&Vec<IpAddr>>) -> String {
+        let ips = ips.map_or(&[][..], Vec::as_slice);
+        let shown: Vec<String> = ips.iter().take(4).map(ToString::to_string).collect();
+        match ips.len().saturating_sub(4) {
+            0 => format!("[{}]", shown.join(" ")),
+            more => format!("[{} +{more}]", shown.join(" ")),
+        }
+    }
+    let w: BTreeMap<&str, Vec<IpAddr>> = want.names().collect();
+    let g: BTreeMap<&str, Vec<IpAddr>> = got.names().collect();
+    let mut out: Vec<String> = w
+        .keys()
+        .chain(g.keys())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .filter(|n| w.get(*n) != g.get(*n))
+        .map(|n| format!("{n} -> want {} got {}", show(w.get(n)), show(g.get(n))))
+        .collect();
+    let wp: BTreeMap<IpAddr, Vec<&str>> = want.reverse_entries().collect();
+    let gp: BTreeMap<IpAddr, Vec<&str>> = got.reverse_entries().collect();
+    for ip in wp.keys().chain(gp.keys()).collect::<BTreeSet<_>>() {
+        if wp.get(ip) != gp.get(ip) {
+            out.push(format!(
+                "ptr {ip} -> want {:?} got {:?}",
+                wp.get(ip).cloned().unwrap_or_default(),
+                gp.get(ip).cloned().unwrap_or_default()
+            ));
+        }
+    }
+    if out.is_empty() {
+        // Same names and addresses: only the number of claims differs.
+        return "same names, different claim counts".to_owned();
+    }
+    let more = out.len().saturating_sub(3);
+    out.truncate(3);
+    if more > 0 {
+        format!("{}; and {more} more", out.join("; "))
+    } else {
+        out.join("; ")
     }
 }
 

@@ -81,6 +81,9 @@ struct Args {
     /// Do not run the `kernel` checker (overlay peer DB and fake kernel per process).
     #[arg(long = "no-kernel-check")]
     no_kernel_check: bool,
+    /// Do not run the `dns` checker (service discovery records per process).
+    #[arg(long = "no-dns-check")]
+    no_dns_check: bool,
 }
 
 fn parse_scenario(s: &str) -> Result<Scenario, String> {
@@ -145,6 +148,7 @@ fn options(args: &Args) -> Result<SimOptions, String> {
     o.progress = !args.quiet;
     o.trace = args.trace;
     o.check_kernel = !args.no_kernel_check;
+    o.check_dns = !args.no_dns_check;
     Ok(o)
 }
 

@@ -94,6 +94,9 @@ pub struct Report {
     /// Neighbour and FDB operations the overlay drivers applied to their fake kernels, over
     /// every process (zero without [`SimOptions::check_kernel`]).
     pub kernel_ops: u64,
+    /// `endpoint_table` changes (watch events and own writes) the service discoveries
+    /// applied, over every process (zero without [`SimOptions::check_dns`]).
+    pub dns_applied: u64,
     /// Events processed.
     pub events: u64,
     /// Live nodes at the end.
@@ -127,6 +130,13 @@ impl Report {
             settled_after: sim.settled_at,
             api_errors: sim.api_errors,
             kernel_ops: sim.kernel_ops,
+            dns_applied: sim.dns_applied
+                + sim
+                    .hosts
+                    .iter()
+                    .filter_map(|h| h.dns.as_ref())
+                    .map(|sd| sd.stats().applied)
+                    .sum::<u64>(),
             events: sim.events,
             live_nodes: sim.hosts.iter().filter(|h| h.is_live()).count(),
             node_seconds: sim.node_seconds,
@@ -231,6 +241,13 @@ impl fmt::Display for Report {
                 f,
                 "overlay: {} ops applied to fake kernels",
                 self.kernel_ops
+            )?;
+        }
+        if self.options.check_dns {
+            writeln!(
+                f,
+                "dns: {} endpoint_table changes applied to service discovery",
+                self.dns_applied
             )?;
         }
         match self.settled_after {

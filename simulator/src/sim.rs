@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cluster::{MemberEvent, Node, NodeConfig, NodeIdentity, Output};
+use discovery::{EndpointRecord, PortConfig, Protocol, ServiceDiscovery};
 use networkdb::{Key, NetworkId, TableName, WatchEvent, WatchFilter};
 use overlay::{Dataplane, FakeKernel, Mac, PeerDb, PeerRecord};
 use rand::{RngExt, SeedableRng};
@@ -22,13 +23,24 @@ use crate::{OptionsError, seeds};
 /// The port every host listens on.
 const PORT: u16 = 7946;
 /// Table names: the workload writes the first two; probes (tracked writes) the third.
-pub(crate) const TABLES: [&str; 3] = ["endpoint_table", "overlay_peer_table", "probe"];
+pub(crate) const TABLES: [&str; 3] = [discovery::ENDPOINT_TABLE, "overlay_peer_table", "probe"];
+/// Index of `endpoint_table` in [`TABLES`]: its values are encoded [`EndpointRecord`]s.
+pub(crate) const ENDPOINT_TABLE: usize = 0;
 /// Index of the probe table in [`TABLES`].
 pub(crate) const PROBE_TABLE: usize = 2;
 /// Index of `overlay_peer_table` in [`TABLES`]: its values are encoded [`PeerRecord`]s.
 pub(crate) const PEER_TABLE: usize = 1;
 /// The workload's endpoint IPs: `198.18.0.0/15` (benchmarking range), `1 << 17` addresses.
 const ENDPOINT_BASE: u32 = u32::from_be_bytes([198, 18, 0, 0]);
+/// The workload's `endpoint_table` addresses: `10.10.0.1` and up, a pool this small so that
+/// keys often claim the same address.
+const DNS_IP_BASE: u32 = u32::from_be_bytes([10, 10, 0, 1]);
+/// Size of the `endpoint_table` address pool.
+const DNS_IP_POOL: u64 = 24;
+/// Task aliases of `endpoint_table` records: few, so that claims collide.
+const TASK_ALIASES: [&str; 3] = ["alias0", "alias1", "Alias2"];
+/// Service aliases of `endpoint_table` records.
+const SERVICE_ALIASES: [&str; 2] = ["front", "back"];
 /// Violations kept per checker; the rest are counted.
 pub(crate) const MAX_VIOLATIONS_PER_CHECK: usize = 20;
 /// A graceful leave stops the process this long after the goodbye.
@@ -73,6 +85,8 @@ pub(crate) struct Host {
     pub(crate) down_reports: u64,
     /// The running process's overlay driver (only with [`SimOptions::check_kernel`]).
     pub(crate) overlay: Option<Overlay>,
+    /// The running process's service discovery (only with [`SimOptions::check_dns`]).
+    pub(crate) dns: Option<ServiceDiscovery>,
 }
 
 /// A process's overlay driver: the peer DB fed by its `overlay_peer_table` watch and the
@@ -193,6 +207,8 @@ pub struct Simulation {
     endpoint_ips: BTreeMap<String, u32>,
     /// Neighbour and FDB operations applied to the fake kernels, over every process.
     pub(crate) kernel_ops: u64,
+    /// `endpoint_table` changes applied by the service discoveries of stopped processes.
+    pub(crate) dns_applied: u64,
     workload: (Duration, Duration),
     pub(crate) final_checks: Vec<Expectation>,
     queue_bounds: Vec<(usize, usize, usize)>,
@@ -261,6 +277,7 @@ impl Simulation {
                     leaving: false,
                     down_reports: 0,
                     overlay: None,
+                    dns: None,
                 }
             })
             .collect();
@@ -331,6 +348,7 @@ impl Simulation {
             key_counter: 0,
             endpoint_ips: BTreeMap::new(),
             kernel_ops: 0,
+            dns_applied: 0,
             workload,
             final_checks,
             queue_bounds: Vec::new(),
@@ -644,6 +662,11 @@ impl Simulation {
             Output::Watch { event, .. } if event.table.as_str() == TABLES[PEER_TABLE] => {
                 self.overlay_event(from, &event);
             }
+            Output::Watch { event, .. } if event.table.as_str() == TABLES[ENDPOINT_TABLE] => {
+                if let Some(sd) = self.hosts[from].dns.as_mut() {
+                    sd.apply(&event);
+                }
+            }
             Output::Watch { event, .. } => {
                 if event.table.as_str() != TABLES[PROBE_TABLE] {
                     return;
@@ -806,6 +829,18 @@ impl Simulation {
                 } else {
                     Vec::new()
                 };
+                if self.opts.check_dns {
+                    // Service discovery: every change of the endpoint table.
+                    let (_, snapshot) = node.db_mut().watch(WatchFilter {
+                        table: Some(TableName::from(TABLES[ENDPOINT_TABLE])),
+                        network: None,
+                    });
+                    let mut sd = ServiceDiscovery::new();
+                    for event in &snapshot {
+                        sd.apply(event);
+                    }
+                    self.hosts[i].dns = Some(sd);
+                }
                 self.hosts[i].node = Some(node);
                 for event in &snapshot {
                     self.overlay_event(i, event);
@@ -826,6 +861,9 @@ impl Simulation {
         crate::report::add_node_counters(&mut self.drops, &node);
         let h = &mut self.hosts[i];
         h.overlay = None;
+        if let Some(sd) = h.dns.take() {
+            self.dns_applied += sd.stats().applied;
+        }
         h.timer_gen += 1;
         h.timer_at = None;
         h.leaving = false;
@@ -986,9 +1024,19 @@ impl Simulation {
 
     fn join_network(&mut self, node: usize, network: usize) {
         let id = self.net_ids[network].clone();
-        match self.call(node, |n, now| n.db_mut().join_network(now, id)) {
+        // Service discovery attaches first, so that no change of the join is missed.
+        let live = self.hosts[node].is_live();
+        let attached_dns = match self.hosts[node].dns.as_mut() {
+            Some(sd) if live && !sd.is_attached(&id) => {
+                sd.attach(&id);
+                true
+            }
+            _ => false,
+        };
+        match self.call(node, |n, now| n.db_mut().join_network(now, id.clone())) {
             Some(Ok(())) => {
                 let now = self.now;
+                self.seed_dns(node, &id);
                 let h = &mut self.hosts[node];
                 h.attached.insert(network, now);
                 if let Some(o) = h.overlay.as_mut() {
@@ -999,8 +1047,36 @@ impl Simulation {
                     self.sync_kernel(node);
                 }
             }
-            Some(Err(e)) => self.api_error(node, &e),
+            Some(Err(e)) => {
+                if attached_dns && let Some(sd) = self.hosts[node].dns.as_mut() {
+                    sd.detach(&id);
+                }
+                self.api_error(node, &e);
+            }
             None => {}
+        }
+    }
+
+    /// Sets host `node`'s service discovery of network `id` to the node's current view of
+    /// `endpoint_table` there: entries its process wrote while not attached (they stay local
+    /// and become part of the network on the join) are otherwise never reported. Keys are
+    /// set idempotently, so entries already applied are unchanged.
+    fn seed_dns(&mut self, node: usize, id: &NetworkId) {
+        let h = &mut self.hosts[node];
+        let (Some(sd), Some(n)) = (h.dns.as_mut(), h.node.as_ref()) else {
+            return;
+        };
+        for (key, elem) in n.db().table_by_network(TABLES[ENDPOINT_TABLE], id) {
+            sd.set(id, &key, Some(&elem.value));
+        }
+    }
+
+    /// Applies host `node`'s own successful write of `key` in `endpoint_table` (`None`: a
+    /// delete) to its service discovery: NetworkDB's watches do not report a node's own
+    /// writes.
+    fn own_dns_write(&mut self, node: usize, network: usize, key: &Key, value: Option<&[u8]>) {
+        if let Some(sd) = self.hosts[node].dns.as_mut() {
+            sd.set(&self.net_ids[network], key, value);
         }
     }
 
@@ -1010,6 +1086,11 @@ impl Simulation {
             Some(Ok(())) => {
                 let h = &mut self.hosts[node];
                 h.attached.remove(&network);
+                if let Some(sd) = h.dns.as_mut() {
+                    // NetworkDB reported every visible entry of the network deleted; the
+                    // records go with the network (libnetwork `cleanupServiceDiscovery`).
+                    sd.detach(&self.net_ids[network]);
+                }
                 if let Some(o) = h.overlay.as_mut() {
                     // The network's namespace and device are destroyed.
                     let id = &self.net_ids[network];
@@ -1052,6 +1133,9 @@ impl Simulation {
     /// `overlay_peer_table` (the endpoint IP assigned to the key, its MAC, the host's address
     /// as VTEP; the prefix length varies so updates change the value), else [`Self::value`].
     fn entry_value(&mut self, node: usize, table: usize, key: &str, probe_tag: u64) -> Bytes {
+        if table == ENDPOINT_TABLE {
+            return self.endpoint_value(key);
+        }
         if table != PEER_TABLE {
             return self.value(probe_tag);
         }
@@ -1068,6 +1152,60 @@ impl Simulation {
             endpoint_mac: Mac::from_ipv4(ip),
             tunnel_endpoint_ip: self.hosts[node].addr.ip(),
         };
+        Bytes::from(record.encode())
+    }
+
+    /// An encoded [`EndpointRecord`] for `key` of `endpoint_table`, drawn from the write id,
+    /// the key and the seed (not from the workload's generator, whose draws stay as they
+    /// were): the name `task-<key>` (upper case in one write of eight), an address from a
+    /// pool of [`DNS_IP_POOL`] (keys share addresses), one of four services with a stable
+    /// ID (`svc0` and `svc1` with a VIP, `svc2` and `svc3` round robin) or none, aliases from
+    /// small sets (claims collide), and disabled in one write of eight. The published port
+    /// carries the write id, so every update changes the value.
+    fn endpoint_value(&mut self, key: &str) -> Bytes {
+        self.write_id += 1;
+        let mut h = self.opts.seed ^ self.write_id.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        for b in key.bytes() {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        let h = splitmix64(h);
+        let name = format!("task-{key}");
+        let name = if h.is_multiple_of(8) {
+            name.to_ascii_uppercase()
+        } else {
+            name
+        };
+        let ip = Ipv4Addr::from(DNS_IP_BASE + ((h >> 3) % DNS_IP_POOL) as u32);
+        let service = (h >> 8) % 5;
+        let mut record = EndpointRecord {
+            name,
+            endpoint_ip: ip.to_string(),
+            service_disabled: (h >> 12).is_multiple_of(8),
+            ingress_ports: vec![PortConfig {
+                name: String::new(),
+                protocol: Protocol::Tcp,
+                target_port: 80,
+                published_port: self.write_id as u32,
+            }],
+            ..Default::default()
+        };
+        match (h >> 16) % 4 {
+            0 => {}
+            k => record
+                .task_aliases
+                .push(TASK_ALIASES[k as usize - 1].to_owned()),
+        }
+        if service < 4 {
+            record.service_name = format!("svc{service}");
+            record.service_id = format!("sid-{service}");
+            if service < 2 {
+                record.virtual_ip = format!("10.10.255.{}", 2 + service);
+            }
+            if (h >> 20).is_multiple_of(3) {
+                let alias = SERVICE_ALIASES[((h >> 24) % 2) as usize];
+                record.aliases.push(alias.to_owned());
+            }
+        }
         Bytes::from(record.encode())
     }
 
@@ -1120,10 +1258,14 @@ impl Simulation {
             self.net_ids[network].clone(),
             Key::from(key.as_str()),
         );
+        let written = (k.clone(), value.clone());
         match self.call(node, |nd, now| {
             nd.db_mut().create_entry(now, t, n, k, value)
         }) {
             Some(Ok(())) => {
+                if table == ENDPOINT_TABLE {
+                    self.own_dns_write(node, network, &written.0, Some(&written.1));
+                }
                 let h = &mut self.hosts[node];
                 let list = if fixed {
                     &mut h.fixed_keys
@@ -1202,16 +1344,24 @@ impl Simulation {
             );
             if roll < mix.create + mix.update {
                 let value = self.entry_value(i, table, &key, 0);
+                let written = (kk.clone(), value.clone());
                 match self.call(i, |nd, now| nd.db_mut().update_entry(now, t, n, kk, value)) {
                     Some(Ok(())) => {
+                        if table == ENDPOINT_TABLE {
+                            self.own_dns_write(i, network, &written.0, Some(&written.1));
+                        }
                         self.fates.insert((network, table, key), Fate::Live);
                     }
                     Some(Err(e)) => self.api_error(i, &e),
                     None => {}
                 }
             } else {
+                let deleted = kk.clone();
                 match self.call(i, |nd, now| nd.db_mut().delete_entry(now, t, n, kk)) {
                     Some(Ok(())) => {
+                        if table == ENDPOINT_TABLE {
+                            self.own_dns_write(i, network, &deleted, None);
+                        }
                         self.hosts[i].owned.swap_remove(k);
                         self.fates.insert((network, table, key), Fate::Gone);
                     }
@@ -1318,6 +1468,14 @@ impl Simulation {
             if last { "\n" } else { "" }
         );
     }
+}
+
+/// SplitMix64's finalizer: a well-mixed 64-bit value from `x`.
+fn splitmix64(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49eb_133b_11eb);
+    x ^ (x >> 31)
 }
 
 /// Host `i`'s address: `127.x.y.z:7946`, never `127.0.0.0/16`.

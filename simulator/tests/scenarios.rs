@@ -175,3 +175,40 @@ fn random_with_faults_kernel_check() {
         );
     }
 }
+
+#[test]
+fn random_with_faults_dns_check() {
+    // Crashes, restarts, leaves, network churn and partitions, with every process's service
+    // discovery (fed by its endpoint_table watch and its own writes) checked against its
+    // node's view of endpoint_table.
+    for seed in [8, 9] {
+        let report = run(Scenario::Random, 10, seed, |o| {
+            faulty(o);
+            o.faults = 6;
+            o.crashes.push(CrashSpec {
+                node: 4,
+                at: o.duration / 3,
+                restart_after: Some(Duration::from_secs(5)),
+            });
+            o.partitions.push(PartitionSpec {
+                start: o.duration / 2,
+                end: o.duration / 2 + Duration::from_secs(8),
+                kind: PartitionKind::Symmetric {
+                    group: vec![0, 1, 2],
+                },
+            });
+            assert!(o.check_dns, "the dns checker is on by default");
+        });
+        assert!(report.passed(), "{report}");
+        assert!(
+            report.dns_applied > 0,
+            "no change reached service discovery:\n{report}"
+        );
+        assert!(
+            report
+                .to_string()
+                .contains("changes applied to service discovery"),
+            "{report}"
+        );
+    }
+}
