@@ -17,7 +17,8 @@ use clap::{Args, Subcommand};
 
 use crate::api::{ApiClient, ClientError};
 use crate::cnm::{
-    DnsQuery, Endpoint, EndpointCreate, NetworkCreate, NetworkSpec, SandboxCreate, SandboxInfo, ServiceCreate,
+    DnsQuery, Endpoint, EndpointCreate, NetworkCreate, NetworkSpec, SandboxCreate, SandboxInfo,
+    ServiceCreate,
 };
 use crate::config::ApiAddr;
 

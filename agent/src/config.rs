@@ -1013,7 +1013,11 @@ fn parse_dns_upstream(text: &str) -> Result<SocketAddr, ConfigError> {
     let addr = text
         .parse::<SocketAddr>()
         .ok()
-        .or_else(|| text.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 53)))
+        .or_else(|| {
+            text.parse::<IpAddr>()
+                .ok()
+                .map(|ip| SocketAddr::new(ip, 53))
+        })
         .filter(|a| a.port() != 0 && !a.ip().is_unspecified())
         .ok_or_else(|| {
             invalid(

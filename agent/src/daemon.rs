@@ -211,7 +211,9 @@ impl Daemon {
                 config.dns_upstreams.clone(),
             )))
         } else {
-            tracing::info!("not running as root: no embedded DNS in sandboxes (`netagent dns lookup` still answers)");
+            tracing::info!(
+                "not running as root: no embedded DNS in sandboxes (`netagent dns lookup` still answers)"
+            );
             None
         };
         let listener = TcpListener::bind(config.diag_addr)
@@ -227,13 +229,26 @@ impl Daemon {
             source,
         })?;
         let metrics_client = handle.client();
+        let (metrics_directory, metrics_dns) = (directory.clone(), dns.clone());
         let app = diag::router(diag_state).route(
             "/metrics",
             get(move || {
                 let client = metrics_client.clone();
+                let directory = metrics_directory.clone();
+                let dns = metrics_dns.clone();
                 async move {
                     match Snapshot::take(&client).await {
-                        Ok(s) => s.render(),
+                        Ok(mut s) => {
+                            s.discovery = directory.stats();
+                            if let Some(dns) = dns {
+                                let all = dns.stats().await;
+                                s.dns.0 = all.len();
+                                for (_, stats) in all {
+                                    s.dns.1 += stats;
+                                }
+                            }
+                            s.render()
+                        }
                         Err(_) => String::from("# node stopped\n"),
                     }
                 }

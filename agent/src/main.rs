@@ -141,7 +141,16 @@ fn client_runtime() -> tokio::runtime::Runtime {
 }
 
 fn init_logging(config: &AgentConfig) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
+    // hickory logs every DNS request at info: quiet unless the filter names it.
+    let directive = if config.log_level.contains("hickory") {
+        config.log_level.clone()
+    } else {
+        format!(
+            "{},hickory_server=warn,hickory_proto=warn",
+            config.log_level
+        )
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&directive)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colours only on a terminal: a log file or journald gets plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())

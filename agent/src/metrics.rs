@@ -10,7 +10,10 @@
 use std::fmt::Write;
 
 use cluster::shell::{Client, ShellStats, Stopped};
+use discovery::DiscoveryStats;
 use networkdb::{NetworkStats, NodeState, Stats};
+
+use crate::dns::server::DnsStats;
 
 /// What one scrape reads from the node, in one call into its task.
 #[derive(Clone, Debug)]
@@ -29,6 +32,10 @@ pub struct Snapshot {
     pub cluster_queue: usize,
     /// Per attached network.
     pub networks: Vec<(String, NetworkStats)>,
+    /// Service-discovery counters (set by the caller; [`take`](Self::take) leaves zeros).
+    pub discovery: DiscoveryStats,
+    /// Embedded DNS servers running, and their counters summed.
+    pub dns: (usize, DnsStats),
 }
 
 impl Snapshot {
@@ -55,6 +62,8 @@ impl Snapshot {
                     ],
                     cluster_queue: db.cluster_queue_len(),
                     networks,
+                    discovery: DiscoveryStats::default(),
+                    dns: (0, DnsStats::default()),
                 }
             })
             .await
@@ -105,6 +114,42 @@ impl Snapshot {
         out.gauge_family("netagent_network_peers", "Peers attached to each network.");
         for (n, s) in &self.networks {
             out.sample("netagent_network_peers", &[("network", n)], s.peers as u64);
+        }
+
+        let sd = &self.discovery;
+        out.counter_family(
+            "netagent_sd_changes_total",
+            "endpoint_table changes applied to service discovery, and ignored ones by reason.",
+        );
+        for (what, v) in [
+            ("applied", sd.applied),
+            ("invalid_record", sd.invalid_records),
+            ("unattached_network", sd.unattached),
+        ] {
+            out.sample("netagent_sd_changes_total", &[("result", what)], v);
+        }
+        let (servers, q) = &self.dns;
+        out.gauge(
+            "netagent_dns_servers",
+            "Embedded DNS servers running (one per sandbox with a joined endpoint).",
+            *servers as u64,
+        );
+        out.counter_family(
+            "netagent_dns_queries_total",
+            "Queries to the embedded DNS servers by outcome (current servers only).",
+        );
+        for (what, v) in [
+            ("received", q.queries),
+            ("answered_local", q.answered_local),
+            ("nodata", q.nodata),
+            ("truncated", q.truncated),
+            ("forwarded", q.forwarded),
+            ("forward_failed", q.forward_failures),
+            ("forward_limited", q.forward_limited),
+            ("no_upstream", q.no_upstream),
+            ("malformed", q.malformed),
+        ] {
+            out.sample("netagent_dns_queries_total", &[("outcome", what)], v);
         }
 
         let d = &self.db;

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use agent::api::{ApiClient, ClientError};
 use agent::cnm::{
-    DnsQuery, ENDPOINT_TABLE, Endpoint, EndpointCreate, EndpointRecord, Mac, NetworkCreate, NetworkSpec,
-    PEER_TABLE, PeerRecord, SandboxCreate, ServiceCreate,
+    DnsQuery, ENDPOINT_TABLE, Endpoint, EndpointCreate, EndpointRecord, Mac, NetworkCreate,
+    NetworkSpec, PEER_TABLE, PeerRecord, SandboxCreate, ServiceCreate,
 };
 use agent::config::AgentConfig;
 use agent::daemon::Daemon;
@@ -820,6 +820,23 @@ async fn service_discovery_follows_the_endpoint_table_across_agents() {
     ] {
         let name = req.name.clone();
         let sandbox = format!("sb-{name}");
+        if name == "web2" {
+            // node2 is in the network's NetworkDB network already (as after a restart) and
+            // holds web1's record before its first endpoint: service discovery must not
+            // miss it (it did: the record arrived before the directory was attached).
+            let id = wait_network(b, "sdnet").await.id;
+            let nid = id.clone();
+            b.daemon
+                .client()
+                .with_node(move |node, now| node.db_mut().join_network(now, nid.as_str().into()))
+                .await
+                .unwrap()
+                .unwrap();
+            eventually("web1's record on node2", || async {
+                (!table(b, ENDPOINT_TABLE, &id).await.is_empty()).then_some(())
+            })
+            .await;
+        }
         agent
             .api
             .create_sandbox(&SandboxCreate {
@@ -863,9 +880,10 @@ async fn service_discovery_follows_the_endpoint_table_across_agents() {
         (&ip("db1"), answer(vec!["db1.sdnet.".into()])),
         ("nothing", ("forward".into(), Vec::new())),
     ] {
-        eventually(&format!("{name} resolving to {want:?} on node1"), || async {
-            (lookup(a, name, "sdnet").await == want).then_some(())
-        })
+        eventually(
+            &format!("{name} resolving to {want:?} on node1"),
+            || async { (lookup(a, name, "sdnet").await == want).then_some(()) },
+        )
         .await;
     }
     let v6 = a
@@ -879,6 +897,18 @@ async fn service_discovery_follows_the_endpoint_table_across_agents() {
         .await
         .unwrap();
     assert_eq!(v6.outcome, "nodata");
+
+    // The same names on the agent that created its endpoints before the others joined.
+    for (name, want) in [
+        ("web1", answer(vec![ip("web1")])),
+        ("tasks.web", answer(want_tasks.clone())),
+    ] {
+        eventually(
+            &format!("{name} resolving to {want:?} on node2"),
+            || async { (lookup(b, name, "sdnet").await == want).then_some(()) },
+        )
+        .await;
+    }
 
     // A leave withdraws the name everywhere; the VIP stays while a task remains.
     b.api.leave("sdnet", "db1").await.unwrap();

@@ -15,8 +15,8 @@ use tokio::net::{TcpStream, UnixStream};
 
 use super::ErrorBody;
 use crate::cnm::{
-    DnsAnswer, DnsQuery, Endpoint, EndpointCreate, Info, JoinRequest, NetworkCreate, NetworkSpec, SandboxCreate,
-    SandboxInfo,
+    DnsAnswer, DnsQuery, Endpoint, EndpointCreate, Info, JoinRequest, NetworkCreate, NetworkSpec,
+    SandboxCreate, SandboxInfo,
 };
 use crate::config::ApiAddr;
 

@@ -42,7 +42,11 @@ fn main() -> BenchResult<()> {
     runtime.block_on(run(trials))
 }
 
-async fn start(name: &str, dir: PathBuf, seed: Option<std::net::SocketAddr>) -> BenchResult<Daemon> {
+async fn start(
+    name: &str,
+    dir: PathBuf,
+    seed: Option<std::net::SocketAddr>,
+) -> BenchResult<Daemon> {
     let mut config = AgentConfig::local(name, dir);
     config.join = seed.into_iter().collect();
     config.dns = false;

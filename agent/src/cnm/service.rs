@@ -17,16 +17,16 @@ use super::catalogue::{self, GLOBAL_NETWORK, NETWORKS_TABLE};
 use super::error::CnmError;
 use super::ipam;
 use super::model::{
-    DRIVER_OVERLAY, DnsAnswer, DnsQuery, Endpoint, EndpointCreate, Info, Mac, NetworkCreate, NetworkSpec, Sandbox,
-    SandboxCreate, SandboxInfo, ServiceInfo, check_aliases, check_name,
+    DRIVER_OVERLAY, DnsAnswer, DnsQuery, Endpoint, EndpointCreate, Info, Mac, NetworkCreate,
+    NetworkSpec, Sandbox, SandboxCreate, SandboxInfo, ServiceInfo, check_aliases, check_name,
 };
 use super::records::{ENDPOINT_TABLE, EndpointRecord, PEER_TABLE, PeerRecord};
 use super::store::{KnownNetwork, LocalState};
 use crate::dns::directory::Directory;
-use crate::dns::server::Names;
-use discovery::{Family, Lookup};
 use crate::dns::sandbox::SandboxDns;
+use crate::dns::server::Names;
 use crate::pki;
+use discovery::{Family, Lookup};
 
 /// How often [`Cnm::spawn_reconciler`] brings NetworkDB in line with the local state.
 pub const RECONCILE_INTERVAL: Duration = Duration::from_secs(1);
@@ -115,7 +115,9 @@ impl Cnm {
         settings: CnmSettings,
         state: LocalState,
     ) -> Result<Arc<Self>, CnmError> {
-        settings.directory.set_topology(network_names(&state), sandbox_networks(&state));
+        settings
+            .directory
+            .set_topology(network_names(&state), sandbox_networks(&state));
         let cnm = Arc::new(Self {
             client,
             settings,
@@ -495,12 +497,14 @@ impl Cnm {
         self.commit(&mut inner, next).await?;
         // libnetwork joins a network's NetworkDB network once it has a container on it.
         let nid = spec.id.clone();
+        let directory = self.settings.directory.clone();
         self.client
             .with_node(move |node, now| {
                 let db = node.db_mut();
                 if !db.networks().iter().any(|n| n.as_str() == nid) {
-                    let _ = db.join_network(now, nid.into());
+                    let _ = db.join_network(now, nid.as_str().into());
                 }
+                attach(&directory, db, &nid);
             })
             .await?;
         tracing::info!(
@@ -838,15 +842,15 @@ impl Cnm {
             .with_node(move |node, now| {
                 let db = node.db_mut();
                 let joined: HashSet<String> = db.networks().iter().map(|n| n.to_string()).collect();
-                for nid in wanted.keys() {
-                    directory.attach(nid);
-                }
                 for nid in std::iter::once(GLOBAL_NETWORK).chain(wanted.keys().map(String::as_str))
                 {
                     if !joined.contains(nid) {
                         tracing::info!(network = nid, "joining NetworkDB network");
                         let _ = db.join_network(now, nid.into());
                     }
+                }
+                for nid in wanted.keys() {
+                    attach(&directory, db, nid);
                 }
                 cnm_ids.extend(super::catalogue::list(db).into_iter().map(|s| s.id));
                 for nid in joined {
@@ -1029,10 +1033,10 @@ impl Cnm {
         self.client
             .with_node(move |node, now| {
                 let db = node.db_mut();
-                directory.attach(&nid);
                 if !db.networks().iter().any(|n| n.as_str() == nid) {
                     let _ = db.join_network(now, nid.as_str().into());
                 }
+                attach(&directory, db, &nid);
                 sync_records(db, now, &me, &nid, &records, &directory);
             })
             .await?;
@@ -1135,6 +1139,19 @@ fn sync_records(
     for (key, records) in wanted {
         directory.set_local(network_id, key, Some(&records.endpoint));
     }
+}
+
+/// Attaches service discovery to a joined network, seeded with the node's current view of
+/// its `endpoint_table` (what the watch reported before the attach was not kept).
+fn attach(directory: &Directory, db: &NetworkDb, network_id: &str) {
+    if directory.is_attached(network_id) {
+        return;
+    }
+    let view = db.table_by_network(ENDPOINT_TABLE, network_id);
+    directory.attach(
+        network_id,
+        view.iter().map(|(k, e)| (k.as_str(), e.value.as_ref())),
+    );
 }
 
 /// Network ID -> name, of every network the local state knows.

@@ -143,7 +143,9 @@ async fn drive(lab: &mut Lab) -> Result<(), DemoError> {
             .create_sandbox(&SandboxCreate {
                 name: sandbox.clone(),
                 netns: format!("/run/netns/{}", lab.container(h)),
-                resolv_conf: None,
+                // `ip netns exec` mounts this over /etc/resolv.conf: the container's
+                // resolver then asks the agent's embedded DNS server at 127.0.0.11.
+                resolv_conf: Some(lab.resolv_conf(h).display().to_string()),
             })
             .await
             .map_err(|e| DemoError(format!("sandbox create on {}: {e}", node_name(h))))?;
@@ -208,9 +210,42 @@ async fn drive(lab: &mut Lab) -> Result<(), DemoError> {
             )));
         }
     }
+    // Service discovery: the container on host 1 finds the others by name through its
+    // embedded DNS server (glibc's resolver, `nameserver 127.0.0.11`).
+    for (i, to) in ips.iter().enumerate().skip(1) {
+        let name = format!("ep{}", i + 1);
+        let probe = Instant::now();
+        let line = std::cell::RefCell::new(String::new());
+        super::wait(&format!("{from} resolving {name}"), || async {
+            let out = Command::new("ip")
+                .args(["netns", "exec", &from, "getent", "ahostsv4", &name])
+                .output()
+                .map_err(|e| DemoError(format!("getent: {e}")))?;
+            let first = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            let ok = out.status.success() && first.starts_with(&format!("{to} "));
+            *line.borrow_mut() = first;
+            if !ok {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Ok(ok)
+        })
+        .await?;
+        let line = line.into_inner();
+        println!(
+            "{} {from} resolves {name} -> {to} through its embedded DNS ({} ms); \
+             `ip netns exec {from} getent ahostsv4 {name}`: {}",
+            at(),
+            probe.elapsed().as_millis(),
+            line.split_whitespace().collect::<Vec<_>>().join(" ")
+        );
+    }
     println!(
-        "{} containers on different hosts reach each other across VXLAN; stopping the \
-         agents (SIGTERM: they leave the cluster)",
+        "{} containers on different hosts reach and name each other across VXLAN; stopping \
+         the agents (SIGTERM: they leave the cluster)",
         at()
     );
     Ok(())
@@ -255,6 +290,14 @@ impl Lab {
 
     fn state_dir(&self, h: usize) -> PathBuf {
         self.dir.join(format!("h{h}"))
+    }
+
+    /// The container's `resolv.conf` the agent of host `h` writes, where `ip netns exec`
+    /// finds it (`/etc/netns/<namespace>/resolv.conf`).
+    fn resolv_conf(&self, h: usize) -> PathBuf {
+        Path::new("/etc/netns")
+            .join(self.container(h))
+            .join("resolv.conf")
     }
 
     fn log_path(&self, h: usize) -> PathBuf {
@@ -409,6 +452,11 @@ impl Lab {
                 let _ = child.kill();
             }
             let _ = child.wait();
+        }
+        for h in 1..=NODES {
+            if let Some(dir) = self.resolv_conf(h).parent() {
+                let _ = std::fs::remove_dir_all(dir);
+            }
         }
         for name in std::mem::take(&mut self.netns).iter().rev() {
             if let Err(e) = sh(&["ip", "netns", "del", name]) {

@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 
 use cluster::shell::Client;
 
-use crate::cnm::{EndpointCreate, NetworkCreate, PeerRecord, SandboxCreate, ServiceCreate};
+use crate::cnm::{
+    DnsQuery, EndpointCreate, NetworkCreate, PeerRecord, SandboxCreate, ServiceCreate,
+};
 use crate::config::{AgentConfig, SecurityConfig};
 use crate::daemon::Daemon;
 use crate::pki::ClusterCa;
@@ -43,6 +45,40 @@ pub struct DemoError(String);
 
 fn fail(e: impl std::fmt::Display) -> DemoError {
     DemoError(e.to_string())
+}
+
+/// Prints what a container on the demo network gets from `d`'s embedded DNS for the
+/// service, its tasks, a task name and that task's address: service discovery built from
+/// the other agents' `endpoint_table` records.
+async fn print_names(d: &Daemon, at: &str) -> Result<(), DemoError> {
+    println!(
+        "{at} service discovery on {} (`netagent dns lookup NAME --network {NETWORK}`; the same \
+         records its embedded DNS server answers from at 127.0.0.11 in each container):",
+        d.identity().db_name()
+    );
+    let lookup = |name: String| async move {
+        d.cnm()
+            .dns_lookup(DnsQuery {
+                name,
+                network: Some(NETWORK.into()),
+                ..DnsQuery::default()
+            })
+            .await
+            .map_err(fail)
+    };
+    let web1 = lookup("web1".into()).await?;
+    let mut names = vec!["web".to_owned(), "tasks.web".to_owned(), "web1".to_owned()];
+    names.extend(web1.answers.first().cloned());
+    for name in names {
+        let a = lookup(name).await?;
+        let answers = if a.answers.is_empty() {
+            a.outcome
+        } else {
+            a.answers.join(", ")
+        };
+        println!("      {} {} -> {answers}", a.name, a.record_type);
+    }
+    Ok(())
 }
 
 /// Runs the demo, printing each step.
@@ -184,6 +220,10 @@ async fn run_in(dir: &Path) -> Result<(), DemoError> {
         for line in body.lines() {
             println!("      {line}");
         }
+    }
+
+    if let Some(d) = &daemons[1] {
+        print_names(d, &at()).await?;
     }
 
     if let Some(d) = daemons[2].take() {

@@ -72,9 +72,26 @@ impl Directory {
             .set(&NetworkId::from(network), &key.into(), value);
     }
 
-    /// The node joins `network` (call before the NetworkDB join so no event is missed).
-    pub fn attach(&self, network: &str) {
-        self.write().sd.attach(&NetworkId::from(network));
+    /// The node joins `network`, or has joined it: its changes are applied from now on, and
+    /// when it was not attached yet, `view` (the node's visible `endpoint_table` entries of
+    /// the network, from `NetworkDb::table_by_network`) seeds it, so entries that arrived
+    /// before are not missed. Call it on the node's thread, before or right after the
+    /// NetworkDB join. Idempotent.
+    pub fn attach<'a>(&self, network: &str, view: impl IntoIterator<Item = (&'a str, &'a [u8])>) {
+        let id = NetworkId::from(network);
+        let mut state = self.write();
+        if state.sd.is_attached(network) {
+            return;
+        }
+        state.sd.attach(&id);
+        for (key, value) in view {
+            state.sd.set(&id, &key.into(), Some(value));
+        }
+    }
+
+    /// Whether `network` is attached.
+    pub fn is_attached(&self, network: &str) -> bool {
+        self.read().sd.is_attached(network)
     }
 
     /// The node left `network`: its names are dropped.

@@ -65,3 +65,5 @@ pub fn refused_with(out: &Output, status: i32, needle: &str) {
         "stderr {stderr:?} lacks {needle:?}"
     );
 }
+
+pub mod lab;
