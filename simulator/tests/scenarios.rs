@@ -144,29 +144,35 @@ fn membership_converges_at_200_nodes() {
     check(Scenario::Random, 200, &[1], |_| {});
 }
 
+/// The random workload under faults, plus at least one crash of `node` with a restart and a
+/// partition, whatever the draw.
+fn run_with_faults(seed: u64, node: usize) -> Report {
+    run(Scenario::Random, 10, seed, |o| {
+        faulty(o);
+        o.faults = 6;
+        o.crashes.push(CrashSpec {
+            node,
+            at: o.duration / 3,
+            restart_after: Some(Duration::from_secs(5)),
+        });
+        o.partitions.push(PartitionSpec {
+            start: o.duration / 2,
+            end: o.duration / 2 + Duration::from_secs(8),
+            kind: PartitionKind::Symmetric {
+                group: vec![0, 1, 2],
+            },
+        });
+        assert!(o.check_kernel, "the kernel checker is on by default");
+        assert!(o.check_dns, "the dns checker is on by default");
+    })
+}
+
 #[test]
 fn random_with_faults_kernel_check() {
     // Crashes, restarts, leaves and partitions, with every process's overlay driver
     // programming a fake kernel that must match its node's view of overlay_peer_table.
     for seed in [6, 7] {
-        let report = run(Scenario::Random, 10, seed, |o| {
-            faulty(o);
-            o.faults = 6;
-            // At least one crash with a restart and one partition, whatever the draw.
-            o.crashes.push(CrashSpec {
-                node: 3,
-                at: o.duration / 3,
-                restart_after: Some(Duration::from_secs(5)),
-            });
-            o.partitions.push(PartitionSpec {
-                start: o.duration / 2,
-                end: o.duration / 2 + Duration::from_secs(8),
-                kind: PartitionKind::Symmetric {
-                    group: vec![0, 1, 2],
-                },
-            });
-            assert!(o.check_kernel, "the kernel checker is on by default");
-        });
+        let report = run_with_faults(seed, 3);
         assert!(report.passed(), "{report}");
         assert!(report.kernel_ops > 0, "no op reached a kernel:\n{report}");
         assert!(
@@ -182,23 +188,7 @@ fn random_with_faults_dns_check() {
     // discovery (fed by its endpoint_table watch and its own writes) checked against its
     // node's view of endpoint_table.
     for seed in [8, 9] {
-        let report = run(Scenario::Random, 10, seed, |o| {
-            faulty(o);
-            o.faults = 6;
-            o.crashes.push(CrashSpec {
-                node: 4,
-                at: o.duration / 3,
-                restart_after: Some(Duration::from_secs(5)),
-            });
-            o.partitions.push(PartitionSpec {
-                start: o.duration / 2,
-                end: o.duration / 2 + Duration::from_secs(8),
-                kind: PartitionKind::Symmetric {
-                    group: vec![0, 1, 2],
-                },
-            });
-            assert!(o.check_dns, "the dns checker is on by default");
-        });
+        let report = run_with_faults(seed, 4);
         assert!(report.passed(), "{report}");
         assert!(
             report.dns_applied > 0,

@@ -82,6 +82,8 @@ struct Inner {
     state: LocalState,
     /// Known networks missing from the catalogue, by ID, with when that was first seen.
     absent_since: HashMap<String, Instant>,
+    /// Watch events the node's shell dropped (its channel was full) when last checked.
+    watch_dropped: u64,
 }
 
 /// What the catalogue says of a network this agent knows.
@@ -124,6 +126,7 @@ impl Cnm {
             inner: Mutex::new(Inner {
                 state,
                 absent_since: HashMap::new(),
+                watch_dropped: 0,
             }),
         });
         // Re-create the dataplane of every restored joined endpoint before its records are
@@ -837,6 +840,17 @@ impl Cnm {
         // other means (the diagnostic API's /joinnetwork) are not touched.
         let mut cnm_ids: HashSet<String> = inner.state.networks.keys().cloned().collect();
         let directory = self.settings.directory.clone();
+        // Watch events lost to a full channel: service discovery is rebuilt from the node's
+        // view of every attached network.
+        let dropped = self.client.stats().await?.watch_dropped;
+        let resync = dropped > inner.watch_dropped;
+        if resync {
+            tracing::warn!(
+                lost = dropped - inner.watch_dropped,
+                "watch events were dropped: rebuilding service discovery from NetworkDB"
+            );
+            inner.watch_dropped = dropped;
+        }
         let statuses = self
             .client
             .with_node(move |node, now| {
@@ -850,6 +864,9 @@ impl Cnm {
                     }
                 }
                 for nid in wanted.keys() {
+                    if resync {
+                        directory.detach(nid);
+                    }
                     attach(&directory, db, nid);
                 }
                 cnm_ids.extend(super::catalogue::list(db).into_iter().map(|s| s.id));

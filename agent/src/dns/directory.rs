@@ -110,20 +110,6 @@ impl Directory {
         state.sandboxes = sandboxes;
     }
 
-    /// The ID of the network called `reference` (a name or an ID), among the networks the
-    /// CNM knows.
-    pub fn network_id(&self, reference: &str) -> Option<String> {
-        let state = self.read();
-        if state.network_names.contains_key(reference) {
-            return Some(reference.to_owned());
-        }
-        state
-            .network_names
-            .iter()
-            .find(|(_, name)| name.as_str() == reference)
-            .map(|(id, _)| id.clone())
-    }
-
     /// What a sandbox's DNS server resolves on.
     pub fn sandbox(&self, sandbox: &str) -> SandboxNames {
         SandboxNames {

@@ -425,13 +425,7 @@ impl NetlinkDataplane {
         let links = conn.handle.link();
 
         let lo = self.need_index(&conn, "lo").await?;
-        self.run(
-            "lo up",
-            links
-                .set(LinkUnspec::new_with_index(lo).up().build())
-                .execute(),
-        )
-        .await?;
+        self.set_up(&conn, lo, "lo up").await?;
 
         let br = LinkBridge::new(BRIDGE_NAME).mtu(cfg.mtu).up().build();
         self.run("create bridge", links.add(br).execute()).await?;
@@ -540,14 +534,7 @@ impl NetlinkDataplane {
         // Loopback up, as a container runtime leaves it: the embedded DNS server listens on
         // 127.0.0.11 there.
         let lo = self.need_index(&c, "lo").await?;
-        self.run(
-            "container lo up",
-            c.handle
-                .link()
-                .set(LinkUnspec::new_with_index(lo).up().build())
-                .execute(),
-        )
-        .await?;
+        self.set_up(&c, lo, "container lo up").await?;
         let idx = self.need_index(&c, peer).await?;
         let setup = LinkUnspec::new_with_index(idx)
             .name(CONTAINER_IFNAME)
@@ -564,19 +551,18 @@ impl NetlinkDataplane {
                 .execute(),
         )
         .await?;
-        self.run(
-            "eth0 up",
-            c.handle
-                .link()
-                .set(LinkUnspec::new_with_index(idx).up().build())
-                .execute(),
-        )
-        .await?;
+        self.set_up(&c, idx, "eth0 up").await?;
         let route = RouteMessageBuilder::<Ipv4Addr>::new()
             .gateway(net.gateway.addr())
             .build();
         self.run("default route", c.handle.route().add(route).execute())
             .await
+    }
+
+    /// Brings link `index` of `conn`'s namespace up.
+    async fn set_up(&self, conn: &NsConn, index: u32, what: &str) -> Result<(), NetlinkError> {
+        let up = LinkUnspec::new_with_index(index).up().build();
+        self.run(what, conn.handle.link().set(up).execute()).await
     }
 
     /// Runs one request with the configured timeout.
