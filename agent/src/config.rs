@@ -57,13 +57,13 @@ pub const ROOT_STATE_DIR: &str = "/var/lib/netagent";
 pub const MAX_CLUSTER_LABEL_BYTES: usize = 255;
 
 /// TTL of the embedded DNS server's answers in seconds (libnetwork `respTTL`).
-pub const DEFAULT_DNS_TTL: u32 = 600;
+pub const DEFAULT_DNS_TTL: u32 = crate::dns::DEFAULT_TTL;
 
 /// The largest DNS TTL (RFC 2181: 2^31 - 1 seconds).
 pub const MAX_DNS_TTL: u32 = i32::MAX as u32;
 
 /// How many upstream resolvers the embedded DNS server forwards to (libnetwork `maxExtDNS`).
-pub const MAX_DNS_UPSTREAMS: usize = 3;
+pub const MAX_DNS_UPSTREAMS: usize = crate::dns::MAX_UPSTREAMS;
 
 /// The longest unix socket path in bytes (`sun_path` holds 108 bytes with the NUL).
 pub const MAX_UNIX_PATH_BYTES: usize = 107;
@@ -222,6 +222,19 @@ pub struct RunArgs {
     )]
     pub dns_upstreams: Vec<SocketAddr>,
 
+    /// Forward names the cluster does not know to the upstream resolvers; false: answer
+    /// them SERVFAIL (for isolated test clusters) [default: true].
+    #[arg(
+        long,
+        env = "NETAGENT_DNS_FORWARD",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = BoolishValueParser::new()
+    )]
+    pub dns_forward: Option<bool>,
+
     /// TTL of the embedded DNS server's answers in seconds, 0..=2147483647 [default: 600].
     #[arg(
         long,
@@ -281,6 +294,9 @@ pub struct AgentConfig {
     /// 127.0.0.11 (that would loop). Empty (the default): the nameservers of the host's
     /// `/etc/resolv.conf`, read when the agent starts.
     pub dns_upstreams: Vec<SocketAddr>,
+    /// Forward unknown names upstream. Default true; false (no upstream at all, not even
+    /// the host's) contradicts `dns_upstreams`.
+    pub dns_forward: bool,
     /// TTL of local answers in seconds. Default [`DEFAULT_DNS_TTL`]; 0..=[`MAX_DNS_TTL`].
     pub dns_ttl: u32,
 }
@@ -460,8 +476,11 @@ impl AgentConfig {
             log_level: DEFAULT_LOG_LEVEL.to_owned(),
             cluster_label: DEFAULT_CLUSTER_LABEL.to_owned(),
             fast_failure_detection: false,
-            dns: true,
+            // In-process agents (the demo, tests) have no container namespaces: no embedded
+            // DNS servers, and none that could forward to the host's resolvers.
+            dns: false,
             dns_upstreams: Vec::new(),
+            dns_forward: false,
             dns_ttl: DEFAULT_DNS_TTL,
         }
     }
@@ -684,6 +703,7 @@ struct FileConfig {
     fast_failure_detection: Option<bool>,
     dns: Option<bool>,
     dns_upstreams: Option<Vec<String>>,
+    dns_forward: Option<bool>,
     dns_ttl: Option<i64>,
 }
 
@@ -888,6 +908,18 @@ fn merge(args: &RunArgs, file: FileConfig, host: &Host) -> Result<AgentConfig, C
         args.dns_upstreams.clone()
     };
     let dns_upstreams = check_dns_upstreams(dns_upstreams)?;
+    let dns_forward = args.dns_forward.or(file.dns_forward).unwrap_or(true);
+    if !dns_forward && !dns_upstreams.is_empty() {
+        return Err(invalid(
+            "dns_upstreams",
+            dns_upstreams
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+            "none when dns_forward is false",
+        ));
+    }
 
     let dns_ttl = match (args.dns_ttl, file.dns_ttl) {
         (Some(ttl), _) => ttl,
@@ -918,6 +950,7 @@ fn merge(args: &RunArgs, file: FileConfig, host: &Host) -> Result<AgentConfig, C
             .unwrap_or(false),
         dns: args.dns.or(file.dns).unwrap_or(true),
         dns_upstreams,
+        dns_forward,
         dns_ttl,
     };
     // The node core owns the packet-size rule and its message.
@@ -1006,8 +1039,8 @@ fn parse_packet_size(text: &str) -> Result<usize, ConfigError> {
     text.trim().parse().map_err(|_| packet_size_error(text))
 }
 
-/// Clap parser of `--vxlan-port`: values beyond `u16` are refused here, 0 at the merge,
-/// with the same message.
+/// Parser of one upstream resolver (`--dns-upstream`, `dns_upstreams`): `IP` (port 53) or
+/// `IP:PORT`, not unspecified, not port 0, not the embedded server's own address.
 fn parse_dns_upstream(text: &str) -> Result<SocketAddr, ConfigError> {
     let text = text.trim();
     let addr = text
@@ -1026,7 +1059,7 @@ fn parse_dns_upstream(text: &str) -> Result<SocketAddr, ConfigError> {
                 "IP or IP:PORT (IPv6 as [IP]:PORT), port 1..=65535, default 53",
             )
         })?;
-    if addr.ip() == IpAddr::V4(Ipv4Addr::new(127, 0, 0, 11)) {
+    if addr.ip() == IpAddr::V4(crate::dns::SANDBOX_DNS_IP) {
         return Err(invalid(
             "dns_upstreams",
             text,
@@ -1036,6 +1069,7 @@ fn parse_dns_upstream(text: &str) -> Result<SocketAddr, ConfigError> {
     Ok(addr)
 }
 
+/// Drops duplicates (keeping the first) and refuses more than [`MAX_DNS_UPSTREAMS`].
 fn check_dns_upstreams(list: Vec<SocketAddr>) -> Result<Vec<SocketAddr>, ConfigError> {
     let mut out: Vec<SocketAddr> = Vec::with_capacity(list.len());
     for addr in list {
@@ -1054,6 +1088,7 @@ fn check_dns_upstreams(list: Vec<SocketAddr>) -> Result<Vec<SocketAddr>, ConfigE
     Ok(out)
 }
 
+/// Clap parser of `--dns-ttl`: 0..=[`MAX_DNS_TTL`].
 fn parse_dns_ttl(text: &str) -> Result<u32, ConfigError> {
     text.trim()
         .parse()
@@ -1062,6 +1097,8 @@ fn parse_dns_ttl(text: &str) -> Result<u32, ConfigError> {
         .ok_or_else(|| invalid("dns_ttl", text, format!("0..={MAX_DNS_TTL}")))
 }
 
+/// Clap parser of `--vxlan-port`: values beyond `u16` are refused here, 0 at the merge,
+/// with the same message.
 fn parse_vxlan_port(text: &str) -> Result<u16, ConfigError> {
     text.trim()
         .parse()
@@ -1392,6 +1429,10 @@ dns = true
 # Upstream resolvers for names the cluster does not know: "IP" or "IP:PORT", at most 3.
 # Default: the nameservers of /etc/resolv.conf when the agent starts.
 # dns_upstreams = ["198.18.0.53"]
+
+# Forward names the cluster does not know to the upstream resolvers; false answers
+# them SERVFAIL (isolated test clusters).
+dns_forward = true
 
 # TTL of the embedded DNS server's answers, in seconds: 0..=2147483647.
 dns_ttl = 600

@@ -208,7 +208,7 @@ impl Daemon {
             Some(Arc::new(SandboxDns::new(
                 directory.clone(),
                 config.dns_ttl,
-                config.dns_upstreams.clone(),
+                config.dns_forward.then(|| config.dns_upstreams.clone()),
             )))
         } else {
             tracing::info!(
@@ -241,11 +241,7 @@ impl Daemon {
                         Ok(mut s) => {
                             s.discovery = directory.stats();
                             if let Some(dns) = dns {
-                                let all = dns.stats().await;
-                                s.dns.0 = all.len();
-                                for (_, stats) in all {
-                                    s.dns.1 += stats;
-                                }
+                                s.dns = dns.stats().await;
                             }
                             s.render()
                         }
@@ -334,6 +330,9 @@ impl Daemon {
         // change local state the departing node no longer publishes.
         drop(self.tasks);
         api::server::remove_socket(&self.api_addr);
+        if let Some(dns) = &self.cnm.settings().dns {
+            dns.shutdown().await;
+        }
         self.handle.leave().await;
         // Then the overlay networks this agent created go.
         self.dataplane.shutdown().await;
@@ -346,6 +345,9 @@ impl Daemon {
     pub fn kill(self) {
         self.handle.kill();
         drop(self.tasks);
+        if let Some(dns) = &self.cnm.settings().dns {
+            dns.abort();
+        }
         // As a crash: the overlay namespaces stay; the next start removes them.
         drop(self.dataplane_task);
         api::server::remove_socket(&self.api_addr);

@@ -131,12 +131,12 @@ impl Snapshot {
         let (servers, q) = &self.dns;
         out.gauge(
             "netagent_dns_servers",
-            "Embedded DNS servers running (one per sandbox with a joined endpoint).",
+            "Embedded DNS servers running (one per sandbox, from its first joined endpoint until the sandbox is removed).",
             *servers as u64,
         );
         out.counter_family(
             "netagent_dns_queries_total",
-            "Queries to the embedded DNS servers by outcome (current servers only).",
+            "Queries to the embedded DNS servers by outcome, over every server this agent ran.",
         );
         for (what, v) in [
             ("received", q.queries),
@@ -148,6 +148,7 @@ impl Snapshot {
             ("forward_limited", q.forward_limited),
             ("no_upstream", q.no_upstream),
             ("malformed", q.malformed),
+            ("send_failed", q.send_errors),
         ] {
             out.sample("netagent_dns_queries_total", &[("outcome", what)], v);
         }

@@ -925,6 +925,38 @@ async fn service_discovery_follows_the_endpoint_table_across_agents() {
     assert_eq!(lookup(b, "web1", "sdnet").await, answer(vec![ip("web1")]));
 
     // Misuse is refused with the usual meanings.
+    let mut other_vip = task("web3");
+    if let Some(s) = other_vip.service.as_mut() {
+        s.vip = Some("198.18.6.201".into());
+    }
+    refused(
+        b.api.create_endpoint(&other_vip).await,
+        409,
+        "service web has virtual IP 198.18.6.200",
+    );
+    let mut no_vip = task("web3");
+    if let Some(s) = no_vip.service.as_mut() {
+        s.vip = None;
+    }
+    refused(b.api.create_endpoint(&no_vip).await, 409, "service web has");
+    for path in [
+        "/etc/resolv.conf",
+        "/etc/netns/c/hosts",
+        "relative/resolv.conf",
+        "/a/../resolv.conf",
+    ] {
+        refused(
+            a.api
+                .create_sandbox(&SandboxCreate {
+                    name: "sb-bad".into(),
+                    netns: "/var/run/netns/x".into(),
+                    resolv_conf: Some(path.into()),
+                })
+                .await,
+            400,
+            "invalid resolv_conf",
+        );
+    }
     let bad = |q: DnsQuery| async move { a.api.dns_lookup(&q).await };
     refused(
         bad(DnsQuery {

@@ -19,7 +19,7 @@ struct Cli {
 }
 
 /// Every field of the file, in the order of the documentation.
-const FIELDS: [&str; 21] = [
+const FIELDS: [&str; 22] = [
     "name",
     "bind",
     "advertise",
@@ -40,6 +40,7 @@ const FIELDS: [&str; 21] = [
     "fast_failure_detection",
     "dns",
     "dns_upstreams",
+    "dns_forward",
     "dns_ttl",
 ];
 
@@ -568,6 +569,17 @@ fn dns_settings() {
             && err(&MINIMAL, Some(four)).contains("at most 3 resolvers"),
         "{}",
         err(&MINIMAL, Some(four))
+    );
+    let c = ok(&with_minimal(&["--dns-forward=false"]), None);
+    assert!(!c.dns_forward);
+    assert!(ok(&MINIMAL, None).dns_forward);
+    let e = err(
+        &with_minimal(&["--dns-forward=false", "--dns-upstream", "192.0.2.1"]),
+        None,
+    );
+    assert_eq!(
+        e,
+        "invalid dns_upstreams: 192.0.2.1:53 (allowed: none when dns_forward is false)"
     );
     let e = err(&MINIMAL, Some("dns_upstreams = [\"127.0.0.11\"]"));
     assert!(e.contains("other than 127.0.0.11"), "{e}");

@@ -104,6 +104,13 @@ pub fn addresses_in_use(db: &NetworkDb, network_id: &str) -> AddressUsers {
     for elem in db.table_by_network(ENDPOINT_TABLE, network_id).values() {
         if let Ok(r) = EndpointRecord::decode(&elem.value) {
             users.endpoints.extend(r.endpoint_ip.parse::<Ipv4Addr>());
+            if !r.service_name.is_empty() {
+                users
+                    .services
+                    .entry(r.service_name.clone())
+                    .or_default()
+                    .insert(r.virtual_ip.parse::<Ipv4Addr>().ok());
+            }
             if let Ok(vip) = r.virtual_ip.parse::<Ipv4Addr>() {
                 users
                     .vips
@@ -124,6 +131,8 @@ pub struct AddressUsers {
     /// Virtual IPs, with the services whose tasks publish them (the tasks of one service on
     /// several hosts share its VIP).
     pub vips: HashMap<Ipv4Addr, BTreeSet<String>>,
+    /// Services, with the virtual IP (or none) each of their records publishes.
+    pub services: HashMap<String, BTreeSet<Option<Ipv4Addr>>>,
 }
 
 impl AddressUsers {

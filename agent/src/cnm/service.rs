@@ -84,6 +84,10 @@ struct Inner {
     absent_since: HashMap<String, Instant>,
     /// Watch events the node's shell dropped (its channel was full) when last checked.
     watch_dropped: u64,
+    /// Reconciliations that still rebuild service discovery from NetworkDB: two after a
+    /// drop, so events queued before the first rebuild (older than its view) are overwritten
+    /// by the second.
+    resyncs_pending: u8,
 }
 
 /// What the catalogue says of a network this agent knows.
@@ -127,6 +131,7 @@ impl Cnm {
                 state,
                 absent_since: HashMap::new(),
                 watch_dropped: 0,
+                resyncs_pending: 0,
             }),
         });
         // Re-create the dataplane of every restored joined endpoint before its records are
@@ -415,6 +420,28 @@ impl Cnm {
             used.insert(e.ip);
             used.extend(e.service.as_ref().and_then(|s| s.vip));
         }
+        if let Some((service_name, vip, _)) = &service {
+            // Every task of a service on a network shares its VIP, or none has one.
+            let mut settings = users
+                .services
+                .get(service_name)
+                .cloned()
+                .unwrap_or_default();
+            settings.extend(state.endpoints_on(&spec.id).filter_map(|e| {
+                e.service
+                    .as_ref()
+                    .filter(|s| s.name == *service_name)
+                    .map(|s| s.vip)
+            }));
+            if let Some(other) = settings.iter().find(|v| *v != vip) {
+                let other =
+                    other.map_or_else(|| "no virtual IP".to_owned(), |v| format!("virtual IP {v}"));
+                return Err(CnmError::Conflict(format!(
+                    "service {service_name} has {other} on network {}: its tasks share one setting",
+                    spec.name
+                )));
+            }
+        }
         let vip = match &service {
             Some((service_name, Some(vip), _)) => {
                 ipam::check_address(spec.subnet, *vip, "virtual IP")?;
@@ -544,9 +571,11 @@ impl Cnm {
         self.commit(&mut inner, next).await?;
         if last {
             let nid = endpoint.network_id.clone();
+            let directory = self.settings.directory.clone();
             self.client
                 .with_node(move |node, now| {
-                    let _ = node.db_mut().leave_network(now, nid.into());
+                    let _ = node.db_mut().leave_network(now, nid.as_str().into());
+                    directory.detach(&nid);
                 })
                 .await?;
         }
@@ -675,13 +704,28 @@ impl Cnm {
             )));
         }
         let resolv_conf = req.resolv_conf.as_deref().map(PathBuf::from);
-        if let Some(path) = &resolv_conf
-            && (!path.is_absolute() || path.file_name().is_none())
-        {
-            return Err(CnmError::Invalid(format!(
-                "invalid resolv_conf {:?}: must be an absolute file path",
-                path.display()
-            )));
+        if let Some(path) = &resolv_conf {
+            // The agent writes this file as root: only a container's resolver file, never
+            // the host's own.
+            if !path.is_absolute()
+                || path.file_name() != Some(std::ffi::OsStr::new("resolv.conf"))
+                || path
+                    .components()
+                    .any(|c| c == std::path::Component::ParentDir)
+                || path == std::path::Path::new(crate::dns::sandbox::HOST_RESOLV_CONF)
+            {
+                return Err(CnmError::Invalid(format!(
+                    "invalid resolv_conf {:?}: an absolute path of a container's resolv.conf (not the host's /etc/resolv.conf, no '..')",
+                    path.display()
+                )));
+            }
+            if self.settings.dns.is_none() {
+                tracing::warn!(
+                    sandbox = %req.name,
+                    path = %path.display(),
+                    "this agent runs no embedded DNS (not root, or dns = false): the sandbox's resolv.conf will not be written"
+                );
+            }
         }
         let sandbox = Sandbox {
             name: req.name,
@@ -735,9 +779,9 @@ impl Cnm {
                 )));
             }
         };
+        let inner = self.inner.lock().await;
         let ids: Vec<String> = match (&query.network, &query.sandbox) {
             (Some(network), None) => {
-                let inner = self.inner.lock().await;
                 let spec = local_network(&inner.state, network)?;
                 if !inner.state.endpoints_on(&spec.id).any(|_| true) {
                     return Err(CnmError::NotFound(format!(
@@ -748,7 +792,6 @@ impl Cnm {
                 vec![spec.id.clone()]
             }
             (None, Some(sandbox)) => {
-                let inner = self.inner.lock().await;
                 if !inner.state.sandboxes.contains_key(sandbox) {
                     return Err(sandbox_not_found(sandbox));
                 }
@@ -762,7 +805,8 @@ impl Cnm {
                 ));
             }
         };
-        let names = network_names(&self.inner.lock().await.state);
+        let names = network_names(&inner.state);
+        drop(inner);
         let networks = ids
             .iter()
             .map(|id| names.get(id).cloned().unwrap_or_else(|| id.clone()))
@@ -843,14 +887,16 @@ impl Cnm {
         // Watch events lost to a full channel: service discovery is rebuilt from the node's
         // view of every attached network.
         let dropped = self.client.stats().await?.watch_dropped;
-        let resync = dropped > inner.watch_dropped;
-        if resync {
+        if dropped > inner.watch_dropped {
             tracing::warn!(
                 lost = dropped - inner.watch_dropped,
                 "watch events were dropped: rebuilding service discovery from NetworkDB"
             );
             inner.watch_dropped = dropped;
+            inner.resyncs_pending = 2;
         }
+        let resync = inner.resyncs_pending > 0;
+        inner.resyncs_pending = inner.resyncs_pending.saturating_sub(1);
         let statuses = self
             .client
             .with_node(move |node, now| {
@@ -861,6 +907,11 @@ impl Cnm {
                     if !joined.contains(nid) {
                         tracing::info!(network = nid, "joining NetworkDB network");
                         let _ = db.join_network(now, nid.into());
+                    }
+                }
+                for nid in directory.attached() {
+                    if !wanted.contains_key(&nid) {
+                        directory.detach(&nid);
                     }
                 }
                 for nid in wanted.keys() {
@@ -1152,9 +1203,15 @@ fn sync_records(
         }
     }
     // NetworkDB does not echo this node's own writes to its watches: service discovery
-    // takes them from here (libnetwork applies local bindings directly, too).
-    for (key, records) in wanted {
-        directory.set_local(network_id, key, Some(&records.endpoint));
+    // takes them from here (libnetwork applies local bindings directly, too), as NetworkDB
+    // now holds them (a write that failed is not served).
+    let view = db.table_by_network(ENDPOINT_TABLE, network_id);
+    for key in wanted.keys() {
+        directory.set_local(
+            network_id,
+            key,
+            view.get(key.as_str()).map(|e| e.value.as_ref()),
+        );
     }
 }
 

@@ -353,6 +353,8 @@ impl Lab {
         cmd.args(["netns", "exec", &self.host(h)])
             .arg(&self.exe)
             .args(["run", "--fast-failure-detection", "--log-level", "info"])
+            // The demo's names are all the cluster's: nothing is forwarded off the machine.
+            .arg("--dns-forward=false")
             .args(["--name", &name])
             .args(["--bind", &format!("{ip}:7946")])
             .args(["--diag-addr", &format!("{ip}:2000")])

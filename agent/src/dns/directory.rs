@@ -94,6 +94,15 @@ impl Directory {
         self.read().sd.is_attached(network)
     }
 
+    /// The attached networks.
+    pub fn attached(&self) -> Vec<String> {
+        self.read()
+            .sd
+            .networks()
+            .map(|(id, _)| id.to_string())
+            .collect()
+    }
+
     /// The node left `network`: its names are dropped.
     pub fn detach(&self, network: &str) {
         self.write().sd.detach(&NetworkId::from(network));

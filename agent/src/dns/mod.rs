@@ -3,6 +3,18 @@
 //! answers from them inside each container sandbox at 127.0.0.11, forwarding other names to
 //! the upstream resolvers ([`resolv_conf`]).
 
+use std::net::Ipv4Addr;
+
+/// The embedded DNS server's address inside every container sandbox (libnetwork
+/// `resolverIPSandbox`).
+pub const SANDBOX_DNS_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 11);
+
+/// At most this many upstream resolvers are used (libnetwork `maxExtDNS`).
+pub const MAX_UPSTREAMS: usize = 3;
+
+/// TTL of local answers in seconds (libnetwork `respTTL`).
+pub const DEFAULT_TTL: u32 = 600;
+
 pub mod directory;
 pub mod resolv_conf;
 pub mod sandbox;

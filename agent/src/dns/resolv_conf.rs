@@ -1,13 +1,12 @@
 //! The host's `resolv.conf`: where the embedded DNS server forwards to, and the file a
 //! container gets (libnetwork `rebuildDNS`).
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 
-/// The embedded DNS server's address inside every container sandbox.
-pub const SANDBOX_RESOLVER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 11));
+use super::{MAX_UPSTREAMS, SANDBOX_DNS_IP};
 
-/// At most this many upstream servers are used (libnetwork `maxExtDNS`).
-pub const MAX_UPSTREAMS: usize = 3;
+/// The embedded DNS server's address, as a nameserver line holds it.
+const SANDBOX_RESOLVER: IpAddr = IpAddr::V4(SANDBOX_DNS_IP);
 
 /// The parts of a `resolv.conf` that matter here, in file order.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -4,21 +4,18 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Mutex;
 
+use super::SANDBOX_DNS_IP;
 use super::directory::Directory;
 use super::resolv_conf::ResolvConf;
 use super::server::{DnsConfig, DnsServer, DnsStats};
 use crate::cnm::Sandbox;
-
-/// The address of the embedded DNS server in every sandbox (libnetwork
-/// `resolverIPSandbox`).
-pub const SANDBOX_DNS_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 11);
 
 /// The host's resolver configuration: upstreams when none are configured, and the search list
 /// and options a sandbox's `resolv.conf` keeps.
@@ -55,6 +52,8 @@ pub struct SandboxDns {
     config: DnsConfig,
     host: ResolvConf,
     running: Mutex<HashMap<String, DnsServer>>,
+    /// The counters of the servers stopped so far, so the totals never go down.
+    retired: std::sync::Mutex<DnsStats>,
 }
 
 impl std::fmt::Debug for SandboxDns {
@@ -68,8 +67,9 @@ impl std::fmt::Debug for SandboxDns {
 impl SandboxDns {
     /// Servers answering from `directory` with `ttl`, forwarding to `upstreams`, or when that
     /// is empty to the nameservers of the host's `/etc/resolv.conf` (at most three, never
-    /// 127.0.0.11). Upstreams are reached from the agent's own namespace.
-    pub fn new(directory: Directory, ttl: u32, upstreams: Vec<SocketAddr>) -> Self {
+    /// 127.0.0.11); `None`: no forwarding at all. Upstreams are reached from the agent's own
+    /// namespace.
+    pub fn new(directory: Directory, ttl: u32, upstreams: Option<Vec<SocketAddr>>) -> Self {
         let host = match std::fs::read_to_string(HOST_RESOLV_CONF) {
             Ok(text) => ResolvConf::parse(&text),
             Err(e) => {
@@ -77,10 +77,13 @@ impl SandboxDns {
                 ResolvConf::default()
             }
         };
-        let upstreams = if upstreams.is_empty() {
-            host.upstreams()
-        } else {
-            upstreams
+        let upstreams = match upstreams {
+            None => {
+                tracing::info!("embedded DNS does not forward: unknown names get SERVFAIL");
+                Vec::new()
+            }
+            Some(list) if list.is_empty() => host.upstreams(),
+            Some(list) => list,
         };
         if upstreams.is_empty() {
             tracing::warn!(
@@ -100,6 +103,7 @@ impl SandboxDns {
             config,
             host,
             running: Mutex::new(HashMap::new()),
+            retired: std::sync::Mutex::new(DnsStats::default()),
         }
     }
 
@@ -109,13 +113,18 @@ impl SandboxDns {
     }
 
     /// Starts the sandbox's server if it is not running, and writes its `resolv.conf` when
-    /// the sandbox has one. Idempotent.
+    /// the sandbox has one. Idempotent. Binding happens outside the lock, so a namespace that
+    /// hangs delays only its own sandbox.
     pub async fn ensure(&self, sandbox: &Sandbox) -> Result<(), SandboxDnsError> {
-        let mut running = self.running.lock().await;
-        if running.contains_key(&sandbox.name) {
+        if self.running.lock().await.contains_key(&sandbox.name) {
             return Ok(());
         }
         let (udp, tcp) = bind_in(&sandbox.netns).await?;
+        let mut running = self.running.lock().await;
+        if running.contains_key(&sandbox.name) {
+            // Another call won the race; these sockets close here.
+            return Ok(());
+        }
         if let Some(path) = &sandbox.resolv_conf {
             write_atomic(path, &self.host.for_sandbox())
                 .await
@@ -135,28 +144,48 @@ impl SandboxDns {
     pub async fn stop(&self, sandbox: &str) {
         let server = self.running.lock().await.remove(sandbox);
         if let Some(server) = server {
+            self.retire(server.stats());
             server.shutdown().await;
             tracing::info!(sandbox, "embedded DNS stopped");
         }
     }
 
-    /// Stops every server.
+    /// Stops every server (the agent stops).
     pub async fn shutdown(&self) {
         let servers: Vec<DnsServer> = self.running.lock().await.drain().map(|(_, s)| s).collect();
         for server in servers {
+            self.retire(server.stats());
             server.shutdown().await;
         }
     }
 
-    /// The counters of every running server.
-    pub async fn stats(&self) -> Vec<(String, DnsStats)> {
+    /// Stops every server at once, without waiting (the agent is killed): their tasks are
+    /// aborted and their sockets closed.
+    pub fn abort(&self) {
+        if let Ok(mut running) = self.running.try_lock() {
+            running.clear();
+        }
+    }
+
+    /// How many servers run, and the counters of every server this agent ran (running and
+    /// stopped ones: they never go down).
+    pub async fn stats(&self) -> (usize, DnsStats) {
         let running = self.running.lock().await;
-        let mut all: Vec<_> = running
-            .iter()
-            .map(|(n, s)| (n.clone(), s.stats()))
-            .collect();
-        all.sort_by(|a, b| a.0.cmp(&b.0));
-        all
+        let mut total = *self
+            .retired
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for server in running.values() {
+            total += server.stats();
+        }
+        (running.len(), total)
+    }
+
+    fn retire(&self, stats: DnsStats) {
+        *self
+            .retired
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) += stats;
     }
 }
 
@@ -190,7 +219,8 @@ async fn bind_in(
 }
 
 /// Writes `text` to `path` through a temporary file in the same directory (created if
-/// missing) and a rename, so a reader never sees half a file.
+/// missing) and a rename, so a reader never sees half a file. The temporary file does not
+/// outlive a failure.
 async fn write_atomic(path: &Path, text: &str) -> io::Result<()> {
     let dir = path
         .parent()
@@ -199,6 +229,12 @@ async fn write_atomic(path: &Path, text: &str) -> io::Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".netagent-tmp");
     let tmp = PathBuf::from(tmp);
-    tokio::fs::write(&tmp, text).await?;
-    tokio::fs::rename(&tmp, path).await
+    let written = match tokio::fs::write(&tmp, text).await {
+        Ok(()) => tokio::fs::rename(&tmp, path).await,
+        Err(e) => Err(e),
+    };
+    if written.is_err() {
+        let _ = tokio::fs::remove_file(&tmp).await;
+    }
+    written
 }

@@ -37,8 +37,7 @@ use tokio::sync::Semaphore;
 use tokio::time::timeout;
 use tracing::{debug, warn};
 
-/// At most this many upstream servers are tried (libnetwork `maxExtDNS`).
-pub const MAX_UPSTREAMS: usize = 3;
+use super::MAX_UPSTREAMS;
 
 /// A TCP client connection is closed after this long without a complete query.
 pub const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -79,7 +78,7 @@ pub struct DnsConfig {
 impl Default for DnsConfig {
     fn default() -> Self {
         Self {
-            ttl: 600,
+            ttl: super::DEFAULT_TTL,
             upstreams: Vec::new(),
             forward_timeout: Duration::from_secs(4),
             max_concurrent_forwards: 1024,
@@ -548,11 +547,16 @@ impl Handler {
         metadata.id = request.metadata.id;
         // The encoder limits a UDP reply to the EDNS payload size of the response: use the
         // client's, so a reply that fitted upstream fits the client too. A client that sent no
-        // OPT gets none.
-        let edns = edns.filter(|_| request.edns.is_some()).map(|mut e| {
-            e.set_max_payload(request.max_payload());
-            e
-        });
+        // OPT gets none; one that did gets one even when the upstream sent none (else the
+        // reply would be cut at 512 bytes).
+        let edns = match (edns, &request.edns) {
+            (_, None) => None,
+            (Some(mut e), Some(_)) => {
+                e.set_max_payload(request.max_payload());
+                Some(e)
+            }
+            (None, Some(_)) => Self::response_edns(request),
+        };
         // The question is the client's (the upstream echoes it).
         let mut builder = MessageResponseBuilder::new(&request.queries, None);
         if let Some(edns) = &edns {
@@ -803,8 +807,17 @@ mod tests {
     }
 
     async fn start(upstreams: Vec<SocketAddr>, tweak: impl FnOnce(&mut DnsConfig)) -> Running {
-        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        start_at("127.0.0.1", upstreams, tweak).await
+    }
+
+    /// A server on `ip` (a loopback address), ports chosen by the system.
+    async fn start_at(
+        ip: &str,
+        upstreams: Vec<SocketAddr>,
+        tweak: impl FnOnce(&mut DnsConfig),
+    ) -> Running {
+        let udp = UdpSocket::bind((ip, 0)).await.unwrap();
+        let tcp = TcpListener::bind((ip, 0)).await.unwrap();
         let (ua, ta) = (udp.local_addr().unwrap(), tcp.local_addr().unwrap());
         let mut config = DnsConfig {
             upstreams,
@@ -1115,14 +1128,16 @@ mod tests {
 
     #[tokio::test]
     async fn shutdown_and_drop_stop_the_server() {
-        let r = start(vec![], |_| {}).await;
+        // An address no other test binds: a port freed here cannot be taken by a concurrent
+        // test's socket and answer in the stopped server's place.
+        let r = start_at("127.0.99.1", vec![], |_| {}).await;
         assert!(udp_ask(r.udp, "web", RecordType::A).await.is_some());
         let (udp, tcp) = (r.udp, r.tcp);
         r.server.shutdown().await;
         assert!(udp_ask(udp, "web", RecordType::A).await.is_none());
         assert!(TcpStream::connect(tcp).await.is_err());
 
-        let r = start(vec![], |_| {}).await;
+        let r = start_at("127.0.99.1", vec![], |_| {}).await;
         let udp = r.udp;
         drop(r);
         tokio::task::yield_now().await;
