@@ -179,6 +179,16 @@ pub enum EndpointCommand {
         /// The endpoint (NETWORK/NAME, NAME or ID prefix).
         endpoint: String,
     },
+    /// Drain a service task: every node stops resolving its names (it stays reachable).
+    Disable {
+        /// The endpoint (NETWORK/NAME, NAME or ID prefix).
+        endpoint: String,
+    },
+    /// Undo `disable`: the task's names resolve again.
+    Enable {
+        /// The endpoint (NETWORK/NAME, NAME or ID prefix).
+        endpoint: String,
+    },
 }
 
 /// `netagent sandbox ...`.
@@ -458,6 +468,14 @@ async fn endpoint(
         EndpointCommand::Leave { endpoint } => {
             let (network, name) = find_endpoint(client, &endpoint).await?;
             client.leave(&network, &name).await?;
+        }
+        EndpointCommand::Disable { endpoint } => {
+            let (network, name) = find_endpoint(client, &endpoint).await?;
+            client.set_service_enabled(&network, &name, false).await?;
+        }
+        EndpointCommand::Enable { endpoint } => {
+            let (network, name) = find_endpoint(client, &endpoint).await?;
+            client.set_service_enabled(&network, &name, true).await?;
         }
     }
     Ok(())

@@ -924,6 +924,37 @@ async fn service_discovery_follows_the_endpoint_table_across_agents() {
     assert_eq!(lookup(a, "web", "sdnet").await, answer(vec![vip.into()]));
     assert_eq!(lookup(b, "web1", "sdnet").await, answer(vec![ip("web1")]));
 
+    // A drained task (libnetwork DisableService): its names go on every node and come back
+    // when it is enabled again; a plain container cannot be disabled.
+    let drained = a
+        .api
+        .set_service_enabled("sdnet", "web1", false)
+        .await
+        .unwrap();
+    assert!(drained.service.as_ref().is_some_and(|s| s.disabled));
+    for agent in [a, b] {
+        eventually("web1 drained", || async {
+            let gone = lookup(agent, "web1", "sdnet").await.0 == "forward"
+                && lookup(agent, "web", "sdnet").await.0 == "forward"
+                && lookup(agent, "tasks.web", "sdnet").await.0 == "forward";
+            gone.then_some(())
+        })
+        .await;
+    }
+    a.api
+        .set_service_enabled("sdnet", "web1", true)
+        .await
+        .unwrap();
+    eventually("web1 enabled again on node2", || async {
+        (lookup(b, "web", "sdnet").await == answer(vec![vip.into()])).then_some(())
+    })
+    .await;
+    refused(
+        b.api.set_service_enabled("sdnet", "db1", false).await,
+        409,
+        "not a task of a service",
+    );
+
     // Misuse is refused with the usual meanings.
     let mut other_vip = task("web3");
     if let Some(s) = other_vip.service.as_mut() {

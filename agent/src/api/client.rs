@@ -177,6 +177,18 @@ impl ApiClient {
             .await
     }
 
+    /// `POST /v1/endpoints/{network}/{name}/disable` (`enabled` false) or `/enable`.
+    pub async fn set_service_enabled(
+        &self,
+        network: &str,
+        name: &str,
+        enabled: bool,
+    ) -> Result<Endpoint, ClientError> {
+        let action = if enabled { "/enable" } else { "/disable" };
+        self.send::<(), _>("POST", &endpoint_path(network, name, action), None)
+            .await
+    }
+
     /// `GET /v1/sandboxes`.
     pub async fn sandboxes(&self) -> Result<Vec<SandboxInfo>, ClientError> {
         self.get("/v1/sandboxes").await

@@ -52,6 +52,7 @@ pub struct ApiBindError {
 /// | `DELETE /v1/endpoints/{network}/{name}` | | 204 |
 /// | `POST /v1/endpoints/{network}/{name}/join` | [`JoinRequest`] | the endpoint |
 /// | `POST /v1/endpoints/{network}/{name}/leave` | | the endpoint |
+/// | `POST /v1/endpoints/{network}/{name}/disable` (or `/enable`) | | the endpoint: its service record withdrawn (restored) |
 /// | `GET /v1/sandboxes` | | [`SandboxInfo`](crate::cnm::SandboxInfo)s |
 /// | `POST /v1/sandboxes` | [`SandboxCreate`] | 201, the sandbox |
 /// | `GET /v1/sandboxes/{name}` | | the sandbox |
@@ -77,6 +78,8 @@ pub fn router(cnm: Arc<Cnm>) -> Router {
         )
         .route("/v1/endpoints/{network}/{name}/join", post(join))
         .route("/v1/endpoints/{network}/{name}/leave", post(leave))
+        .route("/v1/endpoints/{network}/{name}/disable", post(disable))
+        .route("/v1/endpoints/{network}/{name}/enable", post(enable))
         .route("/v1/sandboxes", get(list_sandboxes).post(create_sandbox))
         .route("/v1/dns/lookup", get(dns_lookup))
         .route(
@@ -306,6 +309,24 @@ async fn leave(State(cnm): Shared, path: EndpointPath) -> Response {
         Ok(UrlPath((network, name))) => reply(
             StatusCode::OK,
             to_end(async move { cnm.leave(&network, &name).await }).await,
+        ),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+async fn disable(State(cnm): Shared, path: EndpointPath) -> Response {
+    set_service_enabled(cnm, path, false).await
+}
+
+async fn enable(State(cnm): Shared, path: EndpointPath) -> Response {
+    set_service_enabled(cnm, path, true).await
+}
+
+async fn set_service_enabled(cnm: Arc<Cnm>, path: EndpointPath, enabled: bool) -> Response {
+    match path {
+        Ok(UrlPath((network, name))) => reply(
+            StatusCode::OK,
+            to_end(async move { cnm.set_service_enabled(&network, &name, enabled).await }).await,
         ),
         Err(e) => ApiError::from(e).into_response(),
     }

@@ -83,6 +83,10 @@ pub struct ServiceInfo {
     /// Service-level aliases: names that resolve like the service name on this network.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub aliases: Vec<String>,
+    /// The task is drained (libnetwork `DisableService`): its record is published with
+    /// `service_disabled`, so no node resolves its names; its address stays reachable.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disabled: bool,
 }
 
 /// A sandbox: a container's network namespace on this host.

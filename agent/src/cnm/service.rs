@@ -509,6 +509,7 @@ impl Cnm {
                 name,
                 vip,
                 aliases,
+                disabled: false,
             }),
             aliases: req.aliases,
             sandbox: None,
@@ -660,6 +661,48 @@ impl Cnm {
         self.commit(&mut inner, next).await?;
         tracing::info!(endpoint = %left.name, network = %left.network, "endpoint left");
         Ok(left)
+    }
+
+    /// Disables (drains) or enables again a service task: its record is republished with
+    /// `service_disabled` set or cleared, so every node withdraws or restores its names
+    /// (libnetwork `DisableService` / `EnableService`).
+    pub async fn set_service_enabled(
+        &self,
+        network: &str,
+        name: &str,
+        enabled: bool,
+    ) -> Result<Endpoint, CnmError> {
+        let mut inner = self.inner.lock().await;
+        let endpoint = find_endpoint(&inner.state, network, name)?.clone();
+        let Some(service) = &endpoint.service else {
+            return Err(CnmError::Conflict(format!(
+                "endpoint {} is not a task of a service",
+                endpoint.name
+            )));
+        };
+        if service.disabled != enabled {
+            return Ok(endpoint);
+        }
+        let mut next = inner.state.clone();
+        let changed = Endpoint {
+            service: Some(ServiceInfo {
+                disabled: !enabled,
+                ..service.clone()
+            }),
+            ..endpoint
+        };
+        next.endpoints.insert(changed.id.clone(), changed.clone());
+        self.commit(&mut inner, next).await?;
+        self.sync_network_records(&inner.state, &changed.network_id)
+            .await?;
+        tracing::info!(
+            endpoint = %changed.name,
+            network = %changed.network,
+            enabled,
+            "service task {}",
+            if enabled { "enabled" } else { "disabled" }
+        );
+        Ok(changed)
     }
 
     // ---- sandboxes ----
@@ -1140,7 +1183,7 @@ impl Cnm {
             ingress_ports: Vec::new(),
             aliases: service.map(|s| s.aliases.clone()).unwrap_or_default(),
             task_aliases: e.aliases.clone(),
-            service_disabled: false,
+            service_disabled: service.is_some_and(|s| s.disabled),
         };
         Some(Records {
             peer: Bytes::from(peer.encode()),
