@@ -50,7 +50,7 @@ impl ResolvConf {
     }
 
     /// The servers the embedded DNS server forwards to: the first [`MAX_UPSTREAMS`]
-    /// nameservers on port 53, skipping [`SANDBOX_RESOLVER`] (forwarding to it would loop) and
+    /// nameservers on port 53, skipping [`SANDBOX_DNS_IP`] (forwarding to it would loop) and
     /// the unspecified address.
     pub fn upstreams(&self) -> Vec<SocketAddr> {
         self.nameservers
