@@ -135,15 +135,6 @@ impl Directory {
         }
     }
 
-    /// Every name of `network` with its addresses, `None` when it is not attached.
-    pub fn names(&self, network: &str) -> Option<Vec<(String, Vec<IpAddr>)>> {
-        self.read().sd.network(network).map(|r| {
-            r.names()
-                .map(|(name, ips)| (name.to_owned(), ips))
-                .collect()
-        })
-    }
-
     /// The service-discovery counters.
     pub fn stats(&self) -> DiscoveryStats {
         self.read().sd.stats()
