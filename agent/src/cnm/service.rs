@@ -530,13 +530,7 @@ impl Cnm {
         let nid = spec.id.clone();
         let directory = self.settings.directory.clone();
         self.client
-            .with_node(move |node, now| {
-                let db = node.db_mut();
-                if !db.networks().iter().any(|n| n.as_str() == nid) {
-                    let _ = db.join_network(now, nid.as_str().into());
-                }
-                attach(&directory, db, &nid);
-            })
+            .with_node(move |node, now| join_and_attach(&directory, node.db_mut(), now, &nid))
             .await?;
         tracing::info!(
             endpoint = %endpoint.name,
@@ -1144,10 +1138,7 @@ impl Cnm {
         self.client
             .with_node(move |node, now| {
                 let db = node.db_mut();
-                if !db.networks().iter().any(|n| n.as_str() == nid) {
-                    let _ = db.join_network(now, nid.as_str().into());
-                }
-                attach(&directory, db, &nid);
+                join_and_attach(&directory, db, now, &nid);
                 sync_records(db, now, &me, &nid, &records, &directory);
             })
             .await?;
@@ -1256,6 +1247,15 @@ fn sync_records(
             view.get(key.as_str()).map(|e| e.value.as_ref()),
         );
     }
+}
+
+/// Joins `network_id`'s NetworkDB network unless joined (libnetwork joins it with the first
+/// container on the network), and attaches service discovery to it.
+fn join_and_attach(directory: &Directory, db: &mut NetworkDb, now: Instant, network_id: &str) {
+    if !db.networks().iter().any(|n| n.as_str() == network_id) {
+        let _ = db.join_network(now, network_id.into());
+    }
+    attach(directory, db, network_id);
 }
 
 /// Attaches service discovery to a joined network, seeded with the node's current view of
