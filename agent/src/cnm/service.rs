@@ -962,7 +962,6 @@ impl Cnm {
                     if cnm_ids.contains(&nid) && !wanted.contains_key(&nid) {
                         tracing::info!(network = %nid, "leaving NetworkDB network: no local endpoint");
                         let _ = db.leave_network(now, nid.as_str().into());
-                        directory.detach(&nid);
                     }
                 }
                 for (nid, records) in &wanted {

@@ -140,14 +140,18 @@ impl Directory {
         self.read().sd.stats()
     }
 
-    /// Runs `f` on the scope of `ids`: (network name, records) for each attached one.
+    /// Runs `f` on the scope of `which`: (network name, records) for each attached network
+    /// of it, in order. Borrows everything (no copy per query).
     fn with_scope<R>(
         &self,
-        ids: impl FnOnce(&State) -> Vec<String>,
+        which: Which<'_>,
         f: impl FnOnce(&[(&str, &NetworkRecords)]) -> R,
     ) -> R {
         let state = self.read();
-        let ids = ids(&state);
+        let ids: &[String] = match which {
+            Which::Sandbox(sandbox) => state.sandboxes.get(sandbox).map_or(&[], Vec::as_slice),
+            Which::Networks(ids) => ids,
+        };
         let scope: Vec<(&str, &NetworkRecords)> = ids
             .iter()
             .filter_map(|id| {
@@ -163,42 +167,42 @@ impl Directory {
     }
 }
 
-impl SandboxNames {
-    fn ids(&self, state: &State) -> Vec<String> {
-        state
-            .sandboxes
-            .get(&self.sandbox)
-            .cloned()
-            .unwrap_or_default()
-    }
+/// Whose networks a lookup runs on.
+enum Which<'a> {
+    /// The networks of this sandbox's joined endpoints.
+    Sandbox(&'a str),
+    /// These network IDs.
+    Networks(&'a [String]),
 }
 
 impl crate::dns::server::Names for SandboxNames {
     fn resolve(&self, name: &str, family: Family) -> Lookup {
-        self.directory.with_scope(
-            |s| self.ids(s),
-            |scope| discovery::resolve(scope, name, family),
-        )
+        self.directory
+            .with_scope(Which::Sandbox(&self.sandbox), |scope| {
+                discovery::resolve(scope, name, family)
+            })
     }
 
     fn reverse(&self, ip: IpAddr) -> Option<String> {
         self.directory
-            .with_scope(|s| self.ids(s), |scope| discovery::reverse(scope, ip))
+            .with_scope(Which::Sandbox(&self.sandbox), |scope| {
+                discovery::reverse(scope, ip)
+            })
     }
 }
 
 impl crate::dns::server::Names for NetworkNames {
     fn resolve(&self, name: &str, family: Family) -> Lookup {
-        self.directory.with_scope(
-            |_| self.networks.clone(),
-            |scope| discovery::resolve(scope, name, family),
-        )
+        self.directory
+            .with_scope(Which::Networks(&self.networks), |scope| {
+                discovery::resolve(scope, name, family)
+            })
     }
 
     fn reverse(&self, ip: IpAddr) -> Option<String> {
-        self.directory.with_scope(
-            |_| self.networks.clone(),
-            |scope| discovery::reverse(scope, ip),
-        )
+        self.directory
+            .with_scope(Which::Networks(&self.networks), |scope| {
+                discovery::reverse(scope, ip)
+            })
     }
 }
