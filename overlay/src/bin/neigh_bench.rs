@@ -1,7 +1,8 @@
 //! Programs N peers (default 10,000; a neighbour and an FDB entry each) into one network's
 //! VXLAN device with the batched netlink executor, then the same into a fresh network with
 //! one `ip neigh replace` and one `bridge fdb replace` process per entry, and prints both
-//! times. Root only; everything lives in namespaces named `ovb<pid>-*`, removed at the end.
+//! times. Root only, and iproute2's `ip` and `bridge` for the comparison; everything lives in
+//! namespaces named `ovb<pid>-*`, removed at the end.
 //!
 //! `cargo run --release -p overlay --features netlink --bin neigh_bench -- [N]`
 
@@ -11,6 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use networkdb::NetworkId;
+use overlay::netlink::lab;
 use overlay::netlink::{NetlinkConfig, NetlinkDataplane, NetworkSpec, netns_path};
 use overlay::{Mac, NeighOp};
 
@@ -18,11 +20,22 @@ use overlay::{Mac, NeighOp};
 const MAX_PEERS: u32 = 60_000;
 
 fn main() -> Result<(), Box<dyn Error>> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    let uid = status.lines().find_map(|l| l.strip_prefix("Uid:"));
-    if uid.and_then(|u| u.split_whitespace().next()) != Some("0") {
-        println!("skipping: needs root");
-        return Ok(());
+    if let Some(why) = lab::missing_privileges() {
+        return Err(format!("neigh_bench {why}").into());
+    }
+    // The comparison runs iproute2's commands: say so up front rather than half-way.
+    for cmd in ["ip", "bridge"] {
+        let works = Command::new(cmd)
+            .arg("-V")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !works {
+            return Err(format!(
+                "neigh_bench compares with iproute2's `{cmd}` command: install the Debian \
+                 package iproute2"
+            )
+            .into());
+        }
     }
     let peers: u32 = match std::env::args().nth(1) {
         Some(n) => n.parse()?,
@@ -47,7 +60,7 @@ fn peer(i: u32) -> (Ipv4Addr, Mac, IpAddr) {
 
 async fn run(prefix: &str, peers: u32) -> Result<(), Box<dyn Error>> {
     let underlay = format!("{prefix}u");
-    sh(&["ip", "netns", "add", &underlay])?;
+    lab::add_netns(&underlay)?;
     let mut dp = NetlinkDataplane::new(NetlinkConfig {
         netns_prefix: prefix.to_owned(),
         underlay_netns: Some(netns_path(&underlay)),

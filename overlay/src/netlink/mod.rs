@@ -24,6 +24,7 @@
 //! time driver and IO enabled. Namespaces are entered only on short-lived dedicated threads,
 //! never on a runtime worker.
 
+pub mod lab;
 mod neigh;
 mod netns;
 

@@ -75,28 +75,33 @@ pub(crate) async fn create(name: &str, timeout: Duration) -> Result<PathBuf, Net
     let path = netns_path(name);
     let on_thread = {
         let path = path.clone();
-        move || -> io::Result<()> {
-            fs::create_dir_all(NETNS_DIR)?;
-            File::options().write(true).create_new(true).open(&path)?;
-            let made = nix::sched::unshare(CloneFlags::CLONE_NEWNET)
-                .and_then(|()| {
-                    nix::mount::mount(
-                        Some("/proc/thread-self/ns/net"),
-                        &path,
-                        None::<&str>,
-                        MsFlags::MS_BIND,
-                        None::<&str>,
-                    )
-                })
-                .map_err(io::Error::from);
-            if made.is_err() {
-                let _ = fs::remove_file(&path);
-            }
-            made
-        }
+        move || create_on_this_thread(&path)
     };
     on_ns_thread(name, timeout, on_thread).await?;
     Ok(path)
+}
+
+/// The body of [`create`]: unshares the calling thread's network namespace and bind-mounts
+/// it onto `path`. The thread is left in the new namespace, so it must be one made for this
+/// and ended afterwards. Fails if `path` exists; a half-made file is removed.
+pub(crate) fn create_on_this_thread(path: &Path) -> io::Result<()> {
+    fs::create_dir_all(NETNS_DIR)?;
+    File::options().write(true).create_new(true).open(path)?;
+    let made = nix::sched::unshare(CloneFlags::CLONE_NEWNET)
+        .and_then(|()| {
+            nix::mount::mount(
+                Some("/proc/thread-self/ns/net"),
+                path,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+        })
+        .map_err(io::Error::from);
+    if made.is_err() {
+        let _ = fs::remove_file(path);
+    }
+    made
 }
 
 /// Deletes the named namespace `name` (like `ip netns del`): detaches the bind mount and

@@ -1,0 +1,78 @@
+//! Processes started inside a namespace: the child inherits the namespaces of the thread
+//! that forks it, so a thread enters the namespace, spawns, and ends.
+
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output};
+
+use nix::mount::MsFlags;
+use nix::sched::CloneFlags;
+
+use super::links::on_thread_blocking;
+use crate::netlink::NetlinkError;
+
+/// The file a container's resolver reads.
+const RESOLV_CONF: &str = "/etc/resolv.conf";
+
+/// Starts `cmd` inside network namespace `ns` (the process's own mount namespace: what it
+/// mounts, such as an agent's namespaces in `/run/netns`, everybody sees).
+pub fn spawn_in(ns: &Path, cmd: Command) -> Result<Child, NetlinkError> {
+    let path = ns.to_owned();
+    on_thread_blocking(&ns.display().to_string(), move || {
+        let mut cmd = cmd;
+        enter(&path, None)?;
+        cmd.spawn()
+    })
+}
+
+/// Runs `cmd` to its end inside network namespace `ns`; its output. With `resolv_conf`, the
+/// command runs in a private mount namespace where that file is bind-mounted over
+/// `/etc/resolv.conf`, as `ip netns exec` does with `/etc/netns/<name>/resolv.conf`: a
+/// resolver (glibc's `getent`) then asks the container's DNS server. `cmd` must end within
+/// [`LAB_TIMEOUT`](super::LAB_TIMEOUT).
+pub fn output_in(
+    ns: &Path,
+    resolv_conf: Option<&Path>,
+    cmd: Command,
+) -> Result<Output, NetlinkError> {
+    let path = ns.to_owned();
+    let resolv_conf = resolv_conf.map(Path::to_owned);
+    on_thread_blocking(&ns.display().to_string(), move || {
+        let mut cmd = cmd;
+        enter(&path, resolv_conf)?;
+        cmd.output()
+    })
+}
+
+/// Moves the calling thread into network namespace `ns` and, with `resolv_conf`, into a
+/// private mount namespace with that file over `/etc/resolv.conf`.
+fn enter(ns: &Path, resolv_conf: Option<PathBuf>) -> io::Result<()> {
+    let file = File::open(ns)?;
+    nix::sched::setns(&file, CloneFlags::CLONE_NEWNET)?;
+    if let Some(resolv_conf) = resolv_conf {
+        nix::sched::unshare(CloneFlags::CLONE_NEWNS)?;
+        // Private first: the bind mount below must not propagate to the host's namespace.
+        nix::mount::mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+            None::<&str>,
+        )?;
+        nix::mount::mount(
+            Some(&resolv_conf),
+            RESOLV_CONF,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| {
+            io::Error::other(format!(
+                "bind-mount {} over {RESOLV_CONF}: {e}",
+                resolv_conf.display()
+            ))
+        })?;
+    }
+    Ok(())
+}
