@@ -2,9 +2,10 @@
 //! Root-only end to end test of the embedded DNS (service discovery), on the lab of
 //! `overlay_e2e`: three "hosts" (network namespaces on a bridge in an underlay namespace)
 //! each running `netagent run --dns-upstream 198.18.0.53`, an overlay network `dnsnet`, and
-//! container namespaces whose sandboxes were created with `--resolv-conf
-//! /etc/netns/<container>/resolv.conf`, so that `ip netns exec <container> getent ...` resolves
-//! through the agent's server at 127.0.0.11 with glibc, as a container would.
+//! container namespaces whose sandboxes were created with `--resolv-conf <lab>/resolv/
+//! <container>/resolv.conf`; `getent` runs in the container's namespace with that file mounted
+//! over `/etc/resolv.conf` (as `ip netns exec` would), so it resolves through the agent's
+//! server at 127.0.0.11 with glibc, as a container would.
 //!
 //! The upstream resolver is a stub served by this test from a thread that entered the underlay
 //! namespace (198.18.0.53 on the bridge, UDP and TCP): `outside.test.` A is 198.18.0.99, every
@@ -18,12 +19,11 @@
 //! at most) and its delay printed; the failures are reported together with the agents' logs.
 //!
 //! Only 198.18.0.0/15 is used, inside namespaces the test makes; everything it makes (the
-//! namespaces, `/etc/netns/<name>`, the agents, the stub's threads) is removed on the way out,
+//! namespaces, the agents, the stub's threads, the lab's directory) is removed on the way out,
 //! panics included.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -35,7 +35,7 @@ use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 mod common;
-use common::lab::{Lab, is_root, sh, spawn_in_netns};
+use common::lab::{Lab, run_root_tests, spawn_in_netns};
 
 const HOSTS: usize = 3;
 /// Container namespaces per host (h1c2 and h3c2 stay unused).
@@ -198,23 +198,6 @@ fn answer(raw: &[u8], proto: &str, from: SocketAddr, seen: &Mutex<Vec<String>>) 
     reply.to_vec().ok()
 }
 
-/// `ip netns exec NETNS getent ARGS...`: its exit status and standard output.
-fn getent(netns: &str, args: &[&str]) -> (Option<i32>, String) {
-    let out = Command::new("ip")
-        .args(["netns", "exec", netns, "getent"])
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
 /// Whether `text` has `word` as a whitespace-separated word.
 fn has_word(text: &str, word: &str) -> bool {
     text.split_whitespace().any(|w| w == word)
@@ -263,17 +246,17 @@ impl Checks {
     }
 
     /// `getent ARGS` from `netns` succeeds and `ok` accepts its output.
-    fn getent(&mut self, netns: &str, args: &[&str], ok: impl Fn(&str) -> bool) -> bool {
+    fn getent(&mut self, lab: &Lab, netns: &str, args: &[&str], ok: impl Fn(&str) -> bool) -> bool {
         let what = format!("getent {}", args.join(" "));
-        self.check(&what, PATIENCE, || match getent(netns, args) {
+        self.check(&what, PATIENCE, || match lab.getent(netns, args) {
             (Some(0), out) if ok(&out) => Ok(()),
             (status, out) => Err(format!("status {status:?}, output {out:?}")),
         })
     }
 }
 
-/// Creates sandbox `c<c>` on host `h` for container namespace (h, c) with its resolv.conf under
-/// `/etc/netns`, an endpoint `name` on [`NETWORK`] (with `extra` options), joins them; the
+/// Creates sandbox `c<c>` on host `h` for container namespace (h, c) with its resolv.conf in
+/// the lab's directory, an endpoint `name` on [`NETWORK`] (with `extra` options), joins them; the
 /// container's address.
 fn attach(lab: &mut Lab, h: usize, c: usize, name: &str, extra: &[&str]) -> Ipv4Addr {
     let container = lab.container(h, c);
@@ -348,26 +331,24 @@ fn lookups(lab: &Lab, names: &[&str]) -> String {
     views
 }
 
-#[test]
+fn main() {
+    run_root_tests(
+        "dns_e2e",
+        vec![(
+            "containers_resolve_names_services_and_the_outside_through_the_embedded_dns",
+            containers_resolve_names_services_and_the_outside_through_the_embedded_dns,
+        )],
+    )
+}
+
 fn containers_resolve_names_services_and_the_outside_through_the_embedded_dns() {
-    if !is_root() {
-        println!("skipping dns_e2e: needs root (network namespaces, VXLAN, ip netns exec)");
-        return;
-    }
     let started = Instant::now();
     let upstream_arg = UPSTREAM.to_string();
     let mut lab = Lab::new("de", HOSTS, CONTAINERS, &["--dns-upstream", &upstream_arg]);
     let ul = lab.underlay();
-    sh(&[
-        "ip",
-        "-n",
-        &ul,
-        "addr",
-        "add",
-        &format!("{UPSTREAM}/24"),
-        "dev",
-        "ulbr",
-    ]);
+    let upstream_addr = ipnet::Ipv4Net::new(UPSTREAM, 24).unwrap();
+    overlay::netlink::lab::add_addr(&overlay::netlink::netns_path(&ul), "ulbr", upstream_addr)
+        .unwrap();
     // Dropped before the lab (declared after it).
     let upstream = Upstream::start(&ul);
 
@@ -397,9 +378,7 @@ fn containers_resolve_names_services_and_the_outside_through_the_embedded_dns() 
     let client = lab.container(3, 1);
     let mut checks = Checks::default();
 
-    let resolv = std::path::Path::new("/etc/netns")
-        .join(&client)
-        .join("resolv.conf");
+    let resolv = lab.resolv_conf(&client);
     checks.check(
         "the client's resolv.conf names 127.0.0.11",
         PATIENCE,
@@ -422,20 +401,21 @@ fn containers_resolve_names_services_and_the_outside_through_the_embedded_dns() 
         let ip = ip.to_owned();
         move |out: &str| out.split_whitespace().next() == Some(ip.as_str())
     };
-    let db1_known = checks.getent(&client, &["hosts", "db1"], first_is(&db1));
-    checks.getent(&client, &["hosts", "DB1"], first_is(&db1));
-    checks.getent(&client, &["hosts", "database"], first_is(&db1));
+    let db1_known = checks.getent(&lab, &client, &["hosts", "db1"], first_is(&db1));
+    checks.getent(&lab, &client, &["hosts", "DB1"], first_is(&db1));
+    checks.getent(&lab, &client, &["hosts", "database"], first_is(&db1));
     // A service: its VIP; its tasks on h1 and h2.
-    checks.getent(&client, &["hosts", "web"], first_is(&vip));
-    checks.getent(&client, &["ahostsv4", "tasks.web"], |out| {
+    checks.getent(&lab, &client, &["hosts", "web"], first_is(&vip));
+    checks.getent(&lab, &client, &["ahostsv4", "tasks.web"], |out| {
         has_word(out, &web1) && has_word(out, &web2) && !has_word(out, &vip)
     });
     // Reverse.
-    checks.getent(&client, &["hosts", &db1], |out| {
+    checks.getent(&lab, &client, &["hosts", &db1], |out| {
         out.to_ascii_lowercase().contains(&format!("db1.{NETWORK}"))
     });
     // Unknown to the cluster: forwarded to the upstream stub.
     checks.getent(
+        &lab,
         &client,
         &["hosts", OUTSIDE],
         first_is(&OUTSIDE_IP.to_string()),
@@ -449,7 +429,7 @@ fn containers_resolve_names_services_and_the_outside_through_the_embedded_dns() 
     checks.check(
         "getent hosts nosuch.test fails (NXDOMAIN upstream)",
         PATIENCE,
-        || match getent(&client, &["hosts", "nosuch.test"]) {
+        || match lab.getent(&client, &["hosts", "nosuch.test"]) {
             (Some(2), _) => Ok(()),
             (status, out) => Err(format!("status {status:?}, output {out:?}")),
         },
@@ -500,7 +480,7 @@ fn containers_resolve_names_services_and_the_outside_through_the_embedded_dns() 
     let gone = checks.check(
         "getent hosts db1 fails after db1 left",
         PATIENCE,
-        || match getent(&client, &["hosts", "db1"]) {
+        || match lab.getent(&client, &["hosts", "db1"]) {
             (Some(2), _) => Ok(()),
             (status, out) => Err(format!("status {status:?}, output {out:?}")),
         },
@@ -518,6 +498,7 @@ fn containers_resolve_names_services_and_the_outside_through_the_embedded_dns() 
     }
     // The client itself still resolves (a sanity check that the server still works).
     checks.getent(
+        &lab,
         &client,
         &["hosts", "client"],
         first_is(&client_ip.to_string()),

@@ -30,8 +30,16 @@ fn main() {
             .then_some("needs iproute2's `ip` and `bridge` commands (Debian package iproute2)")
     });
     let trials = vec![
-        trial("batch_apply_state_and_delete", no_root, batch_apply_state_and_delete),
-        trial("two_hosts_ping_across_vxlan", no_root, two_hosts_ping_across_vxlan),
+        trial(
+            "batch_apply_state_and_delete",
+            no_root,
+            batch_apply_state_and_delete,
+        ),
+        trial(
+            "two_hosts_ping_across_vxlan",
+            no_root,
+            two_hosts_ping_across_vxlan,
+        ),
         trial(
             "entries_written_by_iproute2_are_read_back",
             no_iproute2,
@@ -163,7 +171,10 @@ async fn batch_apply_state_and_delete() {
     // Read back by a second netlink socket of the lab, not the dataplane's own.
     let kernel = vxlan_state(&ns);
     assert_eq!(kernel.neighbours.len(), 100, "{kernel:?}");
-    let (ip5, mac5) = (Ipv4Addr::new(198, 18, 1, 5), "02:42:c6:12:01:05".parse().unwrap());
+    let (ip5, mac5) = (
+        Ipv4Addr::new(198, 18, 1, 5),
+        "02:42:c6:12:01:05".parse().unwrap(),
+    );
     assert_eq!(kernel.neighbours.get(&ip5), Some(&mac5));
     assert_eq!(kernel.fdb.len(), 100, "{kernel:?}");
     assert_eq!(
@@ -389,5 +400,4 @@ async fn entries_written_by_iproute2_are_read_back() {
     want.fdb.insert(mac, "198.18.0.9".parse().unwrap());
     assert_eq!(dp.state(&net).await.unwrap(), want);
     dp.remove_network(&net).await.unwrap();
-
 }

@@ -1,11 +1,11 @@
 //! A root-only lab of network namespaces for the end to end tests: an underlay namespace
 //! holding a bridge `ulbr`, `hosts` host namespaces plugged into it at 198.18.0.H/24, each
-//! running `netagent run` through `ip netns exec`, and `containers` empty container namespaces
-//! per host.
+//! running `netagent run`, and `containers` empty container namespaces per host; all of it
+//! built from Rust ([`overlay::netlink::lab`]), nothing from iproute2 or iputils.
 //!
 //! Every name carries a tag (a prefix of the test's choosing and the process id); everything
 //! made is removed when the [`Lab`] is dropped, panics included: agents, namespaces (those the
-//! agents made too), `/etc/netns/<name>` directories and the scratch directory.
+//! agents made too) and the scratch directory (logs, state, containers' `resolv.conf`).
 
 use std::fs::File;
 use std::net::Ipv4Addr;
@@ -14,26 +14,33 @@ use std::process::{Child, Command, Output, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use libtest_mimic::{Arguments, Trial};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use overlay::netlink::lab;
+use overlay::netlink::{NetlinkDataplane, netns_path};
+
 use super::netagent;
 
-/// Whether the test runs as root (namespaces, VXLAN, `ip netns exec`).
-pub fn is_root() -> bool {
-    agent::dataplane::is_root()
-}
-
-/// Runs a command that must succeed; its standard output.
-pub fn sh(args: &[&str]) -> String {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+/// Runs a root-only test file's tests under a harness that, without root, reports each as
+/// ignored and says why on stderr: a test that cannot run never shows as passed.
+pub fn run_root_tests(file: &str, tests: Vec<(&'static str, fn())>) -> ! {
+    let args = Arguments::from_args();
+    let skip = lab::missing_privileges();
+    let trials = tests
+        .into_iter()
+        .map(|(name, test)| {
+            if let Some(why) = skip {
+                eprintln!("NOT RUN: {file} {name}: {why}");
+            }
+            Trial::test(name, move || {
+                test();
+                Ok(())
+            })
+            .with_ignored_flag(skip.is_some())
+        })
+        .collect();
+    libtest_mimic::run(&args, trials).exit()
 }
 
 /// Runs `f` on a new thread that first moved into the network namespace `/run/netns/<name>`
@@ -42,7 +49,7 @@ pub fn spawn_in_netns<T: Send + 'static>(
     name: &str,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> JoinHandle<T> {
-    let path = Path::new("/run/netns").join(name);
+    let path = netns_path(name);
     std::thread::spawn(move || {
         let ns = File::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
@@ -59,10 +66,8 @@ pub struct Lab {
     pub dir: PathBuf,
     /// How many hosts (1-based: host `h` is `1..=hosts`).
     pub hosts: usize,
-    /// Namespaces made with `ip netns add`.
+    /// Namespaces made here, in order.
     netns: Vec<String>,
-    /// Directories made under `/etc/netns`.
-    etc_netns: Vec<PathBuf>,
     /// The agents, indexed by host (0 unused).
     agents: Vec<Option<Child>>,
     /// Arguments added to every `netagent run`.
@@ -84,29 +89,24 @@ impl Lab {
             dir,
             hosts,
             netns: Vec::new(),
-            etc_netns: Vec::new(),
             agents: (0..=hosts).map(|_| None).collect(),
             agent_args: agent_args.iter().map(|a| (*a).to_owned()).collect(),
         };
 
         let ul = lab.underlay();
         lab.add_netns(&ul);
-        sh(&["ip", "-n", &ul, "link", "add", "ulbr", "type", "bridge"]);
-        sh(&["ip", "-n", &ul, "link", "set", "ulbr", "up"]);
+        let ul_path = netns_path(&ul);
+        lab::add_bridge(&ul_path, "ulbr").unwrap();
         for h in 1..=hosts {
             let host = lab.host(h);
             lab.add_netns(&host);
+            let host_path = netns_path(&host);
             let port = format!("u{h}");
-            sh(&[
-                "ip", "-n", &ul, "link", "add", &port, "type", "veth", "peer", "name", "eth0",
-                "netns", &host,
-            ]);
-            sh(&[
-                "ip", "-n", &ul, "link", "set", &port, "master", "ulbr", "up",
-            ]);
-            let addr = format!("{}/24", Self::host_ip(h));
-            sh(&["ip", "-n", &host, "addr", "add", &addr, "dev", "eth0"]);
-            sh(&["ip", "-n", &host, "link", "set", "eth0", "up"]);
+            lab::add_veth(&ul_path, &port, &host_path, "eth0").unwrap();
+            lab::set_master(&ul_path, &port, "ulbr").unwrap();
+            let addr = ipnet::Ipv4Net::new(Self::host_ip(h), 24).unwrap();
+            lab::add_addr(&host_path, "eth0", addr).unwrap();
+            lab::link_up(&host_path, "eth0").unwrap();
             for c in 1..=containers {
                 let name = lab.container(h, c);
                 lab.add_netns(&name);
@@ -164,18 +164,34 @@ impl Lab {
 
     /// Makes a namespace (removed on drop) with its loopback up.
     pub fn add_netns(&mut self, name: &str) {
-        sh(&["ip", "netns", "add", name]);
+        lab::add_netns(name).unwrap_or_else(|e| panic!("namespace {name}: {e}"));
         self.netns.push(name.to_owned());
-        sh(&["ip", "-n", name, "link", "set", "lo", "up"]);
     }
 
-    /// `/etc/netns/<name>/resolv.conf`, its directory made (and removed on drop): the file
-    /// `ip netns exec <name>` mounts over `/etc/resolv.conf`.
-    pub fn resolv_conf(&mut self, name: &str) -> PathBuf {
-        let dir = Path::new("/etc/netns").join(name);
+    /// Where the agent writes namespace `name`'s `resolv.conf` (its directory made), and
+    /// where [`Lab::getent`] mounts it from.
+    pub fn resolv_conf(&self, name: &str) -> PathBuf {
+        let dir = self.dir.join("resolv").join(name);
         std::fs::create_dir_all(&dir).unwrap();
-        self.etc_netns.push(dir.clone());
         dir.join("resolv.conf")
+    }
+
+    /// `getent ARGS` in container namespace `name`, its resolver reading the container's
+    /// `resolv.conf` (glibc's, as a container would): its exit status and output.
+    pub fn getent(&self, name: &str, args: &[&str]) -> (Option<i32>, String) {
+        let mut cmd = Command::new("getent");
+        cmd.args(args);
+        match lab::output_in(&netns_path(name), Some(&self.resolv_conf(name)), cmd) {
+            Ok(out) => (
+                out.status.code(),
+                format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                ),
+            ),
+            Err(e) => (None, format!("getent in {name}: {e}")),
+        }
     }
 
     /// Starts host `h`'s agent (joining host 1's unless it is host 1) and waits until its API
@@ -187,10 +203,8 @@ impl Lab {
             .open(self.log_path(h))
             .unwrap();
         let ip = Self::host_ip(h);
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.host(h)])
-            .arg(env!("CARGO_BIN_EXE_netagent"))
-            .args(["run", "--insecure", "--fast-failure-detection"])
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_netagent"));
+        cmd.args(["run", "--insecure", "--fast-failure-detection"])
             .args(["--name", &format!("h{h}")])
             .args(["--bind", &format!("{ip}:7946")])
             .args(["--diag-addr", &format!("{ip}:2000")])
@@ -205,18 +219,16 @@ impl Lab {
                 cmd.env_remove(k);
             }
         }
-        let child = cmd
-            .env("NO_COLOR", "1")
+        cmd.env("NO_COLOR", "1")
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+            .stderr(log);
+        let child = lab::spawn_in(&netns_path(&self.host(h)), cmd).unwrap();
         self.agents[h] = Some(child);
         self.wait_for(h, &["info"], |_| true);
     }
 
-    /// The process id of host `h`'s agent (`ip netns exec` execs it: the same process).
+    /// The process id of host `h`'s agent.
     pub fn pid(&self, h: usize) -> u32 {
         self.agents[h].as_ref().unwrap().id()
     }
@@ -263,55 +275,40 @@ impl Lab {
 
     /// The IPv4 address of `eth0` in a container namespace, if it has one in 198.18.100.0/24.
     pub fn container_ip(&self, h: usize, c: usize) -> Option<Ipv4Addr> {
-        let out = Command::new("ip")
-            .args([
-                "-n",
-                &self.container(h, c),
-                "-4",
-                "-o",
-                "addr",
-                "show",
-                "dev",
-                "eth0",
-            ])
-            .output()
-            .ok()?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        text.split_whitespace()
-            .skip_while(|w| *w != "inet")
-            .nth(1)
-            .filter(|a| a.starts_with("198.18.100."))
-            .and_then(|a| a.split('/').next()?.parse().ok())
+        let addrs = lab::ipv4_addrs(&netns_path(&self.container(h, c)), "eth0").ok()?;
+        addrs
+            .iter()
+            .map(|a| a.addr())
+            .find(|a| a.octets()[..3] == [198, 18, 100])
     }
 
-    /// One ping from namespace `from` to `to`; whether it was answered within a second.
+    /// One ICMP echo from namespace `from` to `to`; whether it was answered within a second.
     pub fn ping(&self, from: &str, to: Ipv4Addr) -> bool {
-        Command::new("ip")
-            .args(["netns", "exec", from, "ping", "-c", "1", "-W", "1"])
-            .arg(to.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
+        lab::ping(&netns_path(from), to, Duration::from_secs(1)).is_ok_and(|rtt| rtt.is_some())
     }
 
-    /// The `vxlan0` neighbours of host `h`'s overlay network namespace `name` (it lives in
-    /// the agent's mount namespace: `ip netns exec` gives the agent its own).
-    pub fn neighbours(&self, h: usize, name: &str) -> String {
-        let out = Command::new("nsenter")
-            .args(["-t", &self.pid(h).to_string(), "-m", "--"])
-            .args(["ip", "-n", name, "neigh", "show", "dev", "vxlan0"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
+    /// The addresses programmed as permanent neighbours on `vxlan0` of host `h`'s overlay
+    /// network namespace `name`.
+    pub fn neighbours(&self, h: usize, name: &str) -> Vec<Ipv4Addr> {
+        match lab::vxlan_state(&netns_path(name), "vxlan0") {
+            Ok(state) => state.neighbours.into_keys().collect(),
+            Err(e) => panic!("h{h} neighbours of {name}: {e}"),
+        }
     }
 
     /// Kills host `h`'s agent with SIGKILL (it cleans nothing up).
     pub fn kill9(&mut self, h: usize) {
         if let Some(mut child) = self.agents[h].take() {
-            sh(&["kill", "-9", &child.id().to_string()]);
+            signal(&child, Signal::SIGKILL);
             let _ = child.wait();
         }
+    }
+}
+
+/// Sends `sig` to `child` (gone already: nothing to do).
+fn signal(child: &Child, sig: Signal) {
+    if let Ok(pid) = i32::try_from(child.id()) {
+        let _ = kill(Pid::from_raw(pid), sig);
     }
 }
 
@@ -320,11 +317,8 @@ impl Drop for Lab {
         let prefixes: Vec<String> = (1..=self.hosts)
             .map(|h| agent::dataplane::netns_prefix(&format!("h{h}"), &self.state_dir(h)))
             .collect();
-        for child in self.agents.iter_mut().filter_map(Option::take) {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
-            let mut child = child;
+        for mut child in self.agents.iter_mut().filter_map(Option::take) {
+            signal(&child, Signal::SIGTERM);
             let deadline = Instant::now() + Duration::from_secs(5);
             while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
                 std::thread::sleep(Duration::from_millis(50));
@@ -333,24 +327,15 @@ impl Drop for Lab {
             let _ = child.wait();
         }
         for name in self.netns.iter().rev() {
-            let _ = Command::new("ip").args(["netns", "del", name]).output();
-        }
-        // Namespace files the agents left (their mounts died with the agents' mount
-        // namespaces; a leftover file or mount is removed either way).
-        if let Ok(entries) = std::fs::read_dir("/run/netns") {
-            for e in entries.filter_map(Result::ok) {
-                let name = e.file_name().to_string_lossy().into_owned();
-                if prefixes.iter().any(|p| name.starts_with(p.as_str())) {
-                    let _ = Command::new("ip").args(["netns", "del", &name]).output();
-                }
+            if let Err(e) = lab::del_netns(name) {
+                eprintln!("lab cleanup: {e}");
             }
         }
-        for dir in &self.etc_netns {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-        if !self.etc_netns.is_empty() {
-            // Only when empty: another run may be using it.
-            let _ = std::fs::remove_dir("/etc/netns");
+        // Namespaces a killed agent left behind.
+        for prefix in &prefixes {
+            if let Err(e) = NetlinkDataplane::cleanup_leftovers(prefix) {
+                eprintln!("lab cleanup of {prefix}*: {e}");
+            }
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }

@@ -58,7 +58,12 @@ fn echo(to: Ipv4Addr, timeout: Duration) -> io::Result<Option<Duration>> {
                     return Ok(Some(start.elapsed()));
                 }
             }
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 return Ok(None);
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -116,7 +121,9 @@ mod tests {
         let req = echo_request(0x1234, 7);
         assert_eq!(checksum(&req), 0, "a packet with its checksum sums to zero");
         let from = Ipv4Addr::new(198, 18, 0, 2);
-        let mut reply = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, 1, 0, 0, 198, 18, 0, 2, 198, 18, 0, 1];
+        let mut reply = vec![
+            0x45, 0, 0, 0, 0, 0, 0, 0, 64, 1, 0, 0, 198, 18, 0, 2, 198, 18, 0, 1,
+        ];
         reply.extend_from_slice(&req);
         reply[20] = ECHO_REPLY;
         assert!(is_reply(&reply, from, 0x1234, 7));
@@ -124,6 +131,9 @@ mod tests {
         assert!(!is_reply(&reply, Ipv4Addr::new(198, 18, 0, 3), 0x1234, 7));
         assert!(!is_reply(&reply[..24], from, 0x1234, 7), "truncated");
         assert!(!is_reply(&[], from, 0x1234, 7));
-        assert!(!is_reply(&[0x4f; 30], from, 0x1234, 7), "header longer than the packet");
+        assert!(
+            !is_reply(&[0x4f; 30], from, 0x1234, 7),
+            "header longer than the packet"
+        );
     }
 }

@@ -49,7 +49,12 @@ pub fn add_bridge(ns: &Path, name: &str) -> Result<(), NetlinkError> {
 
 /// Creates a veth pair: `name` in namespace `ns` and `peer_name` in namespace `peer_ns`, both
 /// down.
-pub fn add_veth(ns: &Path, name: &str, peer_ns: &Path, peer_name: &str) -> Result<(), NetlinkError> {
+pub fn add_veth(
+    ns: &Path,
+    name: &str,
+    peer_ns: &Path,
+    peer_name: &str,
+) -> Result<(), NetlinkError> {
     let peer_fd = File::open(peer_ns).map_err(|source| NetlinkError::Netns {
         name: peer_ns.display().to_string(),
         source,
