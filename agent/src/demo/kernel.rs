@@ -1,9 +1,11 @@
 //! The root part of `netagent demo`: the real dataplane, on the recipe of
 //! `tests/overlay_e2e.rs`. An underlay namespace holds a bridge; three host namespaces are
 //! plugged into it (eth0 at 198.18.0.1-3/24) and each runs `netagent run` (this executable,
-//! started with `ip netns exec`, in secure mode with the demo's CA, certificates and gossip
-//! key); one container namespace per host is joined through the control API to network
-//! 198.18.100.0/24, and containers ping each other across VXLAN.
+//! started inside the host's namespace, in secure mode with the demo's CA, certificates and
+//! gossip key); one container namespace per host is joined through the control API to network
+//! 198.18.100.0/24, containers ping each other across VXLAN (ICMP echo from Rust) and resolve
+//! each other's names with glibc's `getent`. The lab is built from Rust
+//! ([`overlay::netlink::lab`]): nothing from iproute2 or iputils is needed.
 //!
 //! Every namespace carries the process id, every interface lives in a namespace made here,
 //! only 198.18.0.0/15 is used, and [`Lab`]'s `Drop` stops the agents and deletes all of it,
@@ -13,6 +15,12 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use ipnet::Ipv4Net;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use overlay::netlink::lab;
+use overlay::netlink::{NetlinkDataplane, netns_path};
 
 use super::{DemoError, NODES, PATIENCE, SUBNET, fail, node_name};
 use crate::api::client::ApiClient;
@@ -24,18 +32,14 @@ const NETWORK: &str = "demo-overlay";
 /// How long a stopping agent may take to leave before it is killed.
 const STOP_PATIENCE: Duration = Duration::from_secs(5);
 
-/// Runs the real-dataplane part when the process is root and `ip` works; otherwise prints
-/// why it is skipped. `dir` holds the demo's PKI (`dir/pki`).
+/// Runs the real-dataplane part when the process is root; otherwise prints why it is
+/// skipped. `dir` holds the demo's PKI (`dir/pki`).
 pub(super) async fn run(dir: &Path) -> Result<(), DemoError> {
-    if !crate::dataplane::is_root() {
+    if let Some(why) = lab::missing_privileges() {
         println!(
-            "real dataplane: skipped (needs root: network namespaces, veth, VXLAN; \
-             as root the demo also pings between containers across the overlay)"
+            "real dataplane: skipped ({why}; as root the demo also pings between containers \
+             across the overlay)"
         );
-        return Ok(());
-    }
-    if !command_works(&["ip", "-V"]) || !command_works(&["ping", "-V"]) {
-        println!("real dataplane: skipped (needs the `ip` (iproute2) and `ping` commands)");
         return Ok(());
     }
     let exe = std::env::current_exe()
@@ -143,7 +147,7 @@ async fn drive(lab: &mut Lab) -> Result<(), DemoError> {
             .create_sandbox(&SandboxCreate {
                 name: sandbox.clone(),
                 netns: format!("/run/netns/{}", lab.container(h)),
-                // `ip netns exec` mounts this over /etc/resolv.conf: the container's
+                // Mounted over /etc/resolv.conf where `getent` runs: the container's
                 // resolver then asks the agent's embedded DNS server at 127.0.0.11.
                 resolv_conf: Some(lab.resolv_conf(h).display().to_string()),
             })
@@ -174,14 +178,12 @@ async fn drive(lab: &mut Lab) -> Result<(), DemoError> {
     }
 
     let from = lab.container(1);
+    let from_path = netns_path(&from);
     for (i, to) in ips.iter().enumerate().skip(1) {
         let target = lab.container(i + 1);
         let probe = Instant::now();
         super::wait(&format!("a first answer from {to} to {from}"), || async {
-            let ok = run_quiet(
-                &["ip", "netns", "exec", &from, "ping", "-c", "1", "-W", "1"],
-                to,
-            );
+            let ok = echo(&from_path, *to).await?.is_some();
             if !ok {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
@@ -189,25 +191,18 @@ async fn drive(lab: &mut Lab) -> Result<(), DemoError> {
         })
         .await?;
         println!(
-            "{} {from} -> {target} ({to}): first answer after {} ms; \
-             `ip netns exec {from} ping -c 3 -W 2 {to}`:",
+            "{} {from} -> {target} ({to}): first answer after {} ms; three ICMP echoes:",
             at(),
             probe.elapsed().as_millis()
         );
-        let out = Command::new("ip")
-            .args(["netns", "exec", &from, "ping", "-c", "3", "-W", "2"])
-            .arg(to.to_string())
-            .output()
-            .map_err(|e| DemoError(format!("ping: {e}")))?;
-        for line in String::from_utf8_lossy(&out.stdout).lines() {
-            println!("      {line}");
-        }
-        if !out.status.success() {
-            return Err(DemoError(format!(
-                "ping {from} -> {to} failed ({}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
+        for seq in 1..=3 {
+            match echo(&from_path, *to).await? {
+                Some(rtt) => println!(
+                    "      echo reply from {to}: seq={seq} time={:.3} ms",
+                    rtt.as_secs_f64() * 1e3
+                ),
+                None => return Err(DemoError(format!("echo {seq} {from} -> {to}: no reply"))),
+            }
         }
     }
     // Service discovery: the container on host 1 finds the others by name through its
@@ -217,10 +212,16 @@ async fn drive(lab: &mut Lab) -> Result<(), DemoError> {
         let probe = Instant::now();
         let line = std::cell::RefCell::new(String::new());
         super::wait(&format!("{from} resolving {name}"), || async {
-            let out = Command::new("ip")
-                .args(["netns", "exec", &from, "getent", "ahostsv4", &name])
-                .output()
-                .map_err(|e| DemoError(format!("getent: {e}")))?;
+            let mut cmd = Command::new("getent");
+            cmd.args(["ahostsv4", &name]);
+            let resolv = lab.resolv_conf(1);
+            let out = tokio::task::spawn_blocking({
+                let from_path = from_path.clone();
+                move || lab::output_in(&from_path, Some(&resolv), cmd)
+            })
+            .await
+            .map_err(fail)?
+            .map_err(|e| DemoError(format!("getent: {e}")))?;
             let first = String::from_utf8_lossy(&out.stdout)
                 .lines()
                 .next()
@@ -237,7 +238,7 @@ async fn drive(lab: &mut Lab) -> Result<(), DemoError> {
         let line = line.into_inner();
         println!(
             "{} {from} resolves {name} -> {to} through its embedded DNS ({} ms); \
-             `ip netns exec {from} getent ahostsv4 {name}`: {}",
+             `getent ahostsv4 {name}` in {from}: {}",
             at(),
             probe.elapsed().as_millis(),
             line.split_whitespace().collect::<Vec<_>>().join(" ")
@@ -257,7 +258,7 @@ struct Lab {
     dir: PathBuf,
     pki: PathBuf,
     exe: PathBuf,
-    /// Namespaces made with `ip netns add`, in order.
+    /// Namespaces made here, in order.
     netns: Vec<String>,
     /// The agent of host `h` at index `h`.
     agents: Vec<Option<Child>>,
@@ -292,10 +293,10 @@ impl Lab {
         self.dir.join(format!("h{h}"))
     }
 
-    /// The container's `resolv.conf` the agent of host `h` writes, where `ip netns exec`
-    /// finds it (`/etc/netns/<namespace>/resolv.conf`).
+    /// The container's `resolv.conf` the agent of host `h` writes (in the demo's directory).
     fn resolv_conf(&self, h: usize) -> PathBuf {
-        Path::new("/etc/netns")
+        self.dir
+            .join("resolv")
             .join(self.container(h))
             .join("resolv.conf")
     }
@@ -309,33 +310,32 @@ impl Lab {
     }
 
     fn add_netns(&mut self, name: &str) -> Result<(), DemoError> {
-        sh(&["ip", "netns", "add", name])?;
+        lab::add_netns(name).map_err(fail)?;
         self.netns.push(name.to_owned());
-        sh(&["ip", "-n", name, "link", "set", "lo", "up"])
+        Ok(())
     }
 
     fn build_topology(&mut self) -> Result<(), DemoError> {
         std::fs::create_dir_all(&self.dir).map_err(fail)?;
         let ul = self.underlay();
         self.add_netns(&ul)?;
-        sh(&["ip", "-n", &ul, "link", "add", "ulbr", "type", "bridge"])?;
-        sh(&["ip", "-n", &ul, "link", "set", "ulbr", "up"])?;
+        let ul_path = netns_path(&ul);
+        lab::add_bridge(&ul_path, "ulbr").map_err(fail)?;
         for h in 1..=NODES {
             let host = self.host(h);
             self.add_netns(&host)?;
+            let host_path = netns_path(&host);
             let port = format!("u{h}");
-            sh(&[
-                "ip", "-n", &ul, "link", "add", &port, "type", "veth", "peer", "name", "eth0",
-                "netns", &host,
-            ])?;
-            sh(&[
-                "ip", "-n", &ul, "link", "set", &port, "master", "ulbr", "up",
-            ])?;
-            let addr = format!("{}/24", Self::host_ip(h));
-            sh(&["ip", "-n", &host, "addr", "add", &addr, "dev", "eth0"])?;
-            sh(&["ip", "-n", &host, "link", "set", "eth0", "up"])?;
+            lab::add_veth(&ul_path, &port, &host_path, "eth0").map_err(fail)?;
+            lab::set_master(&ul_path, &port, "ulbr").map_err(fail)?;
+            let addr = Ipv4Net::new(Self::host_ip(h), 24).map_err(fail)?;
+            lab::add_addr(&host_path, "eth0", addr).map_err(fail)?;
+            lab::link_up(&host_path, "eth0").map_err(fail)?;
             let container = self.container(h);
             self.add_netns(&container)?;
+            if let Some(dir) = self.resolv_conf(h).parent() {
+                std::fs::create_dir_all(dir).map_err(fail)?;
+            }
         }
         Ok(())
     }
@@ -349,10 +349,8 @@ impl Lab {
         let name = node_name(h);
         let pki = |f: String| self.pki.join(f).display().to_string();
         let ip = Self::host_ip(h);
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.host(h)])
-            .arg(&self.exe)
-            .args(["run", "--fast-failure-detection", "--log-level", "info"])
+        let mut cmd = Command::new(&self.exe);
+        cmd.args(["run", "--fast-failure-detection", "--log-level", "info"])
             // The demo's names are all the cluster's: nothing is forwarded off the machine.
             .arg("--dns-forward=false")
             .args(["--name", &name])
@@ -372,12 +370,11 @@ impl Lab {
                 cmd.env_remove(k);
             }
         }
-        let child = cmd
-            .env("NO_COLOR", "1")
+        cmd.env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
+            .stderr(log);
+        let child = lab::spawn_in(&netns_path(&self.host(h)), cmd)
             .map_err(|e| DemoError(format!("cannot start {name}: {e}")))?;
         self.agents[h] = Some(child);
         Ok(())
@@ -436,11 +433,9 @@ impl Lab {
         let mut stopping: Vec<(usize, Child)> = Vec::new();
         for (h, slot) in self.agents.iter_mut().enumerate() {
             if let Some(child) = slot.take() {
-                let _ = Command::new("kill")
-                    .args(["-TERM", &child.id().to_string()])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status();
+                if let Ok(pid) = i32::try_from(child.id()) {
+                    let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+                }
                 stopping.push((h, child));
             }
         }
@@ -455,28 +450,15 @@ impl Lab {
             }
             let _ = child.wait();
         }
-        for h in 1..=NODES {
-            if let Some(dir) = self.resolv_conf(h).parent() {
-                let _ = std::fs::remove_dir_all(dir);
-            }
-        }
         for name in std::mem::take(&mut self.netns).iter().rev() {
-            if let Err(e) = sh(&["ip", "netns", "del", name]) {
-                problems.push(e.0);
+            if let Err(e) = lab::del_netns(name) {
+                problems.push(e.to_string());
             }
         }
-        // Namespace files the agents left (their mounts died with the agents' mount
-        // namespaces: `ip netns exec` gives each its own).
-        if let Ok(entries) = std::fs::read_dir("/run/netns") {
-            for e in entries.filter_map(Result::ok) {
-                let name = e.file_name().to_string_lossy().into_owned();
-                if prefixes.iter().any(|p| name.starts_with(p.as_str())) {
-                    let _ = Command::new("ip")
-                        .args(["netns", "del", &name])
-                        .stdout(Stdio::null())
-                        .stderr(Stdio::null())
-                        .status();
-                }
+        // Namespaces the agents left (a killed agent's overlay networks).
+        for prefix in &prefixes {
+            if let Err(e) = NetlinkDataplane::cleanup_leftovers(prefix) {
+                problems.push(format!("{prefix}*: {e}"));
             }
         }
         let _ = std::fs::remove_dir_all(&self.dir);
@@ -492,44 +474,12 @@ impl Drop for Lab {
     }
 }
 
-/// Runs a command; an error carries its output.
-fn sh(args: &[&str]) -> Result<(), DemoError> {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| DemoError(format!("{}: {e}", args.join(" "))))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(DemoError(format!(
-            "`{}` failed ({}): {}{}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stdout).trim(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )))
-    }
-}
-
-/// Whether `args` followed by `last` runs and exits 0, output discarded.
-fn run_quiet(args: &[&str], last: &Ipv4Addr) -> bool {
-    Command::new(args[0])
-        .args(&args[1..])
-        .arg(last.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-fn command_works(args: &[&str]) -> bool {
-    Command::new(args[0])
-        .args(&args[1..])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+/// One ICMP echo from the namespace at `from` to `to`, off the runtime: the round trip, or
+/// `None` without a reply within a second.
+async fn echo(from: &Path, to: Ipv4Addr) -> Result<Option<Duration>, DemoError> {
+    let from = from.to_owned();
+    tokio::task::spawn_blocking(move || lab::ping(&from, to, Duration::from_secs(1)))
+        .await
+        .map_err(fail)?
+        .map_err(|e| DemoError(format!("echo to {to}: {e}")))
 }
