@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use networkdb::harness::Harness;
-use networkdb::{Config, NodeState};
+use networkdb::{Config, ConfigError, MAX_INTERVAL, NetworkDb, NodeState};
 
 const NET: &str = "net";
 const TABLE: &str = "t";
@@ -107,37 +107,78 @@ fn zombie_attachment_after_long_partition_with_failure_detection() {
     }
 }
 
-/// `Config::validate` accepts intervals that make the core panic on `Instant + Duration`:
-/// whatever `NetworkDb::new` accepts must not panic later.
+/// `Config::validate` once accepted intervals that made the core panic on `Instant +
+/// Duration`. Such an interval is now refused at construction, naming the field; the largest
+/// interval it accepts runs without panicking.
 #[test]
 fn validated_config_does_not_panic() {
-    use networkdb::NetworkDb;
-    let cfg = Config {
+    let now = networkdb::harness::epoch();
+    let refused = new_db(Config {
         reap_entry_interval: Duration::MAX,
         ..Config::default()
-    };
-    let now = networkdb::harness::epoch();
-    let Ok(mut db) = NetworkDb::new(now, "a".into(), "127.0.0.1:1".parse().unwrap(), 1, cfg) else {
-        return; // refused at construction: fine
-    };
+    });
+    assert!(
+        matches!(
+            refused,
+            Err(ConfigError::OutOfRange {
+                field: "reap_entry_interval",
+                ..
+            })
+        ),
+        "{:?}",
+        refused.err()
+    );
+    let mut db = new_db(Config {
+        reap_entry_interval: MAX_INTERVAL,
+        ..Config::default()
+    })
+    .expect("the largest interval is accepted");
     db.join_network(now, NET.into()).unwrap();
-    let _ = db.leave_network(now, NET.into()); // panics: overflow when adding duration to instant
+    // Once panicked: overflow when adding a duration to an instant.
+    db.leave_network(now, NET.into()).unwrap();
+    db.handle_timeout(now + Duration::from_secs(3600));
 }
 
+/// As [`validated_config_does_not_panic`], for the bulk-sync timer.
 #[test]
 fn validated_config_does_not_panic_timer() {
-    use networkdb::NetworkDb;
-    let cfg = Config {
+    let now = networkdb::harness::epoch();
+    let refused = new_db(Config {
         bulk_sync_timeout: Duration::MAX,
         ..Config::default()
-    };
-    let now = networkdb::harness::epoch();
-    let Ok(mut db) = NetworkDb::new(now, "a".into(), "127.0.0.1:1".parse().unwrap(), 1, cfg) else {
-        return;
-    };
+    });
+    assert!(
+        matches!(
+            refused,
+            Err(ConfigError::OutOfRange {
+                field: "bulk_sync_timeout",
+                ..
+            })
+        ),
+        "{:?}",
+        refused.err()
+    );
+    let mut db = new_db(Config {
+        bulk_sync_timeout: MAX_INTERVAL,
+        ..Config::default()
+    })
+    .expect("the largest interval is accepted");
     db.node_up(now, "b".into(), "127.0.0.1:2".parse().unwrap());
     db.join_network(now, NET.into()).unwrap();
-    let _ = db.bulk_sync_with(now, &"b".into()); // panics: overflow when adding duration to instant
+    // Once panicked: overflow when adding a duration to an instant.
+    let _ = db.bulk_sync_with(now, &"b".into());
+    db.handle_timeout(now + Duration::from_secs(3600));
+}
+
+/// A node "a" at 127.0.0.1:1 with `config`.
+fn new_db(config: Config) -> Result<NetworkDb, ConfigError> {
+    NetworkDb::new(
+        networkdb::harness::epoch(),
+        "a".into(),
+        "127.0.0.1:1".parse().unwrap(),
+        1,
+        config,
+    )
 }
 
 /// A network event larger than one datagram would never be sent nor retired from the cluster
