@@ -1,5 +1,5 @@
 //! Behaviour tests ported from the tests moby added or changed in its NetworkDB in 2025-26
-//! (`docs/PROTOCOL.md`, reference §14 "Additional and changed tests in MB").
+//! (the behaviour they pin down is described in `docs/PROTOCOL.md`).
 //!
 //! Tests that need an exact order of events drive one [`NetworkDb`] by hand ([`Solo`]) and
 //! feed it hand-built messages; the others run on the in-memory [`Harness`] in virtual time.

@@ -25,7 +25,8 @@ const MIN_IP: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
 ///   record goes. Duplicate events change nothing.
 /// * [`network_ready`](Self::network_ready) / [`network_gone`](Self::network_gone): the
 ///   network's VXLAN device was created / destroyed. Peers are kept either way: peers that
-///   arrive before the device exists are replayed when it becomes ready (checklist 24).
+///   arrive before the device exists are replayed when it becomes ready, as libnetwork's
+///   peer DB replays them when the sandbox appears.
 /// * [`host_down`](Self::host_down) / [`host_up`](Self::host_up): a remote host failed /
 ///   returned; its endpoints are withdrawn while it is down. NetworkDB already hides a
 ///   failed owner's entries by emitting deletes and restores them with creates, so a node
@@ -46,12 +47,14 @@ const MIN_IP: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
 /// every remote one (and then nothing is programmed for the IP: local endpoints live on the
 /// bridge, and a remote neighbour entry would make proxy ARP answer for them), and otherwise
 /// the smallest VTEP, then the smallest endpoint ID, wins. When the chosen claimant goes, the
-/// next one is programmed at once (checklist 23).
+/// next one is programmed at once, rather than leaving the IP unprogrammed until a later
+/// event.
 ///
 /// # FDB
 ///
 /// Each programmed (chosen, remote) endpoint references the FDB entry `mac -> vtep`; an
-/// entry lives while its reference count is positive (checklist 21). If one MAC is
+/// entry lives while its reference count is positive, so two endpoints behind one MAC do not
+/// delete each other's entry. If one MAC is
 /// referenced with several VTEPs (a user-set MAC reused on two hosts), the kernel can hold
 /// only one permanent remote for it: the smallest VTEP wins.
 #[derive(Clone, Debug)]

@@ -11,8 +11,9 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 use crate::options::{CrashSpec, OptionsError, PartitionKind, PartitionSpec, PauseSpec};
 use crate::{SimOptions, seeds};
 
-/// A named, replayable case. Each reproduces the conditions of an upstream bug (see
-/// `reference/networkdb.md` section 16) or runs the generic workload.
+/// A named, replayable case. Each reproduces the conditions of a bug reported against
+/// libnetwork's NetworkDB (the issue is named on the variant) or runs the generic
+/// workload.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Scenario {
     /// The generic workload: random network joins and leaves, creates, updates and deletes

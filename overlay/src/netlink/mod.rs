@@ -8,7 +8,7 @@
 //! `apply` does not stop at the first failure: every op is sent, and the failures are
 //! reported together ([`NetlinkError::Ops`]); re-planning from `state` repairs the device.
 //!
-//! # Layout per network (libnetwork's, see `shared/reference/overlay.md` §1.3-1.4)
+//! # Layout per network (libnetwork's overlay driver builds the same)
 //!
 //! A named namespace `<netns_prefix><vni>` in `/run/netns` holding:
 //! * `br0`: a bridge with the network's gateway address, MTU [`NetlinkConfig::mtu`], up;
