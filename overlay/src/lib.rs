@@ -67,4 +67,4 @@ pub use fake::{FakeKernel, check};
 pub use mac::{Mac, ParseMacError};
 pub use peerdb::{NetworkPeers, PeerDb, PeerDbStats};
 pub use plan::{KernelState, NeighOp, diff, plan};
-pub use record::{PEER_TABLE, PeerRecord, RecordError};
+pub use record::{PEER_TABLE, PeerRecord, RecordError, WireError};

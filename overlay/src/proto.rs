@@ -10,9 +10,12 @@
 //! Decoding: a [`Reader`] yields each field's number and [`Value`]; the message's codec
 //! matches the numbers it knows, skips the others, lets the last occurrence of a singular
 //! field win and appends repeated ones. The reader refuses truncated input, a varint longer
-//! than ten bytes or beyond 64 bits, field number 0, groups (wire types 3 and 4, deprecated),
-//! and wire types 6 and 7; [`Value`]'s accessors refuse a known field of the wrong wire type
-//! and strings that are not UTF-8. Nothing here panics, whatever the input.
+//! than ten bytes or beyond 64 bits, a key beyond 32 bits (field numbers stop at 2^29 - 1),
+//! field number 0, an end-group without its start, groups nested deeper than 100 (with
+//! nested messages), and wire types 6 and 7; a well-formed group (wire types 3 and 4,
+//! deprecated) is skipped as a whole and read as [`Value::Group`]. [`Value`]'s accessors
+//! refuse a known field of the wrong wire type and strings that are not UTF-8. Nothing here
+//! panics, whatever the input. These are prost's rules, which libnetwork's gogo code shares.
 
 /// Wire type 0: a varint (`int32`, `uint32`, `bool`, enums, ...).
 pub const WIRE_VARINT: u8 = 0;
@@ -20,8 +23,15 @@ pub const WIRE_VARINT: u8 = 0;
 pub const WIRE_FIXED64: u8 = 1;
 /// Wire type 2: a length-delimited value (`string`, `bytes`, messages, packed fields).
 pub const WIRE_LEN: u8 = 2;
+/// Wire type 3: the start of a group (deprecated), closed by wire type 4.
+pub const WIRE_START_GROUP: u8 = 3;
+/// Wire type 4: the end of a group.
+pub const WIRE_END_GROUP: u8 = 4;
 /// Wire type 5: four little-endian bytes (`fixed32`, `float`, ...).
 pub const WIRE_FIXED32: u8 = 5;
+
+/// How deep groups and nested messages may go, prost's `RECURSION_LIMIT`.
+const RECURSION_LIMIT: u32 = 100;
 
 /// The longest varint: ten bytes carry 64 bits.
 const MAX_VARINT_BYTES: usize = 10;
@@ -39,7 +49,19 @@ pub enum WireError {
     /// Field number 0 is reserved.
     #[error("field number 0")]
     ZeroField,
-    /// A group (wire types 3 and 4) or a reserved wire type (6 and 7).
+    /// A key beyond 32 bits: field numbers stop at 2^29 - 1.
+    #[error("key {0} overflows 32 bits")]
+    KeyOverflow(u64),
+    /// An end-group key without a matching start.
+    #[error("unexpected end of group (field {field})")]
+    UnexpectedEndGroup {
+        /// The end-group key's field number.
+        field: u64,
+    },
+    /// Groups and nested messages deeper than the recursion limit.
+    #[error("recursion limit reached")]
+    RecursionLimit,
+    /// A reserved wire type (6 and 7).
     #[error("unsupported wire type {wire_type} (field {field})")]
     UnsupportedWireType {
         /// The field number.
@@ -134,6 +156,8 @@ pub enum Value<'a> {
     Bytes(&'a [u8]),
     /// Wire type 5, little-endian.
     Fixed32(u32),
+    /// Wire types 3 to 4: a well-formed group, skipped.
+    Group,
 }
 
 impl<'a> Value<'a> {
@@ -144,6 +168,7 @@ impl<'a> Value<'a> {
             Self::Fixed64(_) => WIRE_FIXED64,
             Self::Bytes(_) => WIRE_LEN,
             Self::Fixed32(_) => WIRE_FIXED32,
+            Self::Group => WIRE_START_GROUP,
         }
     }
 
@@ -200,12 +225,29 @@ impl<'a> Value<'a> {
 #[derive(Clone, Debug)]
 pub struct Reader<'a> {
     rest: &'a [u8],
+    /// Levels of groups and messages this reader's fields may still open.
+    depth_budget: u32,
 }
 
 impl<'a> Reader<'a> {
     /// A reader over a whole message.
     pub fn new(bytes: &'a [u8]) -> Self {
-        Self { rest: bytes }
+        Self {
+            rest: bytes,
+            depth_budget: RECURSION_LIMIT,
+        }
+    }
+
+    /// A reader over a message nested in a field of this one, or
+    /// [`WireError::RecursionLimit`].
+    pub fn nested(&self, bytes: &'a [u8]) -> Result<Self, WireError> {
+        match self.depth_budget.checked_sub(1) {
+            None => Err(WireError::RecursionLimit),
+            Some(depth_budget) => Ok(Self {
+                rest: bytes,
+                depth_budget,
+            }),
+        }
     }
 
     /// The next field's number and value, or `None` at the end of the input.
@@ -221,23 +263,65 @@ impl<'a> Reader<'a> {
     }
 
     fn field(&mut self) -> Result<(u64, Value<'a>), WireError> {
-        let key = self.varint()?;
-        let field = key >> 3;
-        let wire_type = (key & 7) as u8;
-        if field == 0 {
-            return Err(WireError::ZeroField);
-        }
+        let (field, wire_type) = self.key()?;
         let value = match wire_type {
+            WIRE_START_GROUP => {
+                self.skip_group(field, self.depth_budget)?;
+                Value::Group
+            }
+            WIRE_END_GROUP => return Err(WireError::UnexpectedEndGroup { field }),
             WIRE_VARINT => Value::Varint(self.varint()?),
             WIRE_FIXED64 => Value::Fixed64(u64::from_le_bytes(self.array()?)),
             WIRE_LEN => {
                 let len = self.varint()?;
                 Value::Bytes(self.take(len)?)
             }
-            WIRE_FIXED32 => Value::Fixed32(u32::from_le_bytes(self.array()?)),
-            _ => return Err(WireError::UnsupportedWireType { field, wire_type }),
+            // key() admits wire types 0 to 5 only: this is 5.
+            _ => Value::Fixed32(u32::from_le_bytes(self.array()?)),
         };
         Ok((field, value))
+    }
+
+    fn key(&mut self) -> Result<(u64, u8), WireError> {
+        let key = self.varint()?;
+        if key > u64::from(u32::MAX) {
+            return Err(WireError::KeyOverflow(key));
+        }
+        let (field, wire_type) = (key >> 3, (key & 7) as u8);
+        if field == 0 {
+            return Err(WireError::ZeroField);
+        }
+        if wire_type > WIRE_FIXED32 {
+            return Err(WireError::UnsupportedWireType { field, wire_type });
+        }
+        Ok((field, wire_type))
+    }
+
+    /// Skips a group's fields up to the end-group of `field`. `budget` is the group's own
+    /// level budget: each field inside it takes one more level, as prost counts.
+    fn skip_group(&mut self, field: u64, budget: u32) -> Result<(), WireError> {
+        loop {
+            let (inner, wire_type) = self.key()?;
+            if wire_type == WIRE_END_GROUP {
+                return match inner == field {
+                    true => Ok(()),
+                    false => Err(WireError::UnexpectedEndGroup { field: inner }),
+                };
+            }
+            let Some(inner_budget) = budget.checked_sub(1).filter(|b| *b > 0) else {
+                return Err(WireError::RecursionLimit);
+            };
+            match wire_type {
+                WIRE_VARINT => drop(self.varint()?),
+                WIRE_FIXED64 => drop(self.take(8)?),
+                WIRE_LEN => {
+                    let len = self.varint()?;
+                    self.take(len)?;
+                }
+                WIRE_FIXED32 => drop(self.take(4)?),
+                _ => self.skip_group(inner, inner_budget)?,
+            }
+        }
     }
 
     fn varint(&mut self) -> Result<u64, WireError> {
@@ -409,7 +493,12 @@ mod tests {
         assert_eq!(fields(&[0x29, 1, 2, 3]), Err(WireError::Truncated));
         assert_eq!(fields(&[0x35, 1, 2, 3]), Err(WireError::Truncated));
         assert_eq!(fields(&[0x02, 0]), Err(WireError::ZeroField));
-        for (key, wire_type) in [(0x0b, 3), (0x0c, 4), (0x0e, 6), (0x0f, 7)] {
+        assert_eq!(fields(&[0x0b]), Err(WireError::Truncated));
+        assert_eq!(
+            fields(&[0x0c]),
+            Err(WireError::UnexpectedEndGroup { field: 1 })
+        );
+        for (key, wire_type) in [(0x0e, 6), (0x0f, 7)] {
             assert_eq!(
                 fields(&[key]),
                 Err(WireError::UnsupportedWireType {
@@ -435,6 +524,48 @@ mod tests {
         assert_eq!(r.next(), Some(Err(WireError::ZeroField)));
         assert_eq!(r.next(), None);
         assert_eq!(r.next_field(), Ok(None));
+    }
+
+    #[test]
+    fn groups_are_skipped_whole() {
+        // Field 1 group holding a varint, a nested group 2 and a string, then field 3 varint.
+        let bytes = [0x0b, 0x10, 1, 0x13, 0x14, 0x1a, 1, b'x', 0x0c, 0x18, 7];
+        assert_eq!(
+            fields(&bytes).unwrap(),
+            [(1, Value::Group), (3, Value::Varint(7))]
+        );
+        assert_eq!(
+            Value::Group.str(1),
+            Err(WireError::WrongWireType {
+                field: 1,
+                wire_type: 3,
+                expected: 2
+            })
+        );
+        assert_eq!(
+            fields(&[0x0b, 0x14]),
+            Err(WireError::UnexpectedEndGroup { field: 2 })
+        );
+        // 100 levels are allowed, 101 are not.
+        let nested = |depth: usize| {
+            let mut b = vec![0x0b; depth];
+            b.extend(vec![0x0c; depth]);
+            b
+        };
+        assert_eq!(fields(&nested(100)).unwrap(), [(1, Value::Group)]);
+        assert_eq!(fields(&nested(101)), Err(WireError::RecursionLimit));
+    }
+
+    #[test]
+    fn keys_beyond_32_bits_are_refused() {
+        let mut key = vec![0x08 | 0x80];
+        key.extend(varint(1 << 25)); // key 2^32 | 0x08
+        key.push(0);
+        assert_eq!(fields(&key), Err(WireError::KeyOverflow((1 << 32) | 8)));
+        // The largest field number, 2^29 - 1, is fine.
+        let mut max = varint(u64::from(u32::MAX) - 7);
+        max.push(5);
+        assert_eq!(fields(&max).unwrap(), [((1 << 29) - 1, Value::Varint(5))]);
     }
 
     proptest! {

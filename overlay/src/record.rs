@@ -1,5 +1,5 @@
-//! `PeerRecord`, the overlay driver's NetworkDB value, with a hand-written protobuf codec
-//! wire-compatible with libnetwork's gogo-generated one (`drivers/overlay/overlay.proto`).
+//! `PeerRecord`, the overlay driver's NetworkDB value, with a protobuf codec derived by prost
+//! and wire-compatible with libnetwork's gogo-generated one (`drivers/overlay/overlay.proto`).
 //!
 //! The message has three proto3 `string` fields, all text:
 //!
@@ -9,18 +9,19 @@
 //! | 2     | `endpoint_mac`       | MAC, `02:42:0a:00:01:05`     |
 //! | 3     | `tunnel_endpoint_ip` | VTEP IP, `192.0.2.1`         |
 //!
-//! The wire format is [`crate::proto`]'s: fields are written in field-number order; decoding
-//! skips fields it does not know, lets the last occurrence of a field win, and refuses
-//! malformed input ([`WireError`]), a known field of the wrong wire type, strings that are not
-//! UTF-8 and text that does not parse (an absent field is empty text and so does not parse
-//! either). Bytes from the network never panic the decoder.
+//! Fields are written in field-number order. Decoding skips fields it does not know (groups
+//! included), lets the last occurrence of a field win, and refuses malformed input
+//! ([`WireError`]: truncated, a bad varint or key, field number 0, wire types 6 and 7, an
+//! unmatched end-group, groups nested deeper than 100), a known field of the wrong wire type,
+//! strings that are not UTF-8 and text that does not parse (an absent field is empty text and
+//! so does not parse either). Bytes from the network never panic the decoder.
 
 use std::net::IpAddr;
 
 use ipnet::Ipv4Net;
+use prost::Message as _;
 
 use crate::Mac;
-use crate::proto::{Reader, WireError, put_string};
 
 /// NetworkDB table of [`PeerRecord`]s (libnetwork's overlay driver table). The key is the
 /// endpoint ID and the network is the overlay network's ID.
@@ -51,7 +52,7 @@ pub enum RecordError {
     /// The bytes are not a well-formed message, a field has the wrong wire type or a string
     /// is not UTF-8.
     #[error(transparent)]
-    Wire(#[from] WireError),
+    Wire(WireError),
     /// `endpoint_ip` is not IPv4 CIDR text (`10.0.1.5/24`); IPv6 endpoints are not supported
     /// (neither are they by libnetwork's overlay driver).
     #[error("endpoint_ip {0:?} is not IPv4 CIDR text")]
@@ -64,38 +65,39 @@ pub enum RecordError {
     TunnelEndpointIp(String),
 }
 
+/// Bytes that are not a well-formed `PeerRecord` message. The description (prost's) is best
+/// effort: it names the field where decoding stopped when it can.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(transparent)]
+pub struct WireError(prost::DecodeError);
+
 impl PeerRecord {
     /// The record's protobuf encoding. Every field is non-empty text, so all three are
     /// written.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        put_string(&mut out, 1, &self.endpoint_ip.to_string());
-        put_string(&mut out, 2, &self.endpoint_mac.to_string());
-        put_string(&mut out, 3, &self.tunnel_endpoint_ip.to_string());
-        out
+        wire::PeerRecord {
+            endpoint_ip: self.endpoint_ip.to_string(),
+            endpoint_mac: self.endpoint_mac.to_string(),
+            tunnel_endpoint_ip: self.tunnel_endpoint_ip.to_string(),
+        }
+        .encode_to_vec()
     }
 
     /// Decodes a record.
     pub fn decode(bytes: &[u8]) -> Result<Self, RecordError> {
-        let (mut ip, mut mac, mut vtep) = ("", "", "");
-        for field in Reader::new(bytes) {
-            let (field, value) = field?;
-            let slot = match field {
-                1 => &mut ip,
-                2 => &mut mac,
-                3 => &mut vtep,
-                _ => continue,
-            };
-            *slot = value.str(field)?;
-        }
+        let wire::PeerRecord {
+            endpoint_ip: ip,
+            endpoint_mac: mac,
+            tunnel_endpoint_ip: vtep,
+        } = wire::PeerRecord::decode(bytes).map_err(|e| RecordError::Wire(WireError(e)))?;
         Ok(Self {
-            endpoint_ip: ip.parse().map_err(|_| RecordError::EndpointIp(clip(ip)))?,
+            endpoint_ip: ip.parse().map_err(|_| RecordError::EndpointIp(clip(&ip)))?,
             endpoint_mac: mac
                 .parse()
-                .map_err(|_| RecordError::EndpointMac(clip(mac)))?,
+                .map_err(|_| RecordError::EndpointMac(clip(&mac)))?,
             tunnel_endpoint_ip: vtep
                 .parse()
-                .map_err(|_| RecordError::TunnelEndpointIp(clip(vtep)))?,
+                .map_err(|_| RecordError::TunnelEndpointIp(clip(&vtep)))?,
         })
     }
 }
@@ -103,6 +105,20 @@ impl PeerRecord {
 /// At most [`MAX_ERROR_TEXT`] characters of `s`.
 fn clip(s: &str) -> String {
     s.chars().take(MAX_ERROR_TEXT).collect()
+}
+
+/// The message as `overlay.proto` declares it: three strings, parsed into [`PeerRecord`]'s
+/// types after decoding. Its name is the one prost's errors show.
+mod wire {
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(super) struct PeerRecord {
+        #[prost(string, tag = "1")]
+        pub(super) endpoint_ip: String,
+        #[prost(string, tag = "2")]
+        pub(super) endpoint_mac: String,
+        #[prost(string, tag = "3")]
+        pub(super) tunnel_endpoint_ip: String,
+    }
 }
 
 #[cfg(test)]
@@ -203,57 +219,63 @@ mod tests {
         assert_eq!(text.len(), MAX_ERROR_TEXT);
     }
 
+    /// Whether `bytes` are refused as a malformed message (not as bad text).
+    fn wire_refused(bytes: &[u8]) -> bool {
+        matches!(PeerRecord::decode(bytes), Err(RecordError::Wire(_)))
+    }
+
     #[test]
     fn malformed_wire_is_refused() {
-        assert_eq!(
-            PeerRecord::decode(&[0x0a]),
-            Err(RecordError::Wire(WireError::Truncated))
-        );
-        assert_eq!(
-            PeerRecord::decode(&[0x0a, 5, b'a']),
-            Err(RecordError::Wire(WireError::Truncated))
-        );
-        assert_eq!(
-            PeerRecord::decode(&[0x80]),
-            Err(RecordError::Wire(WireError::Truncated))
-        );
-        assert_eq!(
-            PeerRecord::decode(&[0x02, 0]),
-            Err(RecordError::Wire(WireError::ZeroField))
-        );
-        assert_eq!(
-            PeerRecord::decode(&[0x08, 1]),
-            Err(RecordError::Wire(WireError::WrongWireType {
-                field: 1,
-                wire_type: 0,
-                expected: 2
-            }))
-        );
-        assert_eq!(
-            PeerRecord::decode(&[0x0b]),
-            Err(RecordError::Wire(WireError::UnsupportedWireType {
-                field: 1,
-                wire_type: 3
-            }))
-        );
-        assert_eq!(
-            PeerRecord::decode(&[0x0a, 1, 0xff]),
-            Err(RecordError::Wire(WireError::Utf8 { field: 1 }))
-        );
         let overflow = [
             0x20, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02,
         ];
-        assert_eq!(
-            PeerRecord::decode(&overflow),
-            Err(RecordError::Wire(WireError::VarintOverflow))
-        );
         let eleven = [
             0x20, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0,
         ];
-        assert_eq!(
-            PeerRecord::decode(&eleven),
-            Err(RecordError::Wire(WireError::VarintOverflow))
-        );
+        // Key 2^32 | 0x08: field number 2^29 + 1, beyond the largest, 2^29 - 1.
+        let big_key = [0x88, 0x80, 0x80, 0x80, 0x10, 0];
+        let cases: [&[u8]; 14] = [
+            &[0x0a],          // a key without its value
+            &[0x0a, 5, b'a'], // length beyond the input
+            &[0x80],          // truncated varint
+            &[0x29, 1, 2, 3], // truncated fixed64
+            &[0x02, 0],       // field number 0
+            &[0x08, 1],       // string field as a varint
+            &[0x0b],          // a group never closed
+            &[0x0c],          // an end-group without a start
+            &[0x0e],          // wire type 6
+            &[0x0f],          // wire type 7
+            &[0x0a, 1, 0xff], // not UTF-8
+            &overflow,        // varint beyond 64 bits
+            &eleven,          // varint longer than ten bytes
+            &big_key,         // key beyond 32 bits
+        ];
+        for bytes in cases {
+            assert!(wire_refused(bytes), "{bytes:02x?} accepted");
+        }
+        let e = PeerRecord::decode(&[0x0a, 1, 0xff]).unwrap_err();
+        assert!(e.to_string().contains("PeerRecord.endpoint_ip"), "{e}");
+    }
+
+    #[test]
+    fn groups_are_skipped_up_to_100_levels() {
+        let nested = |depth: usize| {
+            let mut b = vec![0x23; depth]; // field 4, start group
+            b.extend(vec![0x24; depth]); // field 4, end group
+            b.extend(sample().encode());
+            b
+        };
+        assert_eq!(PeerRecord::decode(&nested(1)).unwrap(), sample());
+        assert_eq!(PeerRecord::decode(&nested(100)).unwrap(), sample());
+        assert!(wire_refused(&nested(101)));
+        // A group's end must match its start.
+        let mut crossed = vec![0x23, 0x2c];
+        crossed.extend(sample().encode());
+        assert!(wire_refused(&crossed));
+        // A known field as a group is refused, however well-formed.
+        let mut known = vec![0x0b, 0x0c];
+        known.extend(sample().encode());
+        assert!(wire_refused(&known));
     }
 
     fn record() -> impl Strategy<Value = PeerRecord> {
@@ -273,6 +295,176 @@ mod tests {
             })
     }
 
+    /// The hand-written codec this one replaced, kept to check that prost writes the same
+    /// bytes and refuses the same input.
+    mod hand {
+        use super::*;
+        use crate::proto::{Reader, WireError as HandWireError, put_string};
+
+        #[derive(Debug, PartialEq)]
+        pub(super) enum HandError {
+            Wire(HandWireError),
+            Text(RecordError),
+        }
+
+        pub(super) fn encode(r: &PeerRecord) -> Vec<u8> {
+            let mut out = Vec::new();
+            put_string(&mut out, 1, &r.endpoint_ip.to_string());
+            put_string(&mut out, 2, &r.endpoint_mac.to_string());
+            put_string(&mut out, 3, &r.tunnel_endpoint_ip.to_string());
+            out
+        }
+
+        pub(super) fn decode(bytes: &[u8]) -> Result<PeerRecord, HandError> {
+            let (mut ip, mut mac, mut vtep) = ("", "", "");
+            for field in Reader::new(bytes) {
+                let (field, value) = field.map_err(HandError::Wire)?;
+                let slot = match field {
+                    1 => &mut ip,
+                    2 => &mut mac,
+                    3 => &mut vtep,
+                    _ => continue,
+                };
+                *slot = value.str(field).map_err(HandError::Wire)?;
+            }
+            let text = |e| HandError::Text(e);
+            Ok(PeerRecord {
+                endpoint_ip: ip
+                    .parse()
+                    .map_err(|_| text(RecordError::EndpointIp(clip(ip))))?,
+                endpoint_mac: mac
+                    .parse()
+                    .map_err(|_| text(RecordError::EndpointMac(clip(mac))))?,
+                tunnel_endpoint_ip: vtep
+                    .parse()
+                    .map_err(|_| text(RecordError::TunnelEndpointIp(clip(vtep))))?,
+            })
+        }
+    }
+
+    /// Both decoders give the same record, or refuse for the same reason: malformed wire
+    /// (whatever the detail) or the same bad text.
+    fn agree(bytes: &[u8]) -> Result<(), TestCaseError> {
+        match (PeerRecord::decode(bytes), hand::decode(bytes)) {
+            (Ok(new), Ok(old)) => prop_assert_eq!(new, old),
+            (Err(RecordError::Wire(_)), Err(hand::HandError::Wire(_))) => {}
+            (Err(new), Err(hand::HandError::Text(old))) => prop_assert_eq!(new, old),
+            (new, old) => prop_assert!(false, "{bytes:02x?}: prost {new:?}, hand {old:?}"),
+        }
+        Ok(())
+    }
+
+    fn varint(mut v: u64, out: &mut Vec<u8>) {
+        while v >= 0x80 {
+            out.push(v as u8 | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+
+    /// Mostly the message's own fields, some unknown ones, 0 and numbers around the largest.
+    fn field_number() -> impl Strategy<Value = u64> {
+        prop_oneof![
+            6 => 1u64..=4,
+            1 => Just(0u64),
+            1 => 5u64..40,
+            1 => ((1u64 << 29) - 2)..((1 << 29) + 2),
+            1 => any::<u64>().prop_map(|v| v >> 3),
+        ]
+    }
+
+    /// One field of any wire type with a payload that fits it, mostly.
+    fn leaf_field() -> impl Strategy<Value = Vec<u8>> {
+        let text = prop_oneof![
+            "[0-9a-f:./]{0,18}".prop_map(String::into_bytes),
+            Just(b"10.0.0.2/24".to_vec()),
+            Just(b"02:42:0a:00:00:02".to_vec()),
+            Just(b"192.0.2.1".to_vec()),
+            proptest::collection::vec(any::<u8>(), 0..6),
+        ];
+        // Length-delimited, as the message's fields are, half the time.
+        let wire_type = prop_oneof![Just(2u8), 0u8..8];
+        (field_number(), wire_type, any::<u64>(), 0u8..3, text).prop_map(
+            |(field, wire_type, v, pad, text)| {
+                let mut out = Vec::new();
+                varint((field << 3) | u64::from(wire_type), &mut out);
+                match wire_type {
+                    0 => {
+                        varint(v, &mut out);
+                        // An overlong varint: more bytes for the same value.
+                        if pad > 0 {
+                            let last = out.len() - 1;
+                            out[last] |= 0x80;
+                            out.extend(std::iter::repeat_n(0x80, usize::from(pad) - 1));
+                            out.push(0);
+                        }
+                    }
+                    1 => out.extend(v.to_le_bytes()),
+                    2 => {
+                        varint(text.len() as u64, &mut out);
+                        out.extend(text);
+                    }
+                    5 => out.extend(&v.to_le_bytes()[..4]),
+                    _ => {} // a bare key: groups and invalid wire types
+                }
+                out
+            },
+        )
+    }
+
+    /// A message's worth of fields: leaves, groups (closed with their own number, another,
+    /// or not at all) and length-delimited fields holding more fields.
+    fn field_soup() -> impl Strategy<Value = Vec<u8>> {
+        let leaves = proptest::collection::vec(leaf_field(), 0..6).prop_map(|v| v.concat());
+        leaves.prop_recursive(3, 48, 6, |inner| {
+            let group = (field_number(), inner.clone(), 0u8..6).prop_map(|(f, body, end)| {
+                let mut out = Vec::new();
+                varint((f << 3) | 3, &mut out);
+                out.extend(body);
+                match end {
+                    0 => {}
+                    1 => varint(((f + 1) << 3) | 4, &mut out),
+                    _ => varint((f << 3) | 4, &mut out),
+                }
+                out
+            });
+            let nested = (field_number(), inner.clone()).prop_map(|(f, body)| {
+                let mut out = Vec::new();
+                varint((f << 3) | 2, &mut out);
+                varint(body.len() as u64, &mut out);
+                out.extend(body);
+                out
+            });
+            proptest::collection::vec(
+                prop_oneof![4 => leaf_field(), 1 => group, 1 => nested],
+                0..6,
+            )
+            .prop_map(|v| v.concat())
+        })
+    }
+
+    /// One edit of a byte string: replace, insert or remove a byte, or cut the tail.
+    fn mutate(mut bytes: Vec<u8>, op: u8, at: usize, byte: u8) -> Vec<u8> {
+        let i = at % (bytes.len() + 1);
+        match op % 4 {
+            0 if i < bytes.len() => bytes[i] = byte,
+            1 => bytes.insert(i, byte),
+            2 if i < bytes.len() => drop(bytes.remove(i)),
+            _ => bytes.truncate(i),
+        }
+        bytes
+    }
+
+    #[test]
+    fn codecs_agree_on_deep_groups() {
+        for depth in [99, 100, 101, 102] {
+            let mut b = vec![0x23; depth];
+            b.extend(vec![0x24; depth]);
+            b.extend(sample().encode());
+            agree(&b).unwrap();
+        }
+    }
+
     proptest! {
         #[test]
         fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
@@ -290,6 +482,44 @@ mod tests {
             let i = at % bytes.len();
             bytes[i] = byte;
             let _ = PeerRecord::decode(&bytes);
+        }
+
+        #[test]
+        fn codecs_encode_the_same_bytes(r in record()) {
+            prop_assert_eq!(r.encode(), hand::encode(&r));
+        }
+
+        #[test]
+        fn codecs_agree_on_any_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            agree(&bytes)?;
+        }
+
+        #[test]
+        fn codecs_agree_on_field_soup(
+            fields in field_soup(),
+            tail in proptest::option::of(record()),
+            edit in proptest::option::of((any::<u8>(), any::<usize>(), any::<u8>())),
+        ) {
+            let mut bytes = fields;
+            if let Some(r) = tail {
+                bytes.extend(r.encode());
+            }
+            if let Some((op, at, byte)) = edit {
+                bytes = mutate(bytes, op, at, byte);
+            }
+            agree(&bytes)?;
+        }
+
+        #[test]
+        fn codecs_agree_on_mutated_encodings(
+            r in record(),
+            edits in proptest::collection::vec((any::<u8>(), any::<usize>(), any::<u8>()), 1..4),
+        ) {
+            let mut bytes = r.encode();
+            for (op, at, byte) in edits {
+                bytes = mutate(bytes, op, at, byte);
+            }
+            agree(&bytes)?;
         }
     }
 }
