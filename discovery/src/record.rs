@@ -2,16 +2,15 @@
 //! publishes in [`ENDPOINT_TABLE`], keyed by its endpoint ID, in the NetworkDB network whose ID
 //! is the network's ID.
 //!
-//! The codec is hand-written and wire-compatible with libnetwork's gogo-generated one, on
-//! [`overlay::proto`]: fields are written in field-number order and a field holding its
-//! default value (empty string, 0, false, empty list) is not written. Decoding skips fields it
-//! does not know, lets the last occurrence of a scalar field win, appends repeated fields, and
-//! refuses malformed input, a known field of the wrong wire type and strings that are not
+//! The codec is derived by prost and wire-compatible with libnetwork's gogo-generated one:
+//! fields are written in field-number order and a field holding its default value (empty
+//! string, 0, false, empty list) is not written. Decoding skips fields it does not know
+//! (groups included), lets the last occurrence of a scalar field win, appends repeated fields,
+//! and refuses malformed input, a known field of the wrong wire type and strings that are not
 //! UTF-8 ([`DecodeError`]). Bytes from the network never panic the decoder.
+//! `tests/wire_golden.rs` pins the bytes of fixed records.
 
-use overlay::proto::{Reader, put_bool, put_bytes, put_int32, put_string, put_uint32};
-
-pub use overlay::proto::WireError as DecodeError;
+use prost::Message as _;
 
 /// NetworkDB table of [`EndpointRecord`]s (libnetwork `libnetworkEPTable`).
 pub const ENDPOINT_TABLE: &str = "endpoint_table";
@@ -89,80 +88,135 @@ impl Protocol {
     }
 }
 
+/// Bytes that are not a well-formed `EndpointRecord` (or `PortConfig`) message: truncated, a
+/// bad varint or key, field number 0, wire types 6 and 7, an unmatched end-group, nesting
+/// deeper than 100, a known field of the wrong wire type or a string that is not UTF-8.
+/// Nothing is decoded. The description (prost's) is best effort: it names the field where
+/// decoding stopped when it can.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(transparent)]
+pub struct DecodeError(prost::DecodeError);
+
 impl EndpointRecord {
     /// The record's protobuf encoding.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        put_string(&mut out, 1, &self.name);
-        put_string(&mut out, 2, &self.service_name);
-        put_string(&mut out, 3, &self.service_id);
-        put_string(&mut out, 4, &self.virtual_ip);
-        put_string(&mut out, 5, &self.endpoint_ip);
-        for port in &self.ingress_ports {
-            // A message in a repeated field is written even when empty.
-            put_bytes(&mut out, 6, &port.encode());
-        }
-        for alias in &self.aliases {
-            put_bytes(&mut out, 7, alias.as_bytes());
-        }
-        for alias in &self.task_aliases {
-            put_bytes(&mut out, 8, alias.as_bytes());
-        }
-        put_bool(&mut out, 9, self.service_disabled);
-        out
+        wire::EndpointRecord::from(self).encode_to_vec()
     }
 
     /// Decodes a record.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let mut r = Self::default();
-        for field in Reader::new(bytes) {
-            let (field, value) = field?;
-            match field {
-                1 => r.name = value.str(field)?.to_owned(),
-                2 => r.service_name = value.str(field)?.to_owned(),
-                3 => r.service_id = value.str(field)?.to_owned(),
-                4 => r.virtual_ip = value.str(field)?.to_owned(),
-                5 => r.endpoint_ip = value.str(field)?.to_owned(),
-                6 => r
-                    .ingress_ports
-                    .push(PortConfig::decode(value.bytes(field)?)?),
-                7 => r.aliases.push(value.str(field)?.to_owned()),
-                8 => r.task_aliases.push(value.str(field)?.to_owned()),
-                9 => r.service_disabled = value.bool(field)?,
-                _ => {}
-            }
-        }
-        Ok(r)
+        wire::EndpointRecord::decode(bytes)
+            .map(Self::from)
+            .map_err(DecodeError)
     }
 }
 
 impl PortConfig {
     /// The message's protobuf encoding.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        put_string(&mut out, 1, &self.name);
-        // int32: negative values are sign-extended to ten bytes, as Go writes them.
-        put_int32(&mut out, 2, self.protocol.to_i32());
-        put_uint32(&mut out, 3, self.target_port);
-        put_uint32(&mut out, 4, self.published_port);
-        out
+        wire::PortConfig::from(self).encode_to_vec()
     }
 
     /// Decodes the message.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let mut p = Self::default();
-        for field in Reader::new(bytes) {
-            let (field, value) = field?;
-            match field {
-                1 => p.name = value.str(field)?.to_owned(),
-                // int32 and uint32 keep the low 32 bits of the varint, as protobuf does.
-                2 => p.protocol = Protocol::from_i32(value.int32(field)?),
-                3 => p.target_port = value.uint32(field)?,
-                4 => p.published_port = value.uint32(field)?,
-                _ => {}
+        wire::PortConfig::decode(bytes)
+            .map(Self::from)
+            .map_err(DecodeError)
+    }
+}
+
+/// The messages as `agent.proto` declares them; the public types differ in
+/// [`PortConfig::protocol`], an enum here and an open `int32` on the wire. Their names are the
+/// ones prost's errors show.
+mod wire {
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(super) struct EndpointRecord {
+        #[prost(string, tag = "1")]
+        pub(super) name: String,
+        #[prost(string, tag = "2")]
+        pub(super) service_name: String,
+        #[prost(string, tag = "3")]
+        pub(super) service_id: String,
+        #[prost(string, tag = "4")]
+        pub(super) virtual_ip: String,
+        #[prost(string, tag = "5")]
+        pub(super) endpoint_ip: String,
+        #[prost(message, repeated, tag = "6")]
+        pub(super) ingress_ports: Vec<PortConfig>,
+        #[prost(string, repeated, tag = "7")]
+        pub(super) aliases: Vec<String>,
+        #[prost(string, repeated, tag = "8")]
+        pub(super) task_aliases: Vec<String>,
+        #[prost(bool, tag = "9")]
+        pub(super) service_disabled: bool,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(super) struct PortConfig {
+        #[prost(string, tag = "1")]
+        pub(super) name: String,
+        /// `PortConfig.Protocol`. An enum is an `int32` on the wire: a negative value takes
+        /// ten bytes, as Go writes it, and decoding keeps the varint's low 32 bits.
+        #[prost(int32, tag = "2")]
+        pub(super) protocol: i32,
+        #[prost(uint32, tag = "3")]
+        pub(super) target_port: u32,
+        #[prost(uint32, tag = "4")]
+        pub(super) published_port: u32,
+    }
+
+    impl From<&super::EndpointRecord> for EndpointRecord {
+        fn from(r: &super::EndpointRecord) -> Self {
+            Self {
+                name: r.name.clone(),
+                service_name: r.service_name.clone(),
+                service_id: r.service_id.clone(),
+                virtual_ip: r.virtual_ip.clone(),
+                endpoint_ip: r.endpoint_ip.clone(),
+                ingress_ports: r.ingress_ports.iter().map(PortConfig::from).collect(),
+                aliases: r.aliases.clone(),
+                task_aliases: r.task_aliases.clone(),
+                service_disabled: r.service_disabled,
             }
         }
-        Ok(p)
+    }
+
+    impl From<EndpointRecord> for super::EndpointRecord {
+        fn from(r: EndpointRecord) -> Self {
+            Self {
+                name: r.name,
+                service_name: r.service_name,
+                service_id: r.service_id,
+                virtual_ip: r.virtual_ip,
+                endpoint_ip: r.endpoint_ip,
+                ingress_ports: r.ingress_ports.into_iter().map(Into::into).collect(),
+                aliases: r.aliases,
+                task_aliases: r.task_aliases,
+                service_disabled: r.service_disabled,
+            }
+        }
+    }
+
+    impl From<&super::PortConfig> for PortConfig {
+        fn from(p: &super::PortConfig) -> Self {
+            Self {
+                name: p.name.clone(),
+                protocol: p.protocol.to_i32(),
+                target_port: p.target_port,
+                published_port: p.published_port,
+            }
+        }
+    }
+
+    impl From<PortConfig> for super::PortConfig {
+        fn from(p: PortConfig) -> Self {
+            Self {
+                name: p.name,
+                protocol: super::Protocol::from_i32(p.protocol),
+                target_port: p.target_port,
+                published_port: p.published_port,
+            }
+        }
     }
 }
 
@@ -264,62 +318,71 @@ mod tests {
 
     #[test]
     fn malformed_input_is_refused() {
-        assert_eq!(EndpointRecord::decode(&[0x0a]), Err(DecodeError::Truncated));
-        assert_eq!(
-            EndpointRecord::decode(&[0x0a, 5, b'a']),
-            Err(DecodeError::Truncated)
-        );
-        assert_eq!(EndpointRecord::decode(&[0x80]), Err(DecodeError::Truncated));
-        assert_eq!(
-            EndpointRecord::decode(&[0x02, 0]),
-            Err(DecodeError::ZeroField)
-        );
-        assert_eq!(
-            EndpointRecord::decode(&[0x08, 1]),
-            Err(DecodeError::WrongWireType {
-                field: 1,
-                wire_type: 0,
-                expected: 2
-            })
-        );
-        assert_eq!(
-            EndpointRecord::decode(&[0x4a, 0]),
-            Err(DecodeError::WrongWireType {
-                field: 9,
-                wire_type: 2,
-                expected: 0
-            })
-        );
-        assert_eq!(
-            EndpointRecord::decode(&[0x0b]),
-            Err(DecodeError::UnsupportedWireType {
-                field: 1,
-                wire_type: 3
-            })
-        );
-        assert_eq!(
-            EndpointRecord::decode(&[0x0a, 1, 0xff]),
-            Err(DecodeError::Utf8 { field: 1 })
-        );
         let overflow = [
             0x20, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02,
         ];
-        assert_eq!(
-            EndpointRecord::decode(&overflow),
-            Err(DecodeError::VarintOverflow)
-        );
         let eleven = [
             0x20, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0,
         ];
+        // Key 2^32 | 0x08: field number 2^29 + 1, beyond the largest, 2^29 - 1.
+        let big_key = [0x88, 0x80, 0x80, 0x80, 0x10, 0];
+        let cases: [&[u8]; 17] = [
+            &[0x0a],          // a key without its value
+            &[0x0a, 5, b'a'], // length beyond the input
+            &[0x80],          // truncated varint
+            &[0x29, 1, 2, 3], // truncated fixed64
+            &[0x02, 0],       // field number 0
+            &[0x08, 1],       // string field as a varint
+            &[0x4a, 0],       // bool field as a length-delimited one
+            &[0x0b],          // a group never closed
+            &[0x0c],          // an end-group without a start
+            &[0x0e],          // wire type 6
+            &[0x0f],          // wire type 7
+            &[0x0a, 1, 0xff], // not UTF-8
+            &[0x3a, 1, 0xff], // a repeated string not UTF-8
+            &overflow,        // varint beyond 64 bits
+            &eleven,          // varint longer than ten bytes
+            &big_key,         // key beyond 32 bits
+            &[0x32, 1, 0x0a], // a bad nested message fails the record
+        ];
+        for bytes in cases {
+            assert!(EndpointRecord::decode(bytes).is_err(), "{bytes:02x?}");
+        }
+        // A nested message must end where its length says.
+        assert!(EndpointRecord::decode(&[0x32, 1, 0x0a, 1, b'x']).is_err());
+        let e = EndpointRecord::decode(&[0x32, 3, 0x0a, 1, 0xff]).unwrap_err();
+        assert!(e.to_string().contains("PortConfig.name"), "{e}");
+    }
+
+    #[test]
+    fn groups_are_skipped_up_to_the_recursion_limit() {
+        // Field 10 groups, nested `depth` deep, then the endpoint IP.
+        let nested = |depth: usize| {
+            let mut b = vec![0x53; depth];
+            b.extend(vec![0x54; depth]);
+            b.extend(len_field(0x2a, "10.0.0.3"));
+            b
+        };
         assert_eq!(
-            EndpointRecord::decode(&eleven),
-            Err(DecodeError::VarintOverflow)
+            EndpointRecord::decode(&nested(100)).unwrap().endpoint_ip,
+            "10.0.0.3"
         );
-        // A bad nested message fails the record.
-        assert_eq!(
-            EndpointRecord::decode(&[0x32, 1, 0x0a]),
-            Err(DecodeError::Truncated)
-        );
+        assert!(EndpointRecord::decode(&nested(101)).is_err());
+        // In a PortConfig, one level is spent on the message itself.
+        let in_port = |depth: usize| {
+            let mut port = vec![0x53; depth];
+            port.extend(vec![0x54; depth]);
+            port.extend([0x18, 80]);
+            // Field 6, with a two-byte length.
+            let mut b = vec![0x32, port.len() as u8 | 0x80, (port.len() >> 7) as u8];
+            b.extend(port);
+            EndpointRecord::decode(&b)
+        };
+        assert_eq!(in_port(99).unwrap().ingress_ports[0].target_port, 80);
+        assert!(in_port(100).is_err());
+        // A group's end must match its start; a known field is never a group.
+        assert!(EndpointRecord::decode(&[0x53, 0x5c]).is_err());
+        assert!(EndpointRecord::decode(&[0x4b, 0x4c]).is_err());
     }
 
     fn port() -> impl Strategy<Value = PortConfig> {
@@ -358,6 +421,36 @@ mod tests {
             )
     }
 
+    fn varint(mut v: u64, out: &mut Vec<u8>) {
+        while v >= 0x80 {
+            out.push(v as u8 | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+
+    /// Fields the message does not declare, of wire types 0, 1, 2 and 5.
+    fn unknown_fields() -> impl Strategy<Value = Vec<u8>> {
+        let field = (10u64..(1 << 29), 0usize..4, any::<u64>(), ".{0,8}");
+        proptest::collection::vec(field, 0..4).prop_map(|fields| {
+            let mut out = Vec::new();
+            for (number, kind, v, text) in fields {
+                let wire_type = [0, 1, 2, 5][kind];
+                varint((number << 3) | wire_type, &mut out);
+                match wire_type {
+                    0 => varint(v, &mut out),
+                    1 => out.extend(v.to_le_bytes()),
+                    2 => {
+                        varint(text.len() as u64, &mut out);
+                        out.extend(text.as_bytes());
+                    }
+                    _ => out.extend(&v.to_le_bytes()[..4]),
+                }
+            }
+            out
+        })
+    }
+
     proptest! {
         #[test]
         fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
@@ -368,6 +461,28 @@ mod tests {
         #[test]
         fn endpoint_record_round_trips(r in endpoint_record()) {
             prop_assert_eq!(EndpointRecord::decode(&r.encode()).unwrap(), r);
+        }
+
+        #[test]
+        fn port_config_round_trips(p in port()) {
+            prop_assert_eq!(PortConfig::decode(&p.encode()).unwrap(), p);
+        }
+
+        #[test]
+        fn unknown_fields_are_dropped(r in endpoint_record(), junk in unknown_fields()) {
+            let mut bytes = junk;
+            bytes.extend(r.encode());
+            let decoded = EndpointRecord::decode(&bytes).unwrap();
+            prop_assert_eq!(decoded.encode(), r.encode());
+            prop_assert_eq!(decoded, r);
+        }
+
+        /// Whatever decodes, however it was written, encodes to bytes that decode to it again.
+        #[test]
+        fn decoded_records_re_encode(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            if let Ok(r) = EndpointRecord::decode(&bytes) {
+                prop_assert_eq!(EndpointRecord::decode(&r.encode()).unwrap(), r);
+            }
         }
     }
 }

@@ -3,9 +3,8 @@
 //! Turns `overlay_peer_table` watch events into the neighbour (IP -> MAC) and FDB
 //! (MAC -> remote host) entries of each network's VXLAN device:
 //!
-//! * [`PeerRecord`] / [`Mac`]: the table's value and its protobuf codec, wire-compatible with
-//!   libnetwork's `overlay.proto`, written on [`proto`], the proto3 wire primitives also used
-//!   by the agent's other NetworkDB records.
+//! * [`PeerRecord`] / [`Mac`]: the table's value and its protobuf codec (derived by prost),
+//!   wire-compatible with libnetwork's `overlay.proto`.
 //! * [`PeerDb`]: per network, the endpoints the table holds and the [`KernelState`] they call
 //!   for: one programmed claimant per IP chosen deterministically, FDB entries
 //!   reference-counted per (MAC, VTEP), local endpoints never programmed, peers of networks
@@ -59,7 +58,6 @@ mod mac;
 pub mod netlink;
 mod peerdb;
 mod plan;
-pub mod proto;
 mod record;
 
 pub use dataplane::{Dataplane, DataplaneError};
@@ -67,4 +65,4 @@ pub use fake::{FakeKernel, check};
 pub use mac::{Mac, ParseMacError};
 pub use peerdb::{NetworkPeers, PeerDb, PeerDbStats};
 pub use plan::{KernelState, NeighOp, diff, plan};
-pub use record::{PEER_TABLE, PeerRecord, RecordError};
+pub use record::{PEER_TABLE, PeerRecord, RecordError, WireError};

@@ -1,5 +1,5 @@
-//! `PeerRecord`, the overlay driver's NetworkDB value, with a hand-written protobuf codec
-//! wire-compatible with libnetwork's gogo-generated one (`drivers/overlay/overlay.proto`).
+//! `PeerRecord`, the overlay driver's NetworkDB value, with a protobuf codec derived by prost
+//! and wire-compatible with libnetwork's gogo-generated one (`drivers/overlay/overlay.proto`).
 //!
 //! The message has three proto3 `string` fields, all text:
 //!
@@ -9,18 +9,20 @@
 //! | 2     | `endpoint_mac`       | MAC, `02:42:0a:00:01:05`     |
 //! | 3     | `tunnel_endpoint_ip` | VTEP IP, `192.0.2.1`         |
 //!
-//! The wire format is [`crate::proto`]'s: fields are written in field-number order; decoding
-//! skips fields it does not know, lets the last occurrence of a field win, and refuses
-//! malformed input ([`WireError`]), a known field of the wrong wire type, strings that are not
-//! UTF-8 and text that does not parse (an absent field is empty text and so does not parse
-//! either). Bytes from the network never panic the decoder.
+//! Fields are written in field-number order. Decoding skips fields it does not know (groups
+//! included), lets the last occurrence of a field win, and refuses malformed input
+//! ([`WireError`]: truncated, a bad varint or key, field number 0, wire types 6 and 7, an
+//! unmatched end-group, groups nested deeper than 100), a known field of the wrong wire type,
+//! strings that are not UTF-8 and text that does not parse (an absent field is empty text and
+//! so does not parse either). Bytes from the network never panic the decoder.
+//! `tests/wire_golden.rs` pins the bytes of fixed records.
 
 use std::net::IpAddr;
 
 use ipnet::Ipv4Net;
+use prost::Message as _;
 
 use crate::Mac;
-use crate::proto::{Reader, WireError, put_string};
 
 /// NetworkDB table of [`PeerRecord`]s (libnetwork's overlay driver table). The key is the
 /// endpoint ID and the network is the overlay network's ID.
@@ -51,7 +53,7 @@ pub enum RecordError {
     /// The bytes are not a well-formed message, a field has the wrong wire type or a string
     /// is not UTF-8.
     #[error(transparent)]
-    Wire(#[from] WireError),
+    Wire(WireError),
     /// `endpoint_ip` is not IPv4 CIDR text (`10.0.1.5/24`); IPv6 endpoints are not supported
     /// (neither are they by libnetwork's overlay driver).
     #[error("endpoint_ip {0:?} is not IPv4 CIDR text")]
@@ -64,38 +66,39 @@ pub enum RecordError {
     TunnelEndpointIp(String),
 }
 
+/// Bytes that are not a well-formed `PeerRecord` message. The description (prost's) is best
+/// effort: it names the field where decoding stopped when it can.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(transparent)]
+pub struct WireError(prost::DecodeError);
+
 impl PeerRecord {
     /// The record's protobuf encoding. Every field is non-empty text, so all three are
     /// written.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        put_string(&mut out, 1, &self.endpoint_ip.to_string());
-        put_string(&mut out, 2, &self.endpoint_mac.to_string());
-        put_string(&mut out, 3, &self.tunnel_endpoint_ip.to_string());
-        out
+        wire::PeerRecord {
+            endpoint_ip: self.endpoint_ip.to_string(),
+            endpoint_mac: self.endpoint_mac.to_string(),
+            tunnel_endpoint_ip: self.tunnel_endpoint_ip.to_string(),
+        }
+        .encode_to_vec()
     }
 
     /// Decodes a record.
     pub fn decode(bytes: &[u8]) -> Result<Self, RecordError> {
-        let (mut ip, mut mac, mut vtep) = ("", "", "");
-        for field in Reader::new(bytes) {
-            let (field, value) = field?;
-            let slot = match field {
-                1 => &mut ip,
-                2 => &mut mac,
-                3 => &mut vtep,
-                _ => continue,
-            };
-            *slot = value.str(field)?;
-        }
+        let wire::PeerRecord {
+            endpoint_ip: ip,
+            endpoint_mac: mac,
+            tunnel_endpoint_ip: vtep,
+        } = wire::PeerRecord::decode(bytes).map_err(|e| RecordError::Wire(WireError(e)))?;
         Ok(Self {
-            endpoint_ip: ip.parse().map_err(|_| RecordError::EndpointIp(clip(ip)))?,
+            endpoint_ip: ip.parse().map_err(|_| RecordError::EndpointIp(clip(&ip)))?,
             endpoint_mac: mac
                 .parse()
-                .map_err(|_| RecordError::EndpointMac(clip(mac)))?,
+                .map_err(|_| RecordError::EndpointMac(clip(&mac)))?,
             tunnel_endpoint_ip: vtep
                 .parse()
-                .map_err(|_| RecordError::TunnelEndpointIp(clip(vtep)))?,
+                .map_err(|_| RecordError::TunnelEndpointIp(clip(&vtep)))?,
         })
     }
 }
@@ -103,6 +106,20 @@ impl PeerRecord {
 /// At most [`MAX_ERROR_TEXT`] characters of `s`.
 fn clip(s: &str) -> String {
     s.chars().take(MAX_ERROR_TEXT).collect()
+}
+
+/// The message as `overlay.proto` declares it: three strings, parsed into [`PeerRecord`]'s
+/// types after decoding. Its name is the one prost's errors show.
+mod wire {
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(super) struct PeerRecord {
+        #[prost(string, tag = "1")]
+        pub(super) endpoint_ip: String,
+        #[prost(string, tag = "2")]
+        pub(super) endpoint_mac: String,
+        #[prost(string, tag = "3")]
+        pub(super) tunnel_endpoint_ip: String,
+    }
 }
 
 #[cfg(test)]
@@ -203,57 +220,63 @@ mod tests {
         assert_eq!(text.len(), MAX_ERROR_TEXT);
     }
 
+    /// Whether `bytes` are refused as a malformed message (not as bad text).
+    fn wire_refused(bytes: &[u8]) -> bool {
+        matches!(PeerRecord::decode(bytes), Err(RecordError::Wire(_)))
+    }
+
     #[test]
     fn malformed_wire_is_refused() {
-        assert_eq!(
-            PeerRecord::decode(&[0x0a]),
-            Err(RecordError::Wire(WireError::Truncated))
-        );
-        assert_eq!(
-            PeerRecord::decode(&[0x0a, 5, b'a']),
-            Err(RecordError::Wire(WireError::Truncated))
-        );
-        assert_eq!(
-            PeerRecord::decode(&[0x80]),
-            Err(RecordError::Wire(WireError::Truncated))
-        );
-        assert_eq!(
-            PeerRecord::decode(&[0x02, 0]),
-            Err(RecordError::Wire(WireError::ZeroField))
-        );
-        assert_eq!(
-            PeerRecord::decode(&[0x08, 1]),
-            Err(RecordError::Wire(WireError::WrongWireType {
-                field: 1,
-                wire_type: 0,
-                expected: 2
-            }))
-        );
-        assert_eq!(
-            PeerRecord::decode(&[0x0b]),
-            Err(RecordError::Wire(WireError::UnsupportedWireType {
-                field: 1,
-                wire_type: 3
-            }))
-        );
-        assert_eq!(
-            PeerRecord::decode(&[0x0a, 1, 0xff]),
-            Err(RecordError::Wire(WireError::Utf8 { field: 1 }))
-        );
         let overflow = [
             0x20, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02,
         ];
-        assert_eq!(
-            PeerRecord::decode(&overflow),
-            Err(RecordError::Wire(WireError::VarintOverflow))
-        );
         let eleven = [
             0x20, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0,
         ];
-        assert_eq!(
-            PeerRecord::decode(&eleven),
-            Err(RecordError::Wire(WireError::VarintOverflow))
-        );
+        // Key 2^32 | 0x08: field number 2^29 + 1, beyond the largest, 2^29 - 1.
+        let big_key = [0x88, 0x80, 0x80, 0x80, 0x10, 0];
+        let cases: [&[u8]; 14] = [
+            &[0x0a],          // a key without its value
+            &[0x0a, 5, b'a'], // length beyond the input
+            &[0x80],          // truncated varint
+            &[0x29, 1, 2, 3], // truncated fixed64
+            &[0x02, 0],       // field number 0
+            &[0x08, 1],       // string field as a varint
+            &[0x0b],          // a group never closed
+            &[0x0c],          // an end-group without a start
+            &[0x0e],          // wire type 6
+            &[0x0f],          // wire type 7
+            &[0x0a, 1, 0xff], // not UTF-8
+            &overflow,        // varint beyond 64 bits
+            &eleven,          // varint longer than ten bytes
+            &big_key,         // key beyond 32 bits
+        ];
+        for bytes in cases {
+            assert!(wire_refused(bytes), "{bytes:02x?} accepted");
+        }
+        let e = PeerRecord::decode(&[0x0a, 1, 0xff]).unwrap_err();
+        assert!(e.to_string().contains("PeerRecord.endpoint_ip"), "{e}");
+    }
+
+    #[test]
+    fn groups_are_skipped_up_to_100_levels() {
+        let nested = |depth: usize| {
+            let mut b = vec![0x23; depth]; // field 4, start group
+            b.extend(vec![0x24; depth]); // field 4, end group
+            b.extend(sample().encode());
+            b
+        };
+        assert_eq!(PeerRecord::decode(&nested(1)).unwrap(), sample());
+        assert_eq!(PeerRecord::decode(&nested(100)).unwrap(), sample());
+        assert!(wire_refused(&nested(101)));
+        // A group's end must match its start.
+        let mut crossed = vec![0x23, 0x2c];
+        crossed.extend(sample().encode());
+        assert!(wire_refused(&crossed));
+        // A known field as a group is refused, however well-formed.
+        let mut known = vec![0x0b, 0x0c];
+        known.extend(sample().encode());
+        assert!(wire_refused(&known));
     }
 
     fn record() -> impl Strategy<Value = PeerRecord> {
@@ -273,6 +296,36 @@ mod tests {
             })
     }
 
+    fn varint(mut v: u64, out: &mut Vec<u8>) {
+        while v >= 0x80 {
+            out.push(v as u8 | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+
+    /// Fields the message does not declare, of wire types 0, 1, 2 and 5.
+    fn unknown_fields() -> impl Strategy<Value = Vec<u8>> {
+        let field = (4u64..(1 << 29), 0usize..4, any::<u64>(), ".{0,8}");
+        proptest::collection::vec(field, 0..4).prop_map(|fields| {
+            let mut out = Vec::new();
+            for (number, kind, v, text) in fields {
+                let wire_type = [0, 1, 2, 5][kind];
+                varint((number << 3) | wire_type, &mut out);
+                match wire_type {
+                    0 => varint(v, &mut out),
+                    1 => out.extend(v.to_le_bytes()),
+                    2 => {
+                        varint(text.len() as u64, &mut out);
+                        out.extend(text.as_bytes());
+                    }
+                    _ => out.extend(&v.to_le_bytes()[..4]),
+                }
+            }
+            out
+        })
+    }
+
     proptest! {
         #[test]
         fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
@@ -290,6 +343,22 @@ mod tests {
             let i = at % bytes.len();
             bytes[i] = byte;
             let _ = PeerRecord::decode(&bytes);
+        }
+
+        #[test]
+        fn unknown_fields_are_dropped_and_the_last_record_wins(
+            old in record(),
+            r in record(),
+            junk in unknown_fields(),
+            more in unknown_fields(),
+        ) {
+            let mut bytes = old.encode();
+            bytes.extend(junk);
+            bytes.extend(r.encode());
+            bytes.extend(more);
+            let decoded = PeerRecord::decode(&bytes).unwrap();
+            prop_assert_eq!(decoded, r);
+            prop_assert_eq!(decoded.encode(), r.encode());
         }
     }
 }
