@@ -21,8 +21,10 @@ use cluster::NodeConfig;
 use cluster::crypto::{KEY_LEN, Key, Keyring};
 use cluster::shell::{Security, Tls, TlsError, TlsIdentity};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, DnsName, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::pki_types::{CertificateDer, DnsName, PrivateKeyDer};
 use serde::Deserialize;
+
+use crate::{base64, hex};
 
 /// Exit status of `netagent` when its configuration is refused (a [`ConfigError`]), the same
 /// status clap uses for a malformed command line.
@@ -585,8 +587,6 @@ impl AgentConfig {
 /// first key is the primary. At least one key is required. Errors give the line number but
 /// never the key text.
 ///
-/// Base64 is decoded by rustls-pki-types' constant-time PEM decoder (already a dependency),
-/// rather than by a decoder of our own.
 pub fn parse_keys(text: &str) -> Result<Vec<Key>, ConfigError> {
     let mut keys = Vec::new();
     for (index, line) in text.lines().enumerate() {
@@ -1279,12 +1279,10 @@ fn check_log_level(level: &str) -> Result<(), ConfigError> {
 }
 
 fn parse_key(line: &str) -> Result<Key, String> {
-    if line.len() == HEX_KEY_CHARS && line.bytes().all(|b| b.is_ascii_hexdigit()) {
-        let mut bytes = [0u8; KEY_LEN];
-        for (byte, pair) in bytes.iter_mut().zip(line.as_bytes().chunks_exact(2)) {
-            *byte = (hex_digit(pair[0]) << 4) | hex_digit(pair[1]);
-        }
-        return Ok(Key::new(bytes));
+    if line.len() == HEX_KEY_CHARS
+        && let Some(key) = hex::decode(line.as_bytes()).and_then(|b| Key::from_slice(&b).ok())
+    {
+        return Ok(key);
     }
     let base64 = line
         .bytes()
@@ -1295,28 +1293,9 @@ fn parse_key(line: &str) -> Result<Key, String> {
             line.chars().count()
         ));
     }
-    // The alphabet check above keeps the line from closing the section early.
-    let pem = format!("-----BEGIN PRIVATE KEY-----\n{line}\n-----END PRIVATE KEY-----\n");
-    let der = PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes())
+    let bytes = base64::decode_padding_optional(line.as_bytes())
         .map_err(|_| format!("{} characters, not valid base64", line.len()))?;
-    Key::from_slice(der.secret_pkcs8_der()).map_err(|_| {
-        format!(
-            "base64 of {} bytes, not {KEY_LEN}",
-            der.secret_pkcs8_der().len()
-        )
-    })
-}
-
-fn hex_digit(b: u8) -> u8 {
-    match b {
-        b'0'..=b'9' => b - b'0',
-        b'a'..=b'f' => b - b'a' + 10,
-        b'A'..=b'F' => b - b'A' + 10,
-        _ => {
-            debug_assert!(false, "BUG: hex_digit called on a non-hex byte");
-            0
-        }
-    }
+    Key::from_slice(&bytes).map_err(|_| format!("base64 of {} bytes, not {KEY_LEN}", bytes.len()))
 }
 
 fn load_error(
