@@ -204,7 +204,7 @@ impl Daemon {
         }
         let dns = if !config.dns {
             None
-        } else if dataplane::is_root() {
+        } else if crate::config::is_root() {
             Some(Arc::new(SandboxDns::new(
                 directory.clone(),
                 config.dns_ttl,

@@ -27,7 +27,7 @@ const STOP_PATIENCE: Duration = Duration::from_secs(5);
 /// Runs the real-dataplane part when the process is root and `ip` works; otherwise prints
 /// why it is skipped. `dir` holds the demo's PKI (`dir/pki`).
 pub(super) async fn run(dir: &Path) -> Result<(), DemoError> {
-    if !crate::dataplane::is_root() {
+    if !crate::config::is_root() {
         println!(
             "real dataplane: skipped (needs root: network namespaces, veth, VXLAN; \
              as root the demo also pings between containers across the overlay)"

@@ -18,7 +18,7 @@ use super::netagent;
 
 /// Whether the test runs as root (namespaces, VXLAN, `ip netns exec`).
 pub fn is_root() -> bool {
-    agent::dataplane::is_root()
+    agent::config::is_root()
 }
 
 /// Runs a command that must succeed; its standard output.
