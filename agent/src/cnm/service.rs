@@ -8,8 +8,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cluster::shell::Client;
+use discovery::{ENDPOINT_TABLE, EndpointRecord, Family, Lookup};
 use ipnet::Ipv4Net;
 use networkdb::{NetworkDb, NodeName};
+use overlay::{PEER_TABLE, PeerRecord};
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
@@ -20,13 +22,11 @@ use super::model::{
     DRIVER_OVERLAY, DnsAnswer, DnsQuery, Endpoint, EndpointCreate, Info, Mac, NetworkCreate,
     NetworkSpec, Sandbox, SandboxCreate, SandboxInfo, ServiceInfo, check_aliases, check_name,
 };
-use super::records::{ENDPOINT_TABLE, EndpointRecord, PEER_TABLE, PeerRecord};
 use super::store::{KnownNetwork, LocalState};
 use crate::dns::directory::Directory;
 use crate::dns::sandbox::SandboxDns;
 use crate::dns::server::Names;
 use crate::{hex, pki};
-use discovery::{Family, Lookup};
 
 /// How often [`Cnm::spawn_reconciler`] brings NetworkDB in line with the local state.
 pub const RECONCILE_INTERVAL: Duration = Duration::from_secs(1);

@@ -10,6 +10,7 @@ use cluster::NodeConfig;
 
 use super::api_addr::ApiAddr;
 use super::error::{ConfigError, invalid};
+use crate::dns;
 
 /// The gossip port: default of `bind` and of a `join` entry without a port (libnetwork and
 /// memberlist use 7946).
@@ -30,14 +31,8 @@ pub const DEFAULT_LOG_LEVEL: &str = "info";
 /// The longest `cluster_label` in bytes (memberlist's `LabelMaxSize`).
 pub const MAX_CLUSTER_LABEL_BYTES: usize = 255;
 
-/// TTL of the embedded DNS server's answers in seconds (libnetwork `respTTL`).
-pub const DEFAULT_DNS_TTL: u32 = crate::dns::DEFAULT_TTL;
-
 /// The largest DNS TTL (RFC 2181: 2^31 - 1 seconds).
 pub const MAX_DNS_TTL: u32 = i32::MAX as u32;
-
-/// How many upstream resolvers the embedded DNS server forwards to (libnetwork `maxExtDNS`).
-pub const MAX_DNS_UPSTREAMS: usize = crate::dns::MAX_UPSTREAMS;
 
 /// The merged and validated configuration of `netagent run`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -85,14 +80,14 @@ pub struct AgentConfig {
     /// Run the embedded DNS server in every sandbox with a joined endpoint (it needs root,
     /// like the dataplane). Default true.
     pub dns: bool,
-    /// Upstream resolvers, at most [`MAX_DNS_UPSTREAMS`], without duplicates and not
+    /// Upstream resolvers, at most [`dns::MAX_UPSTREAMS`], without duplicates and not
     /// 127.0.0.11 (that would loop). Empty (the default): the nameservers of the host's
     /// `/etc/resolv.conf`, read when the agent starts.
     pub dns_upstreams: Vec<SocketAddr>,
     /// Forward unknown names upstream. Default true; false (no upstream at all, not even
     /// the host's) contradicts `dns_upstreams`.
     pub dns_forward: bool,
-    /// TTL of local answers in seconds. Default [`DEFAULT_DNS_TTL`]; 0..=[`MAX_DNS_TTL`].
+    /// TTL of local answers in seconds. Default [`dns::DEFAULT_TTL`]; 0..=[`MAX_DNS_TTL`].
     pub dns_ttl: u32,
 }
 
@@ -152,7 +147,7 @@ impl AgentConfig {
             dns: false,
             dns_upstreams: Vec::new(),
             dns_forward: false,
-            dns_ttl: DEFAULT_DNS_TTL,
+            dns_ttl: dns::DEFAULT_TTL,
         }
     }
 

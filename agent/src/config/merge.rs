@@ -9,9 +9,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
 use super::agent::{
-    AgentConfig, DEFAULT_CLUSTER_LABEL, DEFAULT_DIAG_ADDR, DEFAULT_DNS_TTL, DEFAULT_GOSSIP_PORT,
-    DEFAULT_LOG_LEVEL, DEFAULT_VXLAN_PORT, LogFormat, MAX_CLUSTER_LABEL_BYTES, MAX_DNS_TTL,
-    SecurityConfig,
+    AgentConfig, DEFAULT_CLUSTER_LABEL, DEFAULT_DIAG_ADDR, DEFAULT_GOSSIP_PORT, DEFAULT_LOG_LEVEL,
+    DEFAULT_VXLAN_PORT, LogFormat, MAX_CLUSTER_LABEL_BYTES, MAX_DNS_TTL, SecurityConfig,
 };
 use super::api_addr::check_api;
 use super::env::Env;
@@ -24,6 +23,7 @@ use super::parse::{
     packet_size_error, parse_advertise, parse_bind, parse_diag_addr, parse_dns_upstream,
     parse_join,
 };
+use crate::dns;
 
 impl AgentConfig {
     /// Merges `flags` over the process environment over the file named by `--config` or
@@ -229,7 +229,7 @@ fn merge(args: &RunArgs, file: FileConfig, host: &Host) -> Result<AgentConfig, C
             .ok()
             .filter(|ttl| *ttl <= MAX_DNS_TTL)
             .ok_or_else(|| invalid("dns_ttl", ttl, format!("0..={MAX_DNS_TTL}")))?,
-        (None, None) => DEFAULT_DNS_TTL,
+        (None, None) => dns::DEFAULT_TTL,
     };
 
     let config = AgentConfig {

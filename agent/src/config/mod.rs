@@ -29,9 +29,8 @@ mod parse;
 mod security;
 
 pub use self::agent::{
-    AgentConfig, DEFAULT_CLUSTER_LABEL, DEFAULT_DIAG_ADDR, DEFAULT_DNS_TTL, DEFAULT_GOSSIP_PORT,
-    DEFAULT_LOG_LEVEL, DEFAULT_VXLAN_PORT, LogFormat, MAX_CLUSTER_LABEL_BYTES, MAX_DNS_TTL,
-    MAX_DNS_UPSTREAMS, SecurityConfig,
+    AgentConfig, DEFAULT_CLUSTER_LABEL, DEFAULT_DIAG_ADDR, DEFAULT_GOSSIP_PORT, DEFAULT_LOG_LEVEL,
+    DEFAULT_VXLAN_PORT, LogFormat, MAX_CLUSTER_LABEL_BYTES, MAX_DNS_TTL, SecurityConfig,
 };
 pub use self::api_addr::{ApiAddr, MAX_UNIX_PATH_BYTES};
 pub use self::error::{ConfigError, EXIT_CONFIG};

@@ -8,8 +8,9 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 
 use rustls::pki_types::DnsName;
 
-use super::agent::{DEFAULT_GOSSIP_PORT, MAX_DNS_TTL, MAX_DNS_UPSTREAMS};
+use super::agent::{DEFAULT_GOSSIP_PORT, MAX_DNS_TTL};
 use super::error::{ConfigError, invalid};
+use crate::dns::MAX_UPSTREAMS;
 
 const NAME_FORM: &str = "1..=63 letters, digits and '-', not starting or ending with '-', not a number (it is the DNS name of the node's TLS certificate)";
 const JOIN_FORMS: &str = "HOST:PORT, HOST, IP, [IPv6]:PORT or [IPv6]; port 1..=65535, default 7946";
@@ -62,7 +63,7 @@ pub(super) fn parse_dns_upstream(text: &str) -> Result<SocketAddr, ConfigError> 
     Ok(addr)
 }
 
-/// Drops duplicates (keeping the first) and refuses more than [`MAX_DNS_UPSTREAMS`].
+/// Drops duplicates (keeping the first) and refuses more than [`MAX_UPSTREAMS`].
 pub(super) fn check_dns_upstreams(list: Vec<SocketAddr>) -> Result<Vec<SocketAddr>, ConfigError> {
     let mut out: Vec<SocketAddr> = Vec::with_capacity(list.len());
     for addr in list {
@@ -70,12 +71,12 @@ pub(super) fn check_dns_upstreams(list: Vec<SocketAddr>) -> Result<Vec<SocketAdd
             out.push(addr);
         }
     }
-    if out.len() > MAX_DNS_UPSTREAMS {
+    if out.len() > MAX_UPSTREAMS {
         let given: Vec<String> = out.iter().map(ToString::to_string).collect();
         return Err(invalid(
             "dns_upstreams",
             given.join(","),
-            format!("at most {MAX_DNS_UPSTREAMS} resolvers"),
+            format!("at most {MAX_UPSTREAMS} resolvers"),
         ));
     }
     Ok(out)

@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::{DemoError, NODES, PATIENCE, SUBNET, fail, node_name};
-use crate::api::client::ApiClient;
+use crate::api::ApiClient;
 use crate::cnm::{EndpointCreate, NetworkCreate, SandboxCreate};
 use crate::config::ApiAddr;
 
