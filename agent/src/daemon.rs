@@ -177,7 +177,7 @@ impl Daemon {
             .client()
             .with_node(|node, _| {
                 node.db_mut().watch(networkdb::WatchFilter {
-                    table: Some(crate::cnm::ENDPOINT_TABLE.into()),
+                    table: Some(discovery::ENDPOINT_TABLE.into()),
                     network: None,
                 })
             })
@@ -204,7 +204,7 @@ impl Daemon {
         }
         let dns = if !config.dns {
             None
-        } else if dataplane::is_root() {
+        } else if crate::config::is_root() {
             Some(Arc::new(SandboxDns::new(
                 directory.clone(),
                 config.dns_ttl,
@@ -329,7 +329,7 @@ impl Daemon {
         // The servers stop first: a request arriving during the leave's grace period would
         // change local state the departing node no longer publishes.
         drop(self.tasks);
-        api::server::remove_socket(&self.api_addr);
+        api::remove_socket(&self.api_addr);
         if let Some(dns) = &self.cnm.settings().dns {
             dns.shutdown().await;
         }
@@ -350,7 +350,7 @@ impl Daemon {
         }
         // As a crash: the overlay namespaces stay; the next start removes them.
         drop(self.dataplane_task);
-        api::server::remove_socket(&self.api_addr);
+        api::remove_socket(&self.api_addr);
     }
 }
 
@@ -366,7 +366,7 @@ impl SocketGuard {
 impl Drop for SocketGuard {
     fn drop(&mut self) {
         if let Some(addr) = &self.0 {
-            api::server::remove_socket(addr);
+            api::remove_socket(addr);
         }
     }
 }

@@ -59,18 +59,6 @@ pub fn netns_prefix(node_name: &str, state_dir: &Path) -> String {
     format!("ov{hash:08x}-")
 }
 
-/// Whether the process runs with effective user ID 0 (from `/proc/self/status`).
-pub fn is_root() -> bool {
-    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
-        return false;
-    };
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|ids| ids.split_whitespace().nth(1))
-        .is_some_and(|euid| euid == "0")
-}
-
 /// What the driver needs to attach one local endpoint.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JoinRequest {
@@ -187,7 +175,7 @@ pub async fn start(
     let prefix = netns_prefix(node_name, state_dir);
     let kernel = if !kernel {
         None
-    } else if !is_root() {
+    } else if !crate::config::is_root() {
         tracing::info!("not running as root: overlay dataplane disabled (control plane only)");
         None
     } else {

@@ -7,6 +7,7 @@
 //! tests and the simulator use the same parts.
 
 pub mod api;
+mod base64;
 pub mod cli;
 pub mod cnm;
 pub mod config;
@@ -15,5 +16,6 @@ pub mod dataplane;
 pub mod demo;
 pub mod diag;
 pub mod dns;
+mod hex;
 pub mod metrics;
 pub mod pki;

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use agent::config::{AgentConfig, EXIT_CONFIG, LogFormat, RunArgs};
+use agent::config::{AgentConfig, ConfigError, EXIT_CONFIG, LogFormat, RunArgs};
 use clap::{Parser, Subcommand};
 
 /// netagent: the per-host agent of a multi-host container network control plane
@@ -57,6 +57,8 @@ fn main() -> ExitCode {
         Command::Run(args) => {
             let config = match AgentConfig::load(&args) {
                 Ok(c) => c,
+                // A refused NETAGENT_* value is reported as clap reports a refused flag.
+                Err(ConfigError::Env(e)) => e.exit(),
                 Err(e) => {
                     eprintln!("netagent: {e}");
                     return ExitCode::from(EXIT_CONFIG);

@@ -115,7 +115,7 @@ impl ClusterCa {
             &dir.join("gossip.key"),
             &format!(
                 "# AES-256-GCM gossip key (hex); the first line is the primary key\n{}\n",
-                hex(&key)
+                crate::hex::encode(&key)
             ),
             true,
         )?;
@@ -131,11 +131,6 @@ pub fn random_key() -> Result<[u8; 32], PkiError> {
         .and_then(|mut f| f.read_exact(&mut key))
         .map_err(|source| io(path, source))?;
     Ok(key)
-}
-
-/// Lower-case hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn io(path: &Path, source: std::io::Error) -> PkiError {

@@ -13,13 +13,15 @@ use std::time::Duration;
 
 use agent::api::{ApiClient, ClientError};
 use agent::cnm::{
-    DnsQuery, ENDPOINT_TABLE, Endpoint, EndpointCreate, EndpointRecord, Mac, NetworkCreate,
-    NetworkSpec, PEER_TABLE, PeerRecord, SandboxCreate, ServiceCreate,
+    DnsQuery, Endpoint, EndpointCreate, Mac, NetworkCreate, NetworkSpec, SandboxCreate,
+    ServiceCreate,
 };
 use agent::config::AgentConfig;
 use agent::daemon::Daemon;
+use discovery::{ENDPOINT_TABLE, EndpointRecord};
 use ipnet::Ipv4Net;
 use networkdb::{Key, TableElem};
+use overlay::{PEER_TABLE, PeerRecord};
 use tokio::time::Instant;
 
 /// The longest wait for anything to converge.

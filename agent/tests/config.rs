@@ -157,43 +157,27 @@ fn flag_beats_file_beats_default() {
     assert_eq!(c.join, vec![addr("192.0.2.8:7946")]);
 }
 
-/// The environment half of the precedence runs in a child process (this test binary,
-/// filtered to `env_child`), so no test here changes its own environment.
+/// The environment's place in the precedence. The merge takes the environment as an input,
+/// so this test gives its own rather than changing the process's.
 #[test]
 fn env_beats_file_and_flag_beats_env() {
-    let exe = std::env::current_exe().expect("test binary");
-    let out = Command::new(exe)
-        .args(["env_child", "--exact", "--ignored", "--test-threads=1"])
-        .env("NETAGENT_TEST_ENV_CHILD", "1")
-        .env("NETAGENT_PACKET_SIZE", "1100")
-        .env("NETAGENT_VXLAN_PORT", "4790")
-        .env("NETAGENT_JOIN", "192.0.2.7,192.0.2.8:8000")
-        .env("NETAGENT_INSECURE", "true")
-        .env("NETAGENT_ADVERTISE", "192.0.2.1")
-        .env("NETAGENT_FAST_FAILURE_DETECTION", "false")
-        .env("NETAGENT_API", "tcp:127.0.0.1:9000")
-        .output()
-        .expect("run child");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        stdout.contains("1 passed"),
-        "the child test did not run: {stdout}"
-    );
-}
+    let env = [
+        ("NETAGENT_PACKET_SIZE", "1100"),
+        ("NETAGENT_VXLAN_PORT", "4790"),
+        ("NETAGENT_JOIN", "192.0.2.7,192.0.2.8:8000"),
+        ("NETAGENT_INSECURE", "true"),
+        ("NETAGENT_ADVERTISE", "192.0.2.1"),
+        ("NETAGENT_FAST_FAILURE_DETECTION", "false"),
+        ("NETAGENT_API", "tcp:127.0.0.1:9000"),
+        // The default state directory of a user other than root.
+        ("HOME", "/home/netagent-test"),
+    ];
+    let with_env = |flags: &[&str], file: Option<&str>| {
+        AgentConfig::from_env_and_file(&args(flags), env, file)
+    };
 
-#[test]
-#[ignore = "run by env_beats_file_and_flag_beats_env with NETAGENT_* set"]
-fn env_child() {
-    if std::env::var_os("NETAGENT_TEST_ENV_CHILD").is_none() {
-        return;
-    }
     let file = "packet_size = 1000\nvxlan_port = 4000\nlog_level = \"debug\"\nfast_failure_detection = true\njoin = [\"192.0.2.99\"]\n";
-    let c = ok(&["--packet-size", "1300"], Some(file));
+    let c = with_env(&["--packet-size", "1300"], Some(file)).expect("accepted");
     assert_eq!(c.packet_size, 1300, "flag beats env");
     assert_eq!(c.vxlan_port, 4790, "env beats file");
     assert_eq!(c.log_level, "debug", "file beats default");
@@ -204,8 +188,41 @@ fn env_child() {
     assert_eq!(c.advertise, addr("192.0.2.1:7946"));
     assert_eq!(c.api, ApiAddr::Tcp(addr("127.0.0.1:9000")));
 
-    let c = ok(&["--fast-failure-detection"], None);
+    let c = with_env(&["--fast-failure-detection"], None).expect("accepted");
     assert!(c.fast_failure_detection, "flag beats env");
+    assert_eq!(c.packet_size, 1100, "env beats default");
+
+    // A bad variable gets its flag's message, unless the flag is given.
+    let bad = [("NETAGENT_PACKET_SIZE", "lots")];
+    let e = AgentConfig::from_env_and_file(&args(&MINIMAL), bad, None)
+        .expect_err("bad variable")
+        .to_string();
+    assert!(
+        e.contains("invalid packet_size: lots (allowed: 500..=65507 bytes)"),
+        "{e}"
+    );
+    let c =
+        AgentConfig::from_env_and_file(&args(&with_minimal(&["--packet-size", "600"])), bad, None)
+            .expect("the flag hides the variable");
+    assert_eq!(c.packet_size, 600);
+}
+
+/// `netagent run` reads its own process environment (the one check that is not in-process).
+#[test]
+fn netagent_reads_its_environment() {
+    let out = Command::new(env!("CARGO_BIN_EXE_netagent"))
+        .arg("run")
+        .args(MINIMAL)
+        .env_clear()
+        .env("NETAGENT_PACKET_SIZE", "499")
+        .output()
+        .expect("run netagent");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("invalid packet_size: 499 (allowed: 500..=65507 bytes)"),
+        "{stderr}"
+    );
 }
 
 #[test]

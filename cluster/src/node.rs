@@ -88,7 +88,7 @@ pub enum InputError {
     Swim(String),
     /// NetworkDB could not decode it.
     #[error(transparent)]
-    Decode(#[from] networkdb::DecodeError),
+    Decode(#[from] networkdb::wire::DecodeError),
     /// A stream message came from a node this node's membership does not know.
     #[error("stream message from {0}, which is not a member")]
     NotMember(String),

@@ -58,4 +58,3 @@ pub use output::{Channel, Output, Transmit};
 pub use recv::ATTACHMENT_REPAIR_INTERVAL;
 pub use stats::Stats;
 pub use watch::{NODE_TABLE, WatchEvent, WatchFilter, WatchId};
-pub use wire::DecodeError;

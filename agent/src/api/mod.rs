@@ -6,13 +6,15 @@
 //! [`crate::cnm`] in JSON; every error is an [`ErrorBody`] with a 4xx or 5xx status, and a
 //! refused request changes nothing.
 
-pub mod client;
-pub mod server;
+mod client;
+mod server;
 
 use serde::{Deserialize, Serialize};
 
-pub use self::client::{ApiClient, ClientError};
-pub use self::server::{ApiBindError, ApiListener, router};
+pub use self::client::{ApiClient, ClientError, DEFAULT_TIMEOUT};
+pub use self::server::{
+    ApiBindError, ApiListener, MAX_BODY_BYTES, SOCKET_MODE, remove_socket, router,
+};
 
 /// The body of every error answer: `{"error": "<message>"}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -11,11 +11,12 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::Ipv4Addr;
 
+use discovery::{ENDPOINT_TABLE, EndpointRecord};
 use networkdb::NetworkDb;
+use overlay::{PEER_TABLE, PeerRecord};
 
 use super::error::CnmError;
 use super::model::NetworkSpec;
-use super::records::{ENDPOINT_TABLE, EndpointRecord, PEER_TABLE, PeerRecord};
 
 /// The NetworkDB network every agent joins, holding the catalogue.
 pub const GLOBAL_NETWORK: &str = "netagent.global";
@@ -27,7 +28,7 @@ pub const NETWORKS_TABLE: &str = "networks";
 /// parse (a newer agent's format, or garbage), whose name is not their key, or that would
 /// not pass the API's own checks (a peer, or the diagnostic API, can write anything) are
 /// skipped: one bad spec such as `0.0.0.0/0` must not make every later network "overlap".
-pub fn list(db: &NetworkDb) -> Vec<NetworkSpec> {
+pub(crate) fn list(db: &NetworkDb) -> Vec<NetworkSpec> {
     db.table_by_network(NETWORKS_TABLE, GLOBAL_NETWORK)
         .into_iter()
         .filter_map(|(key, e)| decode(key.as_str(), &e.value))
@@ -35,7 +36,7 @@ pub fn list(db: &NetworkDb) -> Vec<NetworkSpec> {
 }
 
 /// A catalogue value, if it is a valid spec of the network named `key`.
-pub fn decode(key: &str, value: &[u8]) -> Option<NetworkSpec> {
+pub(crate) fn decode(key: &str, value: &[u8]) -> Option<NetworkSpec> {
     let spec = serde_json::from_slice::<NetworkSpec>(value).ok()?;
     let valid = spec.name == key
         && super::model::check_name("network", &spec.name).is_ok()
@@ -51,7 +52,7 @@ pub fn decode(key: &str, value: &[u8]) -> Option<NetworkSpec> {
 }
 
 /// The catalogue value of a network.
-pub fn encode(spec: &NetworkSpec) -> Vec<u8> {
+pub(crate) fn encode(spec: &NetworkSpec) -> Vec<u8> {
     match serde_json::to_vec(spec) {
         Ok(bytes) => bytes,
         Err(e) => {
@@ -63,7 +64,7 @@ pub fn encode(spec: &NetworkSpec) -> Vec<u8> {
 }
 
 /// Finds a network by name, by full ID, or by a prefix of its ID matching only one network.
-pub fn resolve<'a>(
+pub(crate) fn resolve<'a>(
     specs: impl IntoIterator<Item = &'a NetworkSpec> + Clone,
     reference: &str,
 ) -> Result<&'a NetworkSpec, CnmError> {
@@ -94,7 +95,7 @@ pub fn resolve<'a>(
 /// Every address this node sees in use in a network: endpoint addresses of
 /// [`PEER_TABLE`] and endpoint and virtual addresses of [`ENDPOINT_TABLE`]. Undecodable
 /// records are skipped.
-pub fn addresses_in_use(db: &NetworkDb, network_id: &str) -> AddressUsers {
+pub(crate) fn addresses_in_use(db: &NetworkDb, network_id: &str) -> AddressUsers {
     let mut users = AddressUsers::default();
     for elem in db.table_by_network(PEER_TABLE, network_id).values() {
         if let Ok(r) = PeerRecord::decode(&elem.value) {
@@ -125,19 +126,19 @@ pub fn addresses_in_use(db: &NetworkDb, network_id: &str) -> AddressUsers {
 
 /// Who uses the addresses of a network, as its records say.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct AddressUsers {
+pub(crate) struct AddressUsers {
     /// Endpoint addresses.
-    pub endpoints: HashSet<Ipv4Addr>,
+    pub(crate) endpoints: HashSet<Ipv4Addr>,
     /// Virtual IPs, with the services whose tasks publish them (the tasks of one service on
     /// several hosts share its VIP).
-    pub vips: HashMap<Ipv4Addr, BTreeSet<String>>,
+    pub(crate) vips: HashMap<Ipv4Addr, BTreeSet<String>>,
     /// Services, with the virtual IP (or none) each of their records publishes.
-    pub services: HashMap<String, BTreeSet<Option<Ipv4Addr>>>,
+    pub(crate) services: HashMap<String, BTreeSet<Option<Ipv4Addr>>>,
 }
 
 impl AddressUsers {
     /// Every address in use, endpoint or VIP.
-    pub fn all(&self) -> HashSet<Ipv4Addr> {
+    pub(crate) fn all(&self) -> HashSet<Ipv4Addr> {
         self.endpoints
             .iter()
             .chain(self.vips.keys())

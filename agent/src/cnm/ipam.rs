@@ -28,7 +28,7 @@ pub const FIRST_AUTO_VNI: u32 = 4096;
 
 /// Parses a subnet: IPv4 CIDR text, prefix length
 /// [`MIN_PREFIX_LEN`]..=[`MAX_PREFIX_LEN`], written as its network address.
-pub fn parse_subnet(text: &str) -> Result<Ipv4Net, CnmError> {
+pub(crate) fn parse_subnet(text: &str) -> Result<Ipv4Net, CnmError> {
     let net: Ipv4Net = text.trim().parse().map_err(|_| {
         CnmError::Invalid(format!(
             "invalid subnet {text:?}: not an IPv4 CIDR like 198.18.10.0/24"
@@ -50,13 +50,13 @@ pub fn parse_subnet(text: &str) -> Result<Ipv4Net, CnmError> {
 }
 
 /// The gateway of a subnet: its first host address.
-pub fn gateway(net: Ipv4Net) -> Ipv4Addr {
+pub(crate) fn gateway(net: Ipv4Net) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(net.network()).wrapping_add(1))
 }
 
 /// Checks an address given for an endpoint (or a VIP): inside the subnet, neither its
 /// network, broadcast nor gateway address. `what` names it in the error.
-pub fn check_address(net: Ipv4Net, ip: Ipv4Addr, what: &str) -> Result<(), CnmError> {
+pub(crate) fn check_address(net: Ipv4Net, ip: Ipv4Addr, what: &str) -> Result<(), CnmError> {
     let reserved = if ip == net.network() {
         Some("network")
     } else if ip == net.broadcast() {
@@ -80,7 +80,7 @@ pub fn check_address(net: Ipv4Net, ip: Ipv4Addr, what: &str) -> Result<(), CnmEr
 }
 
 /// Parses an IPv4 address; `what` names it in the error.
-pub fn parse_ip(text: &str, what: &str) -> Result<Ipv4Addr, CnmError> {
+pub(crate) fn parse_ip(text: &str, what: &str) -> Result<Ipv4Addr, CnmError> {
     text.trim()
         .parse()
         .map_err(|_| CnmError::Invalid(format!("invalid {what} {text:?}: not an IPv4 address")))
@@ -89,7 +89,7 @@ pub fn parse_ip(text: &str, what: &str) -> Result<Ipv4Addr, CnmError> {
 /// The lowest free host address at or after an offset derived from `seed` (wrapping around
 /// once), skipping the network, broadcast and gateway addresses and every address in `used`.
 /// `None` when the subnet is full.
-pub fn allocate(net: Ipv4Net, used: &HashSet<Ipv4Addr>, seed: &str) -> Option<Ipv4Addr> {
+pub(crate) fn allocate(net: Ipv4Net, used: &HashSet<Ipv4Addr>, seed: &str) -> Option<Ipv4Addr> {
     // Allocatable: gateway + 1 ..= broadcast - 1.
     let first = u32::from(gateway(net)).checked_add(1)?;
     let last = u32::from(net.broadcast()).checked_sub(1)?;
@@ -104,7 +104,7 @@ pub fn allocate(net: Ipv4Net, used: &HashSet<Ipv4Addr>, seed: &str) -> Option<Ip
 }
 
 /// Checks a VNI given for a network.
-pub fn check_vni(vni: u32) -> Result<u32, CnmError> {
+pub(crate) fn check_vni(vni: u32) -> Result<u32, CnmError> {
     if (1..=MAX_VNI).contains(&vni) {
         Ok(vni)
     } else {
@@ -115,7 +115,7 @@ pub fn check_vni(vni: u32) -> Result<u32, CnmError> {
 }
 
 /// The lowest VNI from [`FIRST_AUTO_VNI`] not in `used`.
-pub fn allocate_vni(used: &BTreeSet<u32>) -> Option<u32> {
+pub(crate) fn allocate_vni(used: &BTreeSet<u32>) -> Option<u32> {
     (FIRST_AUTO_VNI..=MAX_VNI).find(|vni| !used.contains(vni))
 }
 

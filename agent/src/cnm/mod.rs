@@ -13,31 +13,33 @@
 //!   network's ID) with its first endpoint there and detaches with its last, as libnetwork
 //!   does when it has a container on the network.
 //! * **Joining** an endpoint to a sandbox publishes libnetwork's two records, keyed by the
-//!   endpoint ID: a [`PeerRecord`] in [`PEER_TABLE`] (address/prefix, MAC, VTEP) and an
-//!   [`EndpointRecord`] in [`ENDPOINT_TABLE`] (names for service discovery), protobuf-encoded
-//!   so libnetwork's tools decode them. Leaving deletes them.
+//!   endpoint ID: an [`overlay::PeerRecord`] in [`overlay::PEER_TABLE`] (address/prefix, MAC,
+//!   VTEP) and a [`discovery::EndpointRecord`] in [`discovery::ENDPOINT_TABLE`] (names for
+//!   service discovery), protobuf-encoded so libnetwork's tools decode them (both crates
+//!   follow libnetwork's `.proto` files). Leaving deletes them.
 //! * **Restarts**: a restarted agent loads `cnm.json`, re-joins the NetworkDB network of
 //!   every network it has endpoints on and re-publishes the records of its joined endpoints
 //!   under its new incarnation ([`Cnm::reconcile`], also run every [`RECONCILE_INTERVAL`]).
 //!
-//! Addresses are allocated by each agent from what it sees ([`ipam`]); there is no
+//! Addresses are allocated by each agent from what it sees (within
+//! [`MIN_PREFIX_LEN`]..=[`MAX_PREFIX_LEN`] subnets); there is no
 //! cluster-wide allocator, so two agents allocating at the same moment can pick one address
 //! (made unlikely by a per-node starting offset). The same holds for VNIs chosen by default.
 
-pub mod catalogue;
+mod catalogue;
 mod error;
-pub mod ipam;
-pub mod model;
-pub mod records;
+mod ipam;
+mod model;
 mod service;
-pub mod store;
+mod store;
 
 pub use self::catalogue::{GLOBAL_NETWORK, NETWORKS_TABLE};
 pub use self::error::CnmError;
+pub use self::ipam::{FIRST_AUTO_VNI, MAX_PREFIX_LEN, MAX_VNI, MIN_PREFIX_LEN};
 pub use self::model::{
-    DnsAnswer, DnsQuery, Endpoint, EndpointCreate, Info, JoinRequest, Mac, NetworkCreate,
-    NetworkSpec, Sandbox, SandboxCreate, SandboxInfo, ServiceCreate, ServiceInfo,
+    DRIVER_OVERLAY, DnsAnswer, DnsQuery, Endpoint, EndpointCreate, Info, JoinRequest,
+    MAX_ALIAS_LEN, MAX_ALIASES, MAX_NAME_LEN, Mac, MacParseError, NetworkCreate, NetworkSpec,
+    Sandbox, SandboxCreate, SandboxInfo, ServiceCreate, ServiceInfo, check_aliases, check_name,
 };
-pub use self::records::{ENDPOINT_TABLE, EndpointRecord, PEER_TABLE, PeerRecord};
 pub use self::service::{ADOPT_AFTER, Cnm, CnmSettings, RECONCILE_INTERVAL};
-pub use self::store::{LocalState, StoreError};
+pub use self::store::{FORMAT_VERSION, KnownNetwork, LocalState, STATE_FILE, StoreError};

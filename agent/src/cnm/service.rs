@@ -8,8 +8,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cluster::shell::Client;
+use discovery::{ENDPOINT_TABLE, EndpointRecord, Family, Lookup};
 use ipnet::Ipv4Net;
 use networkdb::{NetworkDb, NodeName};
+use overlay::{PEER_TABLE, PeerRecord};
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
@@ -20,13 +22,11 @@ use super::model::{
     DRIVER_OVERLAY, DnsAnswer, DnsQuery, Endpoint, EndpointCreate, Info, Mac, NetworkCreate,
     NetworkSpec, Sandbox, SandboxCreate, SandboxInfo, ServiceInfo, check_aliases, check_name,
 };
-use super::records::{ENDPOINT_TABLE, EndpointRecord, PEER_TABLE, PeerRecord};
 use super::store::{KnownNetwork, LocalState};
 use crate::dns::directory::Directory;
 use crate::dns::sandbox::SandboxDns;
 use crate::dns::server::Names;
-use crate::pki;
-use discovery::{Family, Lookup};
+use crate::{hex, pki};
 
 /// How often [`Cnm::spawn_reconciler`] brings NetworkDB in line with the local state.
 pub const RECONCILE_INTERVAL: Duration = Duration::from_secs(1);
@@ -1425,7 +1425,7 @@ fn parse_mac(text: &str) -> Result<Mac, CnmError> {
 
 /// 64 lower-case hex characters from the system's randomness.
 fn random_id() -> Result<String, CnmError> {
-    Ok(pki::hex(&pki::random_key()?))
+    Ok(hex::encode(&pki::random_key()?))
 }
 
 /// A service's ID: SHA-256 of the network ID and the service name, in hex, so every node
@@ -1436,5 +1436,5 @@ fn service_id(network_id: &str, service: &str) -> String {
     ctx.update(network_id.as_bytes());
     ctx.update(b"/");
     ctx.update(service.as_bytes());
-    pki::hex(ctx.finish().as_ref())
+    hex::encode(ctx.finish().as_ref())
 }

@@ -23,7 +23,7 @@ use overlay::netlink::lab;
 use overlay::netlink::{NetlinkDataplane, netns_path};
 
 use super::{DemoError, NODES, PATIENCE, SUBNET, fail, node_name};
-use crate::api::client::ApiClient;
+use crate::api::ApiClient;
 use crate::cnm::{EndpointCreate, NetworkCreate, SandboxCreate};
 use crate::config::ApiAddr;
 

@@ -18,10 +18,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use cluster::shell::Client;
+use overlay::PeerRecord;
 
-use crate::cnm::{
-    DnsQuery, EndpointCreate, NetworkCreate, PeerRecord, SandboxCreate, ServiceCreate,
-};
+use crate::cnm::{DnsQuery, EndpointCreate, NetworkCreate, SandboxCreate, ServiceCreate};
 use crate::config::{AgentConfig, SecurityConfig};
 use crate::daemon::Daemon;
 use crate::pki::ClusterCa;

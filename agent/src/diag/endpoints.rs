@@ -17,7 +17,8 @@ use networkdb::{Error, Key, NetworkId, PeerInfo, TableName, WatchFilter};
 
 use super::form::Form;
 use super::reply::{Details, EntryRow, PeerRow, Reply, go_lossy};
-use super::{Answer, DiagState, Endpoint, PATHS, base64, lock, stackdump};
+use super::{Answer, DiagState, Endpoint, PATHS, lock, stackdump};
+use crate::base64;
 
 /// How long `/join` waits for a member name to resolve.
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);

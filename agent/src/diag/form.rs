@@ -7,6 +7,8 @@
 
 use axum::http::Method;
 
+use crate::hex::digit;
+
 /// The largest urlencoded body parsed (Go's `maxFormSize`, 10 MiB); a larger one is ignored.
 pub(crate) const MAX_FORM_BYTES: usize = 10 << 20;
 
@@ -89,8 +91,8 @@ fn unescape(src: &[u8]) -> Option<Vec<u8>> {
     while i < src.len() {
         match src[i] {
             b'%' => {
-                let hi = hex(*src.get(i + 1)?)?;
-                let lo = hex(*src.get(i + 2)?)?;
+                let hi = digit(*src.get(i + 1)?)?;
+                let lo = digit(*src.get(i + 2)?)?;
                 out.push(hi << 4 | lo);
                 i += 3;
             }
@@ -107,15 +109,6 @@ fn unescape(src: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
-fn hex(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
-}
-
 /// Decodes a URL path's `%XX` escapes (Go's `URL.Path`); an invalid escape is kept as is.
 pub(crate) fn decode_path(path: &str) -> String {
     let src = path.as_bytes();
@@ -123,7 +116,7 @@ pub(crate) fn decode_path(path: &str) -> String {
     let mut i = 0;
     while i < src.len() {
         let escaped = (src[i] == b'%')
-            .then(|| Some(hex(*src.get(i + 1)?)? << 4 | hex(*src.get(i + 2)?)?))
+            .then(|| Some(digit(*src.get(i + 1)?)? << 4 | digit(*src.get(i + 2)?)?))
             .flatten();
         match escaped {
             Some(b) => {

@@ -20,7 +20,6 @@
 //! this module only through [`DiagState::on_watch_event`], which the daemon must call for
 //! every watch event the shell delivers (`Handle::take_events`).
 
-mod base64;
 mod endpoints;
 mod form;
 mod reply;

@@ -1,9 +1,13 @@
-//! Standard base64 (RFC 4648, padded) with the exact errors of Go's `base64.StdEncoding`.
+//! Standard base64 (RFC 4648, padded) with the exact errors of Go's `base64.StdEncoding`: the
+//! agent's one base64 codec.
 //!
 //! The diagnostic API takes and returns values in base64 unless `unsafe` is given; clients
 //! compare error texts, so decoding follows Go's `decodeQuantum` step by step: `\r` and `\n`
 //! are skipped anywhere, padding is required, non-zero trailing bits are accepted, and a
-//! failure names the offending input byte the way Go does.
+//! failure names the offending input byte the way Go does. Gossip key files use the same
+//! decoder with padding made optional ([`decode_padding_optional`]).
+//!
+//! The `base64` crate is not used: it neither skips line breaks nor reports Go's offsets.
 
 use std::fmt;
 
@@ -49,6 +53,20 @@ pub(crate) fn decode(src: &[u8]) -> Result<Vec<u8>, CorruptInput> {
         si = quantum(src, si, &mut out)?;
     }
     Ok(out)
+}
+
+/// Decodes `src` whose padding is either complete or absent (`Zg==` or `Zg`, not `Zg=`), as
+/// gossip key files allow: absent padding is added, then [`decode`] applies. Offsets in
+/// errors are those of the padded input.
+pub(crate) fn decode_padding_optional(src: &[u8]) -> Result<Vec<u8>, CorruptInput> {
+    if src.contains(&PAD) {
+        return decode(src);
+    }
+    let symbols = src.iter().filter(|&&c| c != b'\n' && c != b'\r').count();
+    let mut padded = Vec::with_capacity(src.len() + 3);
+    padded.extend_from_slice(src);
+    padded.resize(src.len() + (symbols.next_multiple_of(4) - symbols), PAD);
+    decode(&padded)
 }
 
 /// Decodes one quantum (up to four symbols) starting at `si`; returns where the next starts.
@@ -158,6 +176,27 @@ mod tests {
         assert_eq!(decode(b"Zm\r\n9v\nYg=\n=\n").unwrap(), b"foob");
         // Go's StdEncoding is not strict: "dh==" decodes like "dg==".
         assert_eq!(decode(b"dh==").unwrap(), b"v");
+    }
+
+    #[test]
+    fn padding_is_complete_or_absent() {
+        for (coded, plain) in [
+            ("Zg", &b"f"[..]),
+            ("Zg==", b"f"),
+            ("Zm8", b"fo"),
+            ("Zm8=", b"fo"),
+            ("Zm9v", b"foo"),
+            ("", b""),
+        ] {
+            assert_eq!(
+                decode_padding_optional(coded.as_bytes()).unwrap(),
+                plain,
+                "{coded}"
+            );
+        }
+        for bad in ["Zg=", "Z", "Zm9vY", "Zm9v=", "Zm=9v", "Zm9!"] {
+            assert!(decode_padding_optional(bad.as_bytes()).is_err(), "{bad}");
+        }
     }
 
     #[test]
