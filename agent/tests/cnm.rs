@@ -13,13 +13,14 @@ use std::time::Duration;
 
 use agent::api::{ApiClient, ClientError};
 use agent::cnm::{
-    DnsQuery, ENDPOINT_TABLE, Endpoint, EndpointCreate, EndpointRecord, Mac, NetworkCreate,
-    NetworkSpec, PEER_TABLE, PeerRecord, SandboxCreate, ServiceCreate,
+    DnsQuery, ENDPOINT_TABLE, Endpoint, EndpointCreate, EndpointRecord, NetworkCreate, NetworkSpec,
+    PEER_TABLE, PeerRecord, SandboxCreate, ServiceCreate,
 };
 use agent::config::AgentConfig;
 use agent::daemon::Daemon;
 use ipnet::Ipv4Net;
 use networkdb::{Key, TableElem};
+use overlay::Mac;
 use tokio::time::Instant;
 
 /// The longest wait for anything to converge.
@@ -330,7 +331,7 @@ async fn endpoints_join_publishes_records_and_leave_withdraws_them() {
     assert!(blue.subnet.contains(&web.ip), "{}", web.ip);
     assert!(![blue.subnet.network(), blue.gateway, blue.subnet.broadcast()].contains(&web.ip));
     assert_eq!(web.prefix_len, 24);
-    assert_eq!(web.mac, Mac::from_ip(web.ip));
+    assert_eq!(web.mac, Mac::from_ipv4(web.ip));
     assert_eq!(web.network_id, blue.id);
     assert_eq!(web.sandbox, None);
 
@@ -469,7 +470,7 @@ async fn endpoints_join_publishes_records_and_leave_withdraws_them() {
         PeerRecord::decode(&peer.value).unwrap(),
         PeerRecord {
             endpoint_ip: Ipv4Net::new(web.ip, 24).unwrap(),
-            endpoint_mac: web.mac.into(),
+            endpoint_mac: web.mac,
             tunnel_endpoint_ip: Ipv4Addr::LOCALHOST.into(),
         }
     );

@@ -35,8 +35,8 @@ pub mod store;
 pub use self::catalogue::{GLOBAL_NETWORK, NETWORKS_TABLE};
 pub use self::error::CnmError;
 pub use self::model::{
-    DnsAnswer, DnsQuery, Endpoint, EndpointCreate, Info, JoinRequest, Mac, NetworkCreate,
-    NetworkSpec, Sandbox, SandboxCreate, SandboxInfo, ServiceCreate, ServiceInfo,
+    DnsAnswer, DnsQuery, Endpoint, EndpointCreate, Info, JoinRequest, NetworkCreate, NetworkSpec,
+    Sandbox, SandboxCreate, SandboxInfo, ServiceCreate, ServiceInfo,
 };
 pub use self::records::{ENDPOINT_TABLE, EndpointRecord, PEER_TABLE, PeerRecord};
 pub use self::service::{ADOPT_AFTER, Cnm, CnmSettings, RECONCILE_INTERVAL};

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use cluster::shell::Client;
 use ipnet::Ipv4Net;
 use networkdb::{NetworkDb, NodeName};
+use overlay::Mac;
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
@@ -17,7 +18,7 @@ use super::catalogue::{self, GLOBAL_NETWORK, NETWORKS_TABLE};
 use super::error::CnmError;
 use super::ipam;
 use super::model::{
-    DRIVER_OVERLAY, DnsAnswer, DnsQuery, Endpoint, EndpointCreate, Info, Mac, NetworkCreate,
+    DRIVER_OVERLAY, DnsAnswer, DnsQuery, Endpoint, EndpointCreate, Info, NetworkCreate,
     NetworkSpec, Sandbox, SandboxCreate, SandboxInfo, ServiceInfo, check_aliases, check_name,
 };
 use super::records::{ENDPOINT_TABLE, EndpointRecord, PEER_TABLE, PeerRecord};
@@ -495,7 +496,7 @@ impl Cnm {
                 })?
             }
         };
-        let mac = mac.unwrap_or_else(|| Mac::from_ip(ip));
+        let mac = mac.unwrap_or_else(|| Mac::from_ipv4(ip));
         let endpoint = Endpoint {
             id,
             name: req.name,
@@ -1072,7 +1073,7 @@ impl Cnm {
             vni: spec.vni,
             gateway,
             addr,
-            mac: endpoint.mac.into(),
+            mac: endpoint.mac,
             netns: sandbox.netns.clone(),
         };
         dp.join(req, restore).await.map_err(CnmError::Conflict)
@@ -1157,7 +1158,7 @@ impl Cnm {
         };
         let peer = PeerRecord {
             endpoint_ip,
-            endpoint_mac: e.mac.into(),
+            endpoint_mac: e.mac,
             tunnel_endpoint_ip: self.settings.vtep,
         };
         let service = e.service.as_ref();
@@ -1415,7 +1416,7 @@ fn parse_mac(text: &str) -> Result<Mac, CnmError> {
         .trim()
         .parse()
         .map_err(|e| CnmError::Invalid(format!("invalid MAC address {text:?}: {e}")))?;
-    if mac.is_multicast() || mac.0 == [0; 6] {
+    if mac.is_multicast() || mac == Mac::default() {
         return Err(CnmError::Invalid(format!(
             "invalid MAC address {text:?}: not a unicast address"
         )));
