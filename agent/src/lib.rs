@@ -16,4 +16,5 @@ pub mod demo;
 pub mod diag;
 pub mod dns;
 pub mod metrics;
+pub mod os_random;
 pub mod pki;

@@ -7,7 +7,6 @@
 //! production cluster would use its own CA: the agent only needs the three PEM files.
 
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use cluster::shell::TlsIdentity;
@@ -27,7 +26,7 @@ pub enum PkiError {
     /// A node name that cannot be a certificate's DNS name or a file name.
     #[error("{0}")]
     Name(String),
-    /// A file could not be written (it exists already, for instance) or randomness read.
+    /// A file could not be written (it exists already, for instance).
     #[error("{path}: {source}")]
     Io {
         /// The file.
@@ -35,6 +34,9 @@ pub enum PkiError {
         /// The error.
         source: std::io::Error,
     },
+    /// No randomness for the gossip key.
+    #[error(transparent)]
+    Random(#[from] crate::os_random::RandomError),
 }
 
 /// A node's certificate and key, as PEM and as the shell's TLS material.
@@ -110,7 +112,7 @@ impl ClusterCa {
             write(&dir.join(format!("{name}.pem")), &cert.cert_pem, false)?;
             write(&dir.join(format!("{name}-key.pem")), &cert.key_pem, true)?;
         }
-        let key = random_key()?;
+        let key: [u8; 32] = crate::os_random::bytes()?;
         write(
             &dir.join("gossip.key"),
             &format!(
@@ -121,16 +123,6 @@ impl ClusterCa {
         )?;
         Ok(())
     }
-}
-
-/// 32 random bytes from the operating system.
-pub fn random_key() -> Result<[u8; 32], PkiError> {
-    let path = Path::new("/dev/urandom");
-    let mut key = [0u8; 32];
-    fs::File::open(path)
-        .and_then(|mut f| f.read_exact(&mut key))
-        .map_err(|source| io(path, source))?;
-    Ok(key)
 }
 
 /// Lower-case hex of `bytes`.

@@ -26,7 +26,7 @@ use super::store::{KnownNetwork, LocalState};
 use crate::dns::directory::Directory;
 use crate::dns::sandbox::SandboxDns;
 use crate::dns::server::Names;
-use crate::pki;
+use crate::{os_random, pki};
 use discovery::{Family, Lookup};
 
 /// How often [`Cnm::spawn_reconciler`] brings NetworkDB in line with the local state.
@@ -1426,7 +1426,7 @@ fn parse_mac(text: &str) -> Result<Mac, CnmError> {
 
 /// 64 lower-case hex characters from the system's randomness.
 fn random_id() -> Result<String, CnmError> {
-    Ok(pki::hex(&pki::random_key()?))
+    Ok(pki::hex(&os_random::bytes::<32>()?))
 }
 
 /// A service's ID: SHA-256 of the network ID and the service name, in hex, so every node

@@ -9,7 +9,6 @@
 //! The protocol work (framing, decoding, EDNS, truncation to the client's UDP payload size with
 //! TC set) is hickory's; this module decides the answers.
 
-use std::hash::BuildHasher;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
@@ -192,7 +191,9 @@ impl DnsServer {
             forwards: Semaphore::new(config.max_concurrent_forwards),
             config,
             counters: counters.clone(),
-            rng_seed: std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64),
+            // The seed only varies the answer order between servers: without the OS's
+            // randomness, a fixed one does as well.
+            rng_seed: crate::os_random::seed().unwrap_or(0x5eed),
             rng_counter: AtomicU64::new(0),
             epoch: Instant::now(),
             last_limit_log: AtomicU64::new(0),
