@@ -11,7 +11,6 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -267,21 +266,14 @@ struct Handler {
     last_limit_log: AtomicU64,
 }
 
+#[async_trait::async_trait]
 impl RequestHandler for Handler {
-    // `#[async_trait]` spelled out, to avoid a dependency for one impl.
-    fn handle_request<'life0, 'life1, 'async_trait, R, T>(
-        &'life0 self,
-        request: &'life1 Request,
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
         response_handle: R,
-    ) -> Pin<Box<dyn Future<Output = ResponseInfo> + Send + 'async_trait>>
-    where
-        R: 'async_trait + ResponseHandler,
-        T: 'async_trait + Time,
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(self.handle(request, response_handle))
+    ) -> ResponseInfo {
+        self.handle(request, response_handle).await
     }
 }
 
