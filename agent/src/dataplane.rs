@@ -59,16 +59,13 @@ pub fn netns_prefix(node_name: &str, state_dir: &Path) -> String {
     format!("ov{hash:08x}-")
 }
 
-/// Whether the process runs with effective user ID 0 (from `/proc/self/status`).
+/// Whether the process runs with effective user ID 0, so it may create namespaces and program
+/// the kernel: `nix::unistd::geteuid().is_root()`.
+///
+/// The agent's one probe of its privileges; the daemon and the tests ask it before touching
+/// the kernel.
 pub fn is_root() -> bool {
-    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
-        return false;
-    };
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|ids| ids.split_whitespace().nth(1))
-        .is_some_and(|euid| euid == "0")
+    nix::unistd::geteuid().is_root()
 }
 
 /// What the driver needs to attach one local endpoint.
