@@ -10,6 +10,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use cluster::shell::TlsIdentity;
+use data_encoding::HEXLOWER;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose,
@@ -117,17 +118,12 @@ impl ClusterCa {
             &dir.join("gossip.key"),
             &format!(
                 "# AES-256-GCM gossip key (hex); the first line is the primary key\n{}\n",
-                hex(&key)
+                HEXLOWER.encode(&key)
             ),
             true,
         )?;
         Ok(())
     }
-}
-
-/// Lower-case hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn io(path: &Path, source: std::io::Error) -> PkiError {

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cluster::shell::Client;
+use data_encoding::HEXLOWER;
 use ipnet::Ipv4Net;
 use networkdb::{NetworkDb, NodeName};
 use overlay::Mac;
@@ -26,7 +27,7 @@ use super::store::{KnownNetwork, LocalState};
 use crate::dns::directory::Directory;
 use crate::dns::sandbox::SandboxDns;
 use crate::dns::server::Names;
-use crate::{os_random, pki};
+use crate::os_random;
 use discovery::{Family, Lookup};
 
 /// How often [`Cnm::spawn_reconciler`] brings NetworkDB in line with the local state.
@@ -1426,7 +1427,7 @@ fn parse_mac(text: &str) -> Result<Mac, CnmError> {
 
 /// 64 lower-case hex characters from the system's randomness.
 fn random_id() -> Result<String, CnmError> {
-    Ok(pki::hex(&os_random::bytes::<32>()?))
+    Ok(HEXLOWER.encode(&os_random::bytes::<32>()?))
 }
 
 /// A service's ID: SHA-256 of the network ID and the service name, in hex, so every node
@@ -1437,5 +1438,5 @@ fn service_id(network_id: &str, service: &str) -> String {
     ctx.update(network_id.as_bytes());
     ctx.update(b"/");
     ctx.update(service.as_bytes());
-    pki::hex(ctx.finish().as_ref())
+    HEXLOWER.encode(ctx.finish().as_ref())
 }
