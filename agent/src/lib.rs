@@ -18,3 +18,4 @@ pub mod dns;
 pub mod metrics;
 pub mod os_random;
 pub mod pki;
+mod stable_hash;
