@@ -6,15 +6,14 @@
 //! Each agent gets its own loopback address (127.X.T.N, X derived from the process id, T from
 //! 10 to 19 for this file) with libnetwork's ports: 7946 for gossip, 2000 for diagnostics.
 
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Output, Stdio};
 use std::time::Duration;
 
 mod common;
 use common::poll::{accept, poll_until, try_poll};
-use common::{ip, netagent, scratch};
+use common::{ip, netagent, scratch, try_http};
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -94,7 +93,7 @@ impl Agent {
     fn wait_for_ready(&self) {
         let addr = SocketAddr::from((self.ip, 2000));
         try_poll(PATIENCE, || {
-            http_get(addr, "/ready")
+            try_http(addr, "GET", "/ready")
                 .filter(|b| b.contains("OK"))
                 .ok_or("not ready")
         })
@@ -118,21 +117,6 @@ impl Drop for Agent {
 
 fn api_of(dir: &Path) -> String {
     format!("unix:{}", dir.join("api.sock").display())
-}
-
-fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
-    )
-    .ok()?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).ok()?;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (_, body) = text.split_once("\r\n\r\n")?;
-    Some(body.to_owned())
 }
 
 /// Asserts a refusal: exit status 1 and `needle` on stderr.

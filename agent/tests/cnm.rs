@@ -23,6 +23,7 @@ use overlay::Mac;
 
 mod common;
 use common::poll::{accept, poll_until_async};
+use common::scratch;
 
 /// The longest wait for anything to converge.
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -32,13 +33,6 @@ struct Agent {
     daemon: Daemon,
     api: ApiClient,
     dir: PathBuf,
-}
-
-fn scratch(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("netagent-cnm-{}-{tag}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 /// Starts an agent with its state in `dir`, joined to `seed`, gossiping at `bind` (port 0:
@@ -66,9 +60,9 @@ async fn start(
     Agent { daemon, api, dir }
 }
 
-/// `n` agents in `scratch(tag)/nodeI`, the others joined to the first, every one seeing all.
+/// `n` agents in `scratch("cnm", tag)/nodeI`, the others joined to the first, every one seeing all.
 async fn cluster(tag: &str, n: usize) -> Vec<Agent> {
-    let root = scratch(tag);
+    let root = scratch("cnm", tag);
     let first = start("node1", root.join("node1"), None, None).await;
     let seed = first.daemon.identity().addr;
     let mut agents = vec![first];
@@ -634,7 +628,7 @@ async fn a_restarted_agent_restores_and_republishes_its_endpoints() {
 async fn the_api_socket_is_managed_and_tcp_works_too() {
     use std::os::unix::fs::PermissionsExt;
 
-    let root = scratch("sockets");
+    let root = scratch("cnm", "sockets");
     // A stale socket file (its listener gone) is replaced.
     let dir = root.join("unix");
     std::fs::create_dir_all(&dir).unwrap();
