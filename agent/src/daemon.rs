@@ -22,7 +22,7 @@ use crate::diag::{self, DiagState};
 use crate::dns::directory::Directory;
 use crate::dns::sandbox::SandboxDns;
 use crate::metrics::Snapshot;
-use crate::pki;
+use crate::os_random;
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -55,9 +55,9 @@ pub enum DaemonError {
     /// The signal handlers could not be installed.
     #[error("cannot install the SIGTERM/SIGINT handlers: {0}")]
     Signal(std::io::Error),
-    /// Randomness could not be read.
+    /// No randomness for the node's seed.
     #[error(transparent)]
-    Pki(#[from] pki::PkiError),
+    Random(#[from] os_random::RandomError),
     /// The CNM state file (`state_dir/cnm.json`) could not be read or is corrupt.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -144,10 +144,7 @@ impl Daemon {
         let identity = NodeIdentity::new(config.name.clone(), advertise, incarnation);
         let mut shell = ShellConfig::new(identity.clone(), security);
         shell.node = config.node_config();
-        let seed = pki::random_key()?;
-        shell.seed = u64::from_le_bytes([
-            seed[0], seed[1], seed[2], seed[3], seed[4], seed[5], seed[6], seed[7],
-        ]);
+        shell.seed = os_random::seed()?;
         let mut handle = spawn(udp, tcp, shell)?;
         let diag_state = DiagState::new(handle.client(), advertise.ip(), bound.port());
         let mut tasks = Tasks::default();

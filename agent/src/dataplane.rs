@@ -25,6 +25,8 @@ use overlay::{Mac, PEER_TABLE, PeerDb, plan};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use crate::stable_hash::fnv1a_32;
+
 /// How often failed applies and pending attachments are retried.
 pub const RETRY_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -45,17 +47,14 @@ pub const WATCHED_TABLE: &str = PEER_TABLE;
 /// share a prefix (a state directory belongs to one agent at a time), and a restarted agent
 /// finds its previous run's namespaces. Network `vni` lives in `/run/netns/<prefix><vni>`.
 pub fn netns_prefix(node_name: &str, state_dir: &Path) -> String {
-    // FNV-1a, 32 bits: stable across builds and Rust versions.
-    let mut hash: u32 = 0x811c_9dc5;
-    let bytes = node_name
-        .as_bytes()
-        .iter()
-        .chain(std::iter::once(&0u8))
-        .chain(state_dir.as_os_str().as_encoded_bytes());
-    for b in bytes {
-        hash ^= u32::from(*b);
-        hash = hash.wrapping_mul(0x0100_0193);
-    }
+    // A stable hash: the next run (a new build, perhaps) must find the same prefix.
+    let hash = fnv1a_32(
+        node_name
+            .as_bytes()
+            .iter()
+            .chain(&[0])
+            .chain(state_dir.as_os_str().as_encoded_bytes()),
+    );
     format!("ov{hash:08x}-")
 }
 
@@ -491,6 +490,11 @@ mod tests {
         assert_ne!(a, c);
         assert_eq!(a, netns_prefix("h1", Path::new("/tmp/a/h1")));
         assert!(a.starts_with("ov") && a.ends_with('-') && a.len() == 11);
+        // Pinned: a restarted agent must find the namespaces its previous run made.
+        assert_eq!(
+            netns_prefix("node1", Path::new("/var/lib/netagent")),
+            "ovee16d8c3-"
+        );
     }
 
     #[tokio::test]

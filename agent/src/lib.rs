@@ -16,6 +16,7 @@ pub mod dataplane;
 pub mod demo;
 pub mod diag;
 pub mod dns;
-mod hex;
 pub mod metrics;
+pub mod os_random;
 pub mod pki;
+mod stable_hash;

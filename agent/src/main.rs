@@ -116,24 +116,17 @@ fn main() -> ExitCode {
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("netagent: cannot start the async runtime: {e}");
-            std::process::exit(1);
-        }
-    }
+    build(tokio::runtime::Builder::new_multi_thread())
 }
 
 /// A single-threaded runtime for the control-API commands (one request at a time).
 fn client_runtime() -> tokio::runtime::Runtime {
-    match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    build(tokio::runtime::Builder::new_current_thread())
+}
+
+/// The runtime with I/O and timers, or exit status 1.
+fn build(mut builder: tokio::runtime::Builder) -> tokio::runtime::Runtime {
+    match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("netagent: cannot start the async runtime: {e}");

@@ -7,10 +7,10 @@
 //! production cluster would use its own CA: the agent only needs the three PEM files.
 
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use cluster::shell::TlsIdentity;
+use data_encoding::HEXLOWER;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose,
@@ -27,7 +27,7 @@ pub enum PkiError {
     /// A node name that cannot be a certificate's DNS name or a file name.
     #[error("{0}")]
     Name(String),
-    /// A file could not be written (it exists already, for instance) or randomness read.
+    /// A file could not be written (it exists already, for instance).
     #[error("{path}: {source}")]
     Io {
         /// The file.
@@ -35,6 +35,9 @@ pub enum PkiError {
         /// The error.
         source: std::io::Error,
     },
+    /// No randomness for the gossip key.
+    #[error(transparent)]
+    Random(#[from] crate::os_random::RandomError),
 }
 
 /// A node's certificate and key, as PEM and as the shell's TLS material.
@@ -110,27 +113,17 @@ impl ClusterCa {
             write(&dir.join(format!("{name}.pem")), &cert.cert_pem, false)?;
             write(&dir.join(format!("{name}-key.pem")), &cert.key_pem, true)?;
         }
-        let key = random_key()?;
+        let key: [u8; 32] = crate::os_random::bytes()?;
         write(
             &dir.join("gossip.key"),
             &format!(
                 "# AES-256-GCM gossip key (hex); the first line is the primary key\n{}\n",
-                crate::hex::encode(&key)
+                HEXLOWER.encode(&key)
             ),
             true,
         )?;
         Ok(())
     }
-}
-
-/// 32 random bytes from the operating system.
-pub fn random_key() -> Result<[u8; 32], PkiError> {
-    let path = Path::new("/dev/urandom");
-    let mut key = [0u8; 32];
-    fs::File::open(path)
-        .and_then(|mut f| f.read_exact(&mut key))
-        .map_err(|source| io(path, source))?;
-    Ok(key)
 }
 
 fn io(path: &Path, source: std::io::Error) -> PkiError {

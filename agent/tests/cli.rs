@@ -6,14 +6,14 @@
 //! Each agent gets its own loopback address (127.X.T.N, X derived from the process id, T from
 //! 10 to 19 for this file) with libnetwork's ports: 7946 for gossip, 2000 for diagnostics.
 
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 mod common;
-use common::{ip, netagent, scratch};
+use common::poll::{accept, poll_until, try_poll};
+use common::{ip, netagent, scratch, try_http};
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -73,38 +73,31 @@ impl Agent {
         String::from_utf8(out.stdout).unwrap()
     }
 
-    /// Runs a command until its stdout satisfies `ok`.
+    /// Runs a command until it succeeds with stdout satisfying `ok`.
     fn wait_for_output(&self, args: &[&str], ok: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + PATIENCE;
-        let mut last = String::new();
-        while Instant::now() < deadline {
+        try_poll(PATIENCE, || {
             let out = self.cli(args);
             if out.status.success() {
-                let text = String::from_utf8_lossy(&out.stdout).into_owned();
-                if ok(&text) {
-                    return text;
-                }
-                last = text;
+                accept(String::from_utf8_lossy(&out.stdout).into_owned(), |t| ok(t))
+            } else {
+                Err(format!(
+                    "{}: {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr)
+                ))
             }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!(
-            "{args:?} never matched; last {last:?}; log:\n{}",
-            self.log()
-        );
+        })
+        .unwrap_or_else(|t| panic!("{args:?}: {t}; log:\n{}", self.log()))
     }
 
     fn wait_for_ready(&self) {
-        let deadline = Instant::now() + PATIENCE;
-        while Instant::now() < deadline {
-            if http_get(SocketAddr::from((self.ip, 2000)), "/ready")
-                .is_some_and(|b| b.contains("OK"))
-            {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("agent at {} never ready; log:\n{}", self.ip, self.log());
+        let addr = SocketAddr::from((self.ip, 2000));
+        try_poll(PATIENCE, || {
+            try_http(addr, "GET", "/ready")
+                .filter(|b| b.contains("OK"))
+                .ok_or("not ready")
+        })
+        .unwrap_or_else(|t| panic!("agent at {}: {t}; log:\n{}", self.ip, self.log()));
     }
 
     fn log(&self) -> String {
@@ -124,21 +117,6 @@ impl Drop for Agent {
 
 fn api_of(dir: &Path) -> String {
     format!("unix:{}", dir.join("api.sock").display())
-}
-
-fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
-    )
-    .ok()?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).ok()?;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (_, body) = text.split_once("\r\n\r\n")?;
-    Some(body.to_owned())
 }
 
 /// Asserts a refusal: exit status 1 and `needle` on stderr.
@@ -247,20 +225,18 @@ fn the_cli_drives_two_agents() {
     assert_eq!(a1.ok(&["sandbox", "rm", "c1"]), "c1\n");
     // agent2 refuses while it still sees agent1 attached (its endpoint's NetworkDB leave
     // takes a gossip round to arrive).
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    let out = poll_until("agent2 to remove blue", Duration::from_secs(20), || {
         let out = a2.cli(&["network", "rm", "blue"]);
         if out.status.success() {
-            assert_eq!(String::from_utf8_lossy(&out.stdout), "blue\n");
-            break;
+            return Ok(out);
         }
         assert!(
             String::from_utf8_lossy(&out.stderr).contains("has active endpoints on agent1"),
             "{out:?}"
         );
-        assert!(Instant::now() < deadline, "{out:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        Err(out)
+    });
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "blue\n");
     a1.wait_for_output(&["network", "ls"], |o| !o.contains("blue"));
 }
 

@@ -6,23 +6,24 @@
 #![allow(clippy::unwrap_used, reason = "tests: a panic is a failure")]
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use agent::api::{ApiClient, ClientError};
 use agent::cnm::{
-    DnsQuery, Endpoint, EndpointCreate, Mac, NetworkCreate, NetworkSpec, SandboxCreate,
-    ServiceCreate,
+    DnsQuery, Endpoint, EndpointCreate, NetworkCreate, NetworkSpec, SandboxCreate, ServiceCreate,
 };
 use agent::config::AgentConfig;
 use agent::daemon::Daemon;
 use discovery::{ENDPOINT_TABLE, EndpointRecord};
 use ipnet::Ipv4Net;
 use networkdb::{Key, TableElem};
-use overlay::{PEER_TABLE, PeerRecord};
-use tokio::time::Instant;
+use overlay::{Mac, PEER_TABLE, PeerRecord};
+
+mod common;
+use common::poll::{accept, poll_until_async};
+use common::scratch;
 
 /// The longest wait for anything to converge.
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -32,13 +33,6 @@ struct Agent {
     daemon: Daemon,
     api: ApiClient,
     dir: PathBuf,
-}
-
-fn scratch(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("netagent-cnm-{}-{tag}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 /// Starts an agent with its state in `dir`, joined to `seed`, gossiping at `bind` (port 0:
@@ -56,24 +50,19 @@ async fn start(
         config.bind = addr;
         config.advertise = addr;
     }
-    let deadline = Instant::now() + PATIENCE;
-    let daemon = loop {
-        match Daemon::start(&config).await {
-            Ok(d) => break d,
-            Err(e) if Instant::now() < deadline => {
-                eprintln!("start {name}: {e}; retrying");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => panic!("start {name}: {e}"),
-        }
-    };
+    let daemon = poll_until_async(&format!("{name} to start"), PATIENCE, async || {
+        Daemon::start(&config)
+            .await
+            .inspect_err(|e| eprintln!("start {name}: {e}; retrying"))
+    })
+    .await;
     let api = ApiClient::new(daemon.api_addr().clone());
     Agent { daemon, api, dir }
 }
 
-/// `n` agents in `scratch(tag)/nodeI`, the others joined to the first, every one seeing all.
+/// `n` agents in `scratch("cnm", tag)/nodeI`, the others joined to the first, every one seeing all.
 async fn cluster(tag: &str, n: usize) -> Vec<Agent> {
-    let root = scratch(tag);
+    let root = scratch("cnm", tag);
     let first = start("node1", root.join("node1"), None, None).await;
     let seed = first.daemon.identity().addr;
     let mut agents = vec![first];
@@ -82,28 +71,12 @@ async fn cluster(tag: &str, n: usize) -> Vec<Agent> {
         agents.push(start(&name, root.join(&name), Some(seed), None).await);
     }
     for a in &agents {
-        eventually("all members", || async {
-            (a.api.info().await.unwrap().members == n).then_some(())
+        poll_until_async("all members", PATIENCE, async || {
+            accept(a.api.info().await.unwrap().members, |m| *m == n)
         })
         .await;
     }
     agents
-}
-
-/// Polls `f` every 50 ms until it returns `Some`, for at most [`PATIENCE`].
-async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 fn network(name: &str, subnet: &str) -> NetworkCreate {
@@ -142,14 +115,10 @@ async fn table(agent: &Agent, table: &'static str, nid: &str) -> BTreeMap<Key, T
 }
 
 async fn wait_network(agent: &Agent, name: &str) -> NetworkSpec {
-    eventually(&format!("network {name} listed"), || async {
-        agent
-            .api
-            .networks()
-            .await
-            .unwrap()
-            .into_iter()
-            .find(|n| n.name == name)
+    poll_until_async(&format!("network {name} listed"), PATIENCE, async || {
+        let list = agent.api.networks().await.unwrap();
+        let names: Vec<String> = list.iter().map(|n| n.name.clone()).collect();
+        list.into_iter().find(|n| n.name == name).ok_or(names)
     })
     .await
 }
@@ -285,9 +254,9 @@ async fn networks_are_cluster_wide_and_bad_input_changes_nothing() {
     // Removal spreads too.
     b.api.remove_network("blue").await.unwrap();
     for agent in &agents {
-        eventually("blue removed everywhere", || async {
+        poll_until_async("blue removed everywhere", PATIENCE, async || {
             let list = agent.api.networks().await.unwrap();
-            (!list.iter().any(|n| n.name == "blue")).then_some(())
+            accept(list, |l| !l.iter().any(|n| n.name == "blue"))
         })
         .await;
     }
@@ -332,7 +301,7 @@ async fn endpoints_join_publishes_records_and_leave_withdraws_them() {
     assert!(blue.subnet.contains(&web.ip), "{}", web.ip);
     assert!(![blue.subnet.network(), blue.gateway, blue.subnet.broadcast()].contains(&web.ip));
     assert_eq!(web.prefix_len, 24);
-    assert_eq!(web.mac, Mac::from_ip(web.ip));
+    assert_eq!(web.mac, Mac::from_ipv4(web.ip));
     assert_eq!(web.network_id, blue.id);
     assert_eq!(web.sandbox, None);
 
@@ -462,8 +431,11 @@ async fn endpoints_join_publishes_records_and_leave_withdraws_them() {
 
     // Node 2 sees both records, owned by node 1's run, protobuf-encoded as libnetwork's.
     let owner = a.daemon.identity().db_name();
-    let peer = eventually("the PeerRecord on node 2", || async {
-        table(b, PEER_TABLE, &blue.id).await.remove(web.id.as_str())
+    let peer = poll_until_async("the PeerRecord on node 2", PATIENCE, async || {
+        table(b, PEER_TABLE, &blue.id)
+            .await
+            .remove(web.id.as_str())
+            .ok_or("no entry")
     })
     .await;
     assert_eq!(peer.owner, owner);
@@ -471,14 +443,15 @@ async fn endpoints_join_publishes_records_and_leave_withdraws_them() {
         PeerRecord::decode(&peer.value).unwrap(),
         PeerRecord {
             endpoint_ip: Ipv4Net::new(web.ip, 24).unwrap(),
-            endpoint_mac: web.mac.into(),
+            endpoint_mac: web.mac,
             tunnel_endpoint_ip: Ipv4Addr::LOCALHOST.into(),
         }
     );
-    let record = eventually("the EndpointRecord on node 2", || async {
+    let record = poll_until_async("the EndpointRecord on node 2", PATIENCE, async || {
         table(b, ENDPOINT_TABLE, &blue.id)
             .await
             .remove(web.id.as_str())
+            .ok_or("no entry")
     })
     .await;
     let service = web.service.clone().unwrap();
@@ -517,15 +490,19 @@ async fn endpoints_join_publishes_records_and_leave_withdraws_them() {
     let left = a.api.leave("blue", "web").await.unwrap();
     assert_eq!(left.sandbox, None);
     refused(a.api.leave("blue", "web").await, 409, "not joined");
-    eventually("records withdrawn on node 2", || async {
-        let gone = !table(b, PEER_TABLE, &blue.id)
-            .await
-            .contains_key(web.id.as_str())
-            && !table(b, ENDPOINT_TABLE, &blue.id)
-                .await
-                .contains_key(web.id.as_str());
-        gone.then_some(())
-    })
+    poll_until_async(
+        "records withdrawn on node 2 (held in the peer, endpoint table)",
+        PATIENCE,
+        async || {
+            let peer = table(b, PEER_TABLE, &blue.id).await;
+            let endpoint = table(b, ENDPOINT_TABLE, &blue.id).await;
+            let held = (
+                peer.contains_key(web.id.as_str()),
+                endpoint.contains_key(web.id.as_str()),
+            );
+            accept(held, |&held| held == (false, false))
+        },
+    )
     .await;
     a.api.remove_endpoint("blue", "web").await.unwrap();
     a.api.remove_sandbox("c1").await.unwrap();
@@ -574,12 +551,15 @@ async fn a_restarted_agent_restores_and_republishes_its_endpoints() {
         .unwrap();
     a.api.join("blue", "web", "c1").await.unwrap();
     let first_run = a.daemon.identity().db_name();
-    eventually("the record of the first run on node 2", || async {
-        let t = table(&b, PEER_TABLE, &blue.id).await;
-        t.get(web.id.as_str())
-            .is_some_and(|e| e.owner == first_run)
-            .then_some(())
-    })
+    poll_until_async(
+        "the record of the first run on node 2",
+        PATIENCE,
+        async || {
+            let t = table(&b, PEER_TABLE, &blue.id).await;
+            let owner = t.get(web.id.as_str()).map(|e| e.owner.clone());
+            accept(owner, |o| o.as_ref() == Some(&first_run))
+        },
+    )
     .await;
 
     // A crash, then a new run from the same state directory at the same address.
@@ -600,21 +580,31 @@ async fn a_restarted_agent_restores_and_republishes_its_endpoints() {
     );
     assert_eq!(a.api.sandbox("c1").await.unwrap().endpoints, ["blue/web"]);
 
-    let peer = eventually("the record of the second run on node 2", || async {
-        let mut t = table(&b, PEER_TABLE, &blue.id).await;
-        t.remove(web.id.as_str()).filter(|e| e.owner == second_run)
-    })
+    let peer = poll_until_async(
+        "the record of the second run on node 2",
+        PATIENCE,
+        async || {
+            let mut t = table(&b, PEER_TABLE, &blue.id).await;
+            match t.remove(web.id.as_str()) {
+                Some(e) if e.owner == second_run => Ok(e),
+                other => Err(other.map(|e| e.owner)),
+            }
+        },
+    )
     .await;
     assert_eq!(
         PeerRecord::decode(&peer.value).unwrap().endpoint_ip,
         Ipv4Net::new(web.ip, 24).unwrap()
     );
-    eventually("the EndpointRecord of the second run on node 2", || async {
-        let t = table(&b, ENDPOINT_TABLE, &blue.id).await;
-        t.get(web.id.as_str())
-            .is_some_and(|e| e.owner == second_run)
-            .then_some(())
-    })
+    poll_until_async(
+        "the EndpointRecord of the second run on node 2",
+        PATIENCE,
+        async || {
+            let t = table(&b, ENDPOINT_TABLE, &blue.id).await;
+            let owner = t.get(web.id.as_str()).map(|e| e.owner.clone());
+            accept(owner, |o| o.as_ref() == Some(&second_run))
+        },
+    )
     .await;
     // The network its first run created is in the catalogue again (re-published by the
     // creator once its old run's entries were dropped).
@@ -638,7 +628,7 @@ async fn a_restarted_agent_restores_and_republishes_its_endpoints() {
 async fn the_api_socket_is_managed_and_tcp_works_too() {
     use std::os::unix::fs::PermissionsExt;
 
-    let root = scratch("sockets");
+    let root = scratch("cnm", "sockets");
     // A stale socket file (its listener gone) is replaced.
     let dir = root.join("unix");
     std::fs::create_dir_all(&dir).unwrap();
@@ -684,25 +674,35 @@ async fn a_network_in_use_elsewhere_is_not_removed() {
         .unwrap();
     let b_name = b.daemon.identity().db_name().to_string();
     let id = a.api.network("green").await.unwrap().id;
-    eventually("node1 sees node2 attached", || async {
-        let (id, b_name) = (id.clone(), b_name.clone());
-        a.daemon
+    poll_until_async("node1 sees node2 attached", PATIENCE, async || {
+        let id = id.clone();
+        let peers: Vec<String> = a
+            .daemon
             .client()
-            .with_node(move |n, _| n.db().peers(&id).iter().any(|p| *p.name == *b_name))
+            .with_node(move |n, _| {
+                n.db()
+                    .peers(&id)
+                    .iter()
+                    .map(|p| p.name.to_string())
+                    .collect()
+            })
             .await
-            .unwrap()
-            .then_some(())
+            .unwrap();
+        accept(peers, |p| p.contains(&b_name))
     })
     .await;
     refused(a.api.remove_network("green").await, 409, &b_name);
     assert!(a.api.network("green").await.is_ok(), "still listed");
     b.api.remove_endpoint("green", "e1").await.unwrap();
-    eventually("node2's attachment gone", || async {
-        a.api.remove_network("green").await.ok()
+    poll_until_async("node2's attachment gone", PATIENCE, async || {
+        a.api.remove_network("green").await
     })
     .await;
-    eventually("removal seen on node2", || async {
-        b.api.network("green").await.is_err().then_some(())
+    poll_until_async("removal seen on node2", PATIENCE, async || {
+        match b.api.network("green").await {
+            Ok(listed) => Err(listed),
+            Err(_) => Ok(()),
+        }
     })
     .await;
 }
@@ -834,8 +834,8 @@ async fn service_discovery_follows_the_endpoint_table_across_agents() {
                 .await
                 .unwrap()
                 .unwrap();
-            eventually("web1's record on node2", || async {
-                (!table(b, ENDPOINT_TABLE, &id).await.is_empty()).then_some(())
+            poll_until_async("web1's record on node2", PATIENCE, async || {
+                accept(table(b, ENDPOINT_TABLE, &id).await.len(), |&n| n > 0)
             })
             .await;
         }
@@ -882,9 +882,10 @@ async fn service_discovery_follows_the_endpoint_table_across_agents() {
         (&ip("db1"), answer(vec!["db1.sdnet.".into()])),
         ("nothing", ("forward".into(), Vec::new())),
     ] {
-        eventually(
+        poll_until_async(
             &format!("{name} resolving to {want:?} on node1"),
-            || async { (lookup(a, name, "sdnet").await == want).then_some(()) },
+            PATIENCE,
+            async || accept(lookup(a, name, "sdnet").await, |got| *got == want),
         )
         .await;
     }
@@ -905,9 +906,10 @@ async fn service_discovery_follows_the_endpoint_table_across_agents() {
         ("web1", answer(vec![ip("web1")])),
         ("tasks.web", answer(want_tasks.clone())),
     ] {
-        eventually(
+        poll_until_async(
             &format!("{name} resolving to {want:?} on node2"),
-            || async { (lookup(b, name, "sdnet").await == want).then_some(()) },
+            PATIENCE,
+            async || accept(lookup(b, name, "sdnet").await, |got| *got == want),
         )
         .await;
     }
@@ -915,12 +917,15 @@ async fn service_discovery_follows_the_endpoint_table_across_agents() {
     // A leave withdraws the name everywhere; the VIP stays while a task remains.
     b.api.leave("sdnet", "db1").await.unwrap();
     b.api.leave("sdnet", "web2").await.unwrap();
-    eventually("db1 gone on node1", || async {
-        (lookup(a, "db1", "sdnet").await.0 == "forward").then_some(())
+    poll_until_async("db1 gone on node1", PATIENCE, async || {
+        accept(lookup(a, "db1", "sdnet").await, |(outcome, _)| {
+            outcome == "forward"
+        })
     })
     .await;
-    eventually("tasks.web down to web1 on node1", || async {
-        (lookup(a, "tasks.web", "sdnet").await == answer(vec![ip("web1")])).then_some(())
+    poll_until_async("tasks.web down to web1 on node1", PATIENCE, async || {
+        let want = answer(vec![ip("web1")]);
+        accept(lookup(a, "tasks.web", "sdnet").await, |got| *got == want)
     })
     .await;
     assert_eq!(lookup(a, "web", "sdnet").await, answer(vec![vip.into()]));
@@ -935,11 +940,15 @@ async fn service_discovery_follows_the_endpoint_table_across_agents() {
         .unwrap();
     assert!(drained.service.as_ref().is_some_and(|s| s.disabled));
     for agent in [a, b] {
-        eventually("web1 drained", || async {
-            let gone = lookup(agent, "web1", "sdnet").await.0 == "forward"
-                && lookup(agent, "web", "sdnet").await.0 == "forward"
-                && lookup(agent, "tasks.web", "sdnet").await.0 == "forward";
-            gone.then_some(())
+        poll_until_async("web1 drained", PATIENCE, async || {
+            let seen = [
+                lookup(agent, "web1", "sdnet").await,
+                lookup(agent, "web", "sdnet").await,
+                lookup(agent, "tasks.web", "sdnet").await,
+            ];
+            accept(seen, |seen| {
+                seen.iter().all(|(outcome, _)| outcome == "forward")
+            })
         })
         .await;
     }
@@ -947,8 +956,9 @@ async fn service_discovery_follows_the_endpoint_table_across_agents() {
         .set_service_enabled("sdnet", "web1", true)
         .await
         .unwrap();
-    eventually("web1 enabled again on node2", || async {
-        (lookup(b, "web", "sdnet").await == answer(vec![vip.into()])).then_some(())
+    poll_until_async("web1 enabled again on node2", PATIENCE, async || {
+        let want = answer(vec![vip.into()]);
+        accept(lookup(b, "web", "sdnet").await, |got| *got == want)
     })
     .await;
     refused(

@@ -12,6 +12,9 @@ use clap::Parser;
 use cluster::crypto::Key;
 use cluster::shell::Security;
 
+mod common;
+use common::scratch;
+
 #[derive(Parser)]
 struct Cli {
     #[command(flatten)]
@@ -82,14 +85,6 @@ fn with_minimal<'a>(flags: &[&'a str]) -> Vec<&'a str> {
 
 fn addr(s: &str) -> SocketAddr {
     s.parse().expect("test address")
-}
-
-/// A fresh directory for one test's files.
-fn scratch(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("netagent-config-{}-{test}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
@@ -282,7 +277,7 @@ fn unknown_file_key_refused_by_name() {
 
 #[test]
 fn load_names_the_file() {
-    let dir = scratch("load");
+    let dir = scratch("config", "load");
     let path = write(&dir, "netagent.toml", "bogus = true\n");
     let mut run = args(&MINIMAL);
     run.config = Some(path.clone());
@@ -718,7 +713,7 @@ fn key_file_parsing() {
 fn security_loads_keys_and_pem_files() {
     use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 
-    let dir = scratch("security");
+    let dir = scratch("config", "security");
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     let ca =

@@ -12,7 +12,9 @@ use cluster::shell::{Handle, Security, ShellConfig, spawn};
 use cluster::{NodeConfig, NodeIdentity};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::time::Instant;
+
+mod common;
+use common::poll::{accept, poll_until_async};
 
 /// The longest wait for anything to converge.
 const T: Duration = Duration::from_secs(20);
@@ -154,19 +156,11 @@ impl Agent {
 
     /// GETs `target` until its text body satisfies `want`.
     async fn poll(&self, target: &str, want: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + T;
-        loop {
-            let body = self.get(target).await;
-            if want(&body) {
-                return body;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{target} on {}: last body {body:?}",
-                self.name
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let what = format!("{target} on {}", self.name);
+        poll_until_async(&what, T, async || {
+            accept(self.get(target).await, |b| want(b))
+        })
+        .await
     }
 }
 

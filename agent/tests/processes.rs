@@ -10,9 +10,10 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 mod common;
+use common::poll::{accept, poll_until, try_poll};
 use common::{ip, netagent, scratch, try_http};
 
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -53,23 +54,19 @@ impl Agent {
         http(SocketAddr::from((self.ip, 2000)), "GET", path)
     }
 
+    /// GETs `path` until the body satisfies `ok` (the last observation on timeout is the
+    /// last body, `None` when the agent did not answer).
     fn wait_for(&self, path: &str, ok: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + PATIENCE;
-        let mut last = String::new();
-        while Instant::now() < deadline {
-            if let Some(body) = try_http(SocketAddr::from((self.ip, 2000)), "GET", path) {
-                if ok(&body) {
-                    return body;
-                }
-                last = body;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!(
-            "{path} on {} never matched; last body {last:?}; log:\n{}",
-            self.ip,
-            std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
-        );
+        let addr = SocketAddr::from((self.ip, 2000));
+        try_poll(PATIENCE, || match try_http(addr, "GET", path) {
+            Some(body) => accept(body, |b| ok(b)).map_err(Some),
+            None => Err(None),
+        })
+        .unwrap_or_else(|t| panic!("{path} on {}: {t}; log:\n{}", self.ip, self.log()))
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
     }
 
     /// SIGTERM, then the exit status.
@@ -80,14 +77,9 @@ impl Agent {
             .status()
             .unwrap();
         assert!(status.success());
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "no exit after SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        poll_until("an exit after SIGTERM", PATIENCE, || {
+            child.try_wait().unwrap().ok_or("running")
+        })
     }
 }
 

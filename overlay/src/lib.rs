@@ -48,6 +48,7 @@
 //! `netlink::NetlinkDataplane`, behind the non-default `netlink` feature (rtnetlink, tokio,
 //! nix): per network a namespace with a bridge and a VXLAN device, veths for local
 //! endpoints, and batched neighbour and FDB programming. The default build stays sans-IO.
+//! The `serde` feature serializes [`Mac`] as its text form (for the agent's API and state).
 
 #![deny(missing_docs)]
 

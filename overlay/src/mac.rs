@@ -1,4 +1,5 @@
-//! Ethernet (MAC-48) addresses in the text form libnetwork writes into `PeerRecord`s.
+//! Ethernet (MAC-48) addresses in the text form libnetwork writes into `PeerRecord`s and the
+//! agent's control API and state file use.
 
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -11,6 +12,8 @@ use std::str::FromStr;
 /// hyphen-separated form (`02-42-0A-00-01-05`); the separator must not change within one
 /// address. Go's `net.ParseMAC` also accepts dotted (`0242.0a00.0105`) and 8/20-byte forms,
 /// which libnetwork never writes for overlay endpoints; they are refused here.
+///
+/// With the `serde` feature it serializes as that text (`"02:42:0a:00:01:05"`).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Mac(pub [u8; 6]);
 
@@ -26,6 +29,12 @@ impl Mac {
     pub fn octets(self) -> [u8; 6] {
         self.0
     }
+
+    /// Whether the group bit is set: a multicast or the broadcast address, which no endpoint
+    /// may have.
+    pub fn is_multicast(self) -> bool {
+        self.0[0] & 1 == 1
+    }
 }
 
 /// Why text is not a [`Mac`].
@@ -33,7 +42,7 @@ impl Mac {
 #[non_exhaustive]
 pub enum ParseMacError {
     /// Not six hex pairs separated by one kind of `:` or `-`.
-    #[error("invalid MAC address syntax")]
+    #[error("not a MAC address (six hex pairs like 02:42:c6:12:0a:05)")]
     Syntax,
 }
 
@@ -56,8 +65,8 @@ impl FromStr for Mac {
             if i > 0 && bytes[at - 1] != sep {
                 return Err(ParseMacError::Syntax);
             }
-            let hi = hex(bytes[at]).ok_or(ParseMacError::Syntax)?;
-            let lo = hex(bytes[at + 1]).ok_or(ParseMacError::Syntax)?;
+            let hi = hex_digit(bytes[at]).ok_or(ParseMacError::Syntax)?;
+            let lo = hex_digit(bytes[at + 1]).ok_or(ParseMacError::Syntax)?;
             *octet = (hi << 4) | lo;
         }
         Ok(Self(out))
@@ -77,13 +86,25 @@ impl fmt::Debug for Mac {
     }
 }
 
-fn hex(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
+#[cfg(feature = "serde")]
+impl serde::Serialize for Mac {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
+}
+
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for Mac {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <String as serde::Deserialize>::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The value of one ASCII hex digit (either case).
+fn hex_digit(c: u8) -> Option<u8> {
+    // `to_digit` refuses every non-ASCII char, so the cast below never truncates.
+    char::from(c).to_digit(16).map(|d| d as u8)
 }
 
 #[cfg(test)]
@@ -122,6 +143,24 @@ mod tests {
     fn default_mac_from_ip() {
         let m = Mac::from_ipv4(Ipv4Addr::new(10, 0, 1, 5));
         assert_eq!(m.to_string(), "02:42:0a:00:01:05");
+        assert!(!m.is_multicast());
+        assert!(Mac([0xff; 6]).is_multicast());
+        assert!(Mac([0x01, 0, 0x5e, 0, 0, 1]).is_multicast());
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn serde_is_the_text_form() {
+        let m = Mac([0x02, 0x42, 0xc6, 0x12, 0x0a, 0x05]);
+        let json = serde_json::to_string(&m).unwrap();
+        assert_eq!(json, "\"02:42:c6:12:0a:05\"");
+        assert_eq!(serde_json::from_str::<Mac>(&json).unwrap(), m);
+        assert_eq!(
+            serde_json::from_str::<Mac>("\"02:42:C6:12:0A:05\"").unwrap(),
+            m
+        );
+        assert!(serde_json::from_str::<Mac>("\"02:42:c6:12:0a\"").is_err());
+        assert!(serde_json::from_str::<Mac>("[2,66,198,18,10,5]").is_err());
     }
 
     proptest! {

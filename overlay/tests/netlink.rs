@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, reason = "test driver: a panic is a test failure")]
 //! Root-only tests of the netlink executor on real namespaces, built from Rust
 //! ([`overlay::netlink::lab`]). Each test makes its own namespaces (names carry the process
 //! id), uses only 198.18.0.0/15, and removes everything on the way out, panics included. Run

@@ -27,7 +27,7 @@ pub enum CnmError {
     Store(#[from] StoreError),
     /// No randomness for a new ID (HTTP 500). Nothing changed.
     #[error("cannot make an ID: {0}")]
-    Random(#[from] crate::pki::PkiError),
+    Random(#[from] crate::os_random::RandomError),
 }
 
 impl CnmError {

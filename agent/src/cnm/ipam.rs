@@ -12,6 +12,7 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 
 use super::error::CnmError;
+use crate::stable_hash::fnv1a_32;
 
 /// The shortest subnet prefix length.
 pub const MIN_PREFIX_LEN: u8 = 8;
@@ -97,7 +98,7 @@ pub(crate) fn allocate(net: Ipv4Net, used: &HashSet<Ipv4Addr>, seed: &str) -> Op
         return None;
     }
     let count = last - first + 1;
-    let start = fnv1a(seed.as_bytes()) % count;
+    let start = fnv1a_32(seed.as_bytes()) % count;
     (0..count)
         .map(|i| Ipv4Addr::from(first + (start + i) % count))
         .find(|ip| !used.contains(ip))
@@ -117,13 +118,6 @@ pub(crate) fn check_vni(vni: u32) -> Result<u32, CnmError> {
 /// The lowest VNI from [`FIRST_AUTO_VNI`] not in `used`.
 pub(crate) fn allocate_vni(used: &BTreeSet<u32>) -> Option<u32> {
     (FIRST_AUTO_VNI..=MAX_VNI).find(|vni| !used.contains(vni))
-}
-
-/// 32-bit FNV-1a: a stable hash (the same on every build and host).
-fn fnv1a(bytes: &[u8]) -> u32 {
-    bytes.iter().fold(0x811c_9dc5, |hash, b| {
-        (hash ^ u32::from(*b)).wrapping_mul(0x0100_0193)
-    })
 }
 
 #[cfg(test)]

@@ -38,8 +38,8 @@ pub use self::error::CnmError;
 pub use self::ipam::{FIRST_AUTO_VNI, MAX_PREFIX_LEN, MAX_VNI, MIN_PREFIX_LEN};
 pub use self::model::{
     DRIVER_OVERLAY, DnsAnswer, DnsQuery, Endpoint, EndpointCreate, Info, JoinRequest,
-    MAX_ALIAS_LEN, MAX_ALIASES, MAX_NAME_LEN, Mac, MacParseError, NetworkCreate, NetworkSpec,
-    Sandbox, SandboxCreate, SandboxInfo, ServiceCreate, ServiceInfo, check_aliases, check_name,
+    MAX_ALIAS_LEN, MAX_ALIASES, MAX_NAME_LEN, NetworkCreate, NetworkSpec, Sandbox, SandboxCreate,
+    SandboxInfo, ServiceCreate, ServiceInfo, check_aliases, check_name,
 };
 pub use self::service::{ADOPT_AFTER, Cnm, CnmSettings, RECONCILE_INTERVAL};
 pub use self::store::{FORMAT_VERSION, KnownNetwork, LocalState, STATE_FILE, StoreError};

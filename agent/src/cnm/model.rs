@@ -4,13 +4,12 @@
 //! Networks are cluster-wide ([`NetworkSpec`], kept in the catalogue); endpoints and
 //! sandboxes belong to the agent that created them.
 
-use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
-use std::str::FromStr;
 
 use ipnet::Ipv4Net;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use overlay::Mac;
+use serde::{Deserialize, Serialize};
 
 use super::error::CnmError;
 
@@ -245,76 +244,6 @@ pub struct JoinRequest {
     pub sandbox: String,
 }
 
-/// A MAC address, written `aa:bb:cc:dd:ee:ff` (lower case; upper case is read too).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Mac(pub [u8; 6]);
-
-impl Mac {
-    /// Docker's MAC for an IPv4 address: `02:42` followed by its four bytes
-    /// (`netutils.GenerateMACFromIP`).
-    pub fn from_ip(ip: Ipv4Addr) -> Self {
-        let [a, b, c, d] = ip.octets();
-        Self([0x02, 0x42, a, b, c, d])
-    }
-
-    /// Whether the group bit is set (multicast and broadcast addresses).
-    pub fn is_multicast(&self) -> bool {
-        self.0[0] & 1 == 1
-    }
-}
-
-impl From<Mac> for overlay::Mac {
-    fn from(mac: Mac) -> Self {
-        Self(mac.0)
-    }
-}
-
-impl fmt::Display for Mac {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let [a, b, c, d, e, g] = self.0;
-        write!(f, "{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{g:02x}")
-    }
-}
-
-/// The text is not a MAC address.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("not a MAC address (like 02:42:c6:12:0a:05)")]
-pub struct MacParseError;
-
-impl FromStr for Mac {
-    type Err = MacParseError;
-
-    fn from_str(s: &str) -> Result<Self, MacParseError> {
-        let mut bytes = [0u8; 6];
-        let mut parts = s.split(':');
-        for byte in &mut bytes {
-            let part = parts.next().ok_or(MacParseError)?;
-            // from_str_radix alone would take a sign ("+2").
-            if part.len() != 2 || !part.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(MacParseError);
-            }
-            *byte = u8::from_str_radix(part, 16).map_err(|_| MacParseError)?;
-        }
-        if parts.next().is_some() {
-            return Err(MacParseError);
-        }
-        Ok(Self(bytes))
-    }
-}
-
-impl Serialize for Mac {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Mac {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        text.parse().map_err(serde::de::Error::custom)
-    }
-}
-
 /// Checks a network, endpoint, sandbox or service name: 1 to [`MAX_NAME_LEN`] characters of
 /// ASCII letters, digits, `_`, `.` and `-`, not `.` or `..` (they are no path segments).
 /// `what` names the kind in the error.
@@ -359,27 +288,26 @@ fn name_byte(b: u8) -> bool {
 mod tests {
     use super::*;
 
+    /// `cnm.json` and the API keep the MAC as text, so older state files stay readable.
     #[test]
-    fn mac_text_round_trips() {
-        let mac: Mac = "02:42:C6:12:0a:05".parse().unwrap();
-        assert_eq!(mac.to_string(), "02:42:c6:12:0a:05");
-        assert_eq!(mac, Mac::from_ip(Ipv4Addr::new(198, 18, 10, 5)));
-        for bad in [
-            "",
-            "02:42:c6:12:0a",
-            "02:42:c6:12:0a:05:06",
-            "2:42:c6:12:0a:05",
-            "zz:42:c6:12:0a:05",
-            "02-42-c6-12-0a-05",
-            "+2:42:c6:12:0a:05",
-        ] {
-            assert!(bad.parse::<Mac>().is_err(), "{bad}");
-        }
-        assert!(Mac([0xff; 6]).is_multicast());
-        assert!(!mac.is_multicast());
-        let json = serde_json::to_string(&mac).unwrap();
-        assert_eq!(json, "\"02:42:c6:12:0a:05\"");
-        assert_eq!(serde_json::from_str::<Mac>(&json).unwrap(), mac);
+    fn an_endpoint_keeps_its_mac_as_text() {
+        let endpoint = Endpoint {
+            id: "e".repeat(64),
+            name: "web".into(),
+            network: "blue".into(),
+            network_id: "n".repeat(64),
+            ip: Ipv4Addr::new(198, 18, 10, 5),
+            prefix_len: 24,
+            mac: Mac::from_ipv4(Ipv4Addr::new(198, 18, 10, 5)),
+            service: None,
+            aliases: Vec::new(),
+            sandbox: None,
+        };
+        let json = serde_json::to_value(&endpoint).unwrap();
+        assert_eq!(json["mac"], "02:42:c6:12:0a:05");
+        let mut old = json;
+        old["mac"] = "02:42:C6:12:0A:05".into();
+        assert_eq!(serde_json::from_value::<Endpoint>(old).unwrap(), endpoint);
     }
 
     #[test]

@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cluster::shell::Client;
+use data_encoding::HEXLOWER;
 use discovery::{ENDPOINT_TABLE, EndpointRecord, Family, Lookup};
 use ipnet::Ipv4Net;
 use networkdb::{NetworkDb, NodeName};
-use overlay::{PEER_TABLE, PeerRecord};
+use overlay::{Mac, PEER_TABLE, PeerRecord};
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
@@ -19,14 +20,14 @@ use super::catalogue::{self, GLOBAL_NETWORK, NETWORKS_TABLE};
 use super::error::CnmError;
 use super::ipam;
 use super::model::{
-    DRIVER_OVERLAY, DnsAnswer, DnsQuery, Endpoint, EndpointCreate, Info, Mac, NetworkCreate,
+    DRIVER_OVERLAY, DnsAnswer, DnsQuery, Endpoint, EndpointCreate, Info, NetworkCreate,
     NetworkSpec, Sandbox, SandboxCreate, SandboxInfo, ServiceInfo, check_aliases, check_name,
 };
 use super::store::{KnownNetwork, LocalState};
 use crate::dns::directory::Directory;
 use crate::dns::sandbox::SandboxDns;
 use crate::dns::server::Names;
-use crate::{hex, pki};
+use crate::os_random;
 
 /// How often [`Cnm::spawn_reconciler`] brings NetworkDB in line with the local state.
 pub const RECONCILE_INTERVAL: Duration = Duration::from_secs(1);
@@ -495,7 +496,7 @@ impl Cnm {
                 })?
             }
         };
-        let mac = mac.unwrap_or_else(|| Mac::from_ip(ip));
+        let mac = mac.unwrap_or_else(|| Mac::from_ipv4(ip));
         let endpoint = Endpoint {
             id,
             name: req.name,
@@ -1072,7 +1073,7 @@ impl Cnm {
             vni: spec.vni,
             gateway,
             addr,
-            mac: endpoint.mac.into(),
+            mac: endpoint.mac,
             netns: sandbox.netns.clone(),
         };
         dp.join(req, restore).await.map_err(CnmError::Conflict)
@@ -1157,7 +1158,7 @@ impl Cnm {
         };
         let peer = PeerRecord {
             endpoint_ip,
-            endpoint_mac: e.mac.into(),
+            endpoint_mac: e.mac,
             tunnel_endpoint_ip: self.settings.vtep,
         };
         let service = e.service.as_ref();
@@ -1415,7 +1416,7 @@ fn parse_mac(text: &str) -> Result<Mac, CnmError> {
         .trim()
         .parse()
         .map_err(|e| CnmError::Invalid(format!("invalid MAC address {text:?}: {e}")))?;
-    if mac.is_multicast() || mac.0 == [0; 6] {
+    if mac.is_multicast() || mac == Mac::default() {
         return Err(CnmError::Invalid(format!(
             "invalid MAC address {text:?}: not a unicast address"
         )));
@@ -1425,7 +1426,7 @@ fn parse_mac(text: &str) -> Result<Mac, CnmError> {
 
 /// 64 lower-case hex characters from the system's randomness.
 fn random_id() -> Result<String, CnmError> {
-    Ok(hex::encode(&pki::random_key()?))
+    Ok(HEXLOWER.encode(&os_random::bytes::<32>()?))
 }
 
 /// A service's ID: SHA-256 of the network ID and the service name, in hex, so every node
@@ -1436,5 +1437,5 @@ fn service_id(network_id: &str, service: &str) -> String {
     ctx.update(network_id.as_bytes());
     ctx.update(b"/");
     ctx.update(service.as_bytes());
-    hex::encode(ctx.finish().as_ref())
+    HEXLOWER.encode(ctx.finish().as_ref())
 }

@@ -6,12 +6,13 @@ use std::path::Path;
 
 use cluster::crypto::{KEY_LEN, Key, Keyring};
 use cluster::shell::{Security, Tls, TlsIdentity};
+use data_encoding::HEXLOWER_PERMISSIVE;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::agent::{AgentConfig, SecurityConfig};
 use super::error::ConfigError;
-use crate::{base64, hex};
+use crate::base64;
 
 /// Characters of a key written in hex.
 pub(super) const HEX_KEY_CHARS: usize = 2 * KEY_LEN;
@@ -95,7 +96,10 @@ pub fn parse_keys(text: &str) -> Result<Vec<Key>, ConfigError> {
 
 fn parse_key(line: &str) -> Result<Key, String> {
     if line.len() == HEX_KEY_CHARS
-        && let Some(key) = hex::decode(line.as_bytes()).and_then(|b| Key::from_slice(&b).ok())
+        && let Some(key) = HEXLOWER_PERMISSIVE
+            .decode(line.as_bytes())
+            .ok()
+            .and_then(|b| Key::from_slice(&b).ok())
     {
         return Ok(key);
     }

@@ -6,8 +6,7 @@
 //! presence, as the Go handlers do.
 
 use axum::http::Method;
-
-use crate::hex::digit;
+use percent_encoding::percent_decode;
 
 /// The largest urlencoded body parsed (Go's `maxFormSize`, 10 MiB); a larger one is ignored.
 pub(crate) const MAX_FORM_BYTES: usize = 10 << 20;
@@ -86,49 +85,27 @@ fn parse_into(pairs: &mut Vec<(Vec<u8>, Vec<u8>)>, src: &[u8]) {
 
 /// Go's `QueryUnescape`: `+` is a space, `%` must be followed by two hex digits.
 fn unescape(src: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(src.len());
-    let mut i = 0;
-    while i < src.len() {
-        match src[i] {
-            b'%' => {
-                let hi = digit(*src.get(i + 1)?)?;
-                let lo = digit(*src.get(i + 2)?)?;
-                out.push(hi << 4 | lo);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
+    // Hex digits are never `%`, so every `%` starts an escape. Go refuses a bad one, where
+    // `percent_decode` would keep it as is.
+    let bad_escape = src.iter().enumerate().any(|(i, &b)| {
+        b == b'%'
+            && !(src.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && src.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+    });
+    if bad_escape {
+        return None;
     }
-    Some(out)
+    // Before decoding, so that an escaped `+` (`%2B`) stays a `+`.
+    let spaced: Vec<u8> = src
+        .iter()
+        .map(|&b| if b == b'+' { b' ' } else { b })
+        .collect();
+    Some(percent_decode(&spaced).collect())
 }
 
 /// Decodes a URL path's `%XX` escapes (Go's `URL.Path`); an invalid escape is kept as is.
 pub(crate) fn decode_path(path: &str) -> String {
-    let src = path.as_bytes();
-    let mut out = Vec::with_capacity(src.len());
-    let mut i = 0;
-    while i < src.len() {
-        let escaped = (src[i] == b'%')
-            .then(|| Some(digit(*src.get(i + 1)?)? << 4 | digit(*src.get(i + 2)?)?))
-            .flatten();
-        match escaped {
-            Some(b) => {
-                out.push(b);
-                i += 3;
-            }
-            None => {
-                out.push(src[i]);
-                i += 1;
-            }
-        }
-    }
+    let out: Vec<u8> = percent_decode(path.as_bytes()).collect();
     super::reply::go_lossy(&out)
 }
 
@@ -156,8 +133,9 @@ mod tests {
         assert!(!f.has("c"));
         assert_eq!(f.get("d"), Some(&b"AJ"[..]));
         assert!(!f.has("e"));
-        let f = Form::parse(Some("v=%FF"), None);
+        let f = Form::parse(Some("v=%FF&p=%2B+%2b"), None);
         assert_eq!(f.get("v"), Some(&[0xff][..]));
+        assert_eq!(f.get("p"), Some(&b"+ +"[..]));
     }
 
     #[test]
@@ -174,5 +152,7 @@ mod tests {
     fn paths_are_decoded() {
         assert_eq!(decode_path("/foo%20bar"), "/foo bar");
         assert_eq!(decode_path("/a%zz+"), "/a%zz+");
+        assert_eq!(decode_path("/a%4"), "/a%4");
+        assert_eq!(decode_path("/%2fx%2F"), "//x/");
     }
 }

@@ -9,10 +9,8 @@
 //! The protocol work (framing, decoding, EDNS, truncation to the client's UDP payload size with
 //! TC set) is hickory's; this module decides the answers.
 
-use std::hash::BuildHasher;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -192,7 +190,9 @@ impl DnsServer {
             forwards: Semaphore::new(config.max_concurrent_forwards),
             config,
             counters: counters.clone(),
-            rng_seed: std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64),
+            // The seed only varies the answer order between servers: without the OS's
+            // randomness, a fixed one does as well.
+            rng_seed: crate::os_random::seed().unwrap_or(0x5eed),
             rng_counter: AtomicU64::new(0),
             epoch: Instant::now(),
             last_limit_log: AtomicU64::new(0),
@@ -266,21 +266,14 @@ struct Handler {
     last_limit_log: AtomicU64,
 }
 
+#[async_trait::async_trait]
 impl RequestHandler for Handler {
-    // `#[async_trait]` spelled out, to avoid a dependency for one impl.
-    fn handle_request<'life0, 'life1, 'async_trait, R, T>(
-        &'life0 self,
-        request: &'life1 Request,
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
         response_handle: R,
-    ) -> Pin<Box<dyn Future<Output = ResponseInfo> + Send + 'async_trait>>
-    where
-        R: 'async_trait + ResponseHandler,
-        T: 'async_trait + Time,
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(self.handle(request, response_handle))
+    ) -> ResponseInfo {
+        self.handle(request, response_handle).await
     }
 }
 

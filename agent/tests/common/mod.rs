@@ -67,3 +67,4 @@ pub fn refused_with(out: &Output, status: i32, needle: &str) {
 }
 
 pub mod lab;
+pub mod poll;
