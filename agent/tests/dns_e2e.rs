@@ -36,6 +36,7 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 mod common;
 use common::lab::{Lab, run_root_tests, spawn_in_netns};
+use common::poll::try_poll;
 
 const HOSTS: usize = 3;
 /// Container namespaces per host (h1c2 and h3c2 stay unused).
@@ -207,16 +208,12 @@ fn has_word(text: &str, word: &str) -> bool {
 /// error.
 fn eventually(
     patience: Duration,
-    mut probe: impl FnMut() -> Result<(), String>,
+    probe: impl FnMut() -> Result<(), String>,
 ) -> Result<Duration, String> {
     let start = Instant::now();
-    loop {
-        match probe() {
-            Ok(()) => return Ok(start.elapsed()),
-            Err(e) if start.elapsed() >= patience => return Err(e),
-            Err(_) => std::thread::sleep(Duration::from_millis(200)),
-        }
-    }
+    try_poll(patience, probe)
+        .map(|()| start.elapsed())
+        .map_err(|t| t.to_string())
 }
 
 /// The checks of the test, each polled, their failures gathered.

@@ -12,7 +12,7 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use libtest_mimic::{Arguments, Trial};
 use nix::sys::signal::{Signal, kill};
@@ -21,6 +21,7 @@ use overlay::netlink::lab;
 use overlay::netlink::{NetlinkDataplane, netns_path};
 
 use super::netagent;
+use super::poll::try_poll;
 
 /// Runs a root-only test file's tests under a harness that, without root, reports each as
 /// ignored and says why on stderr: a test that cannot run never shows as passed.
@@ -256,21 +257,17 @@ impl Lab {
     /// Runs the CLI against host `h`'s agent until it succeeds with an output `ok` accepts
     /// (30 s at most); that output.
     pub fn wait_for(&self, h: usize, args: &[&str], ok: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut last = String::new();
-        while Instant::now() < deadline {
+        let matched = try_poll(Duration::from_secs(30), || {
             let out = self.cli(h, args);
             let text = String::from_utf8_lossy(&out.stdout).into_owned();
             if out.status.success() && ok(&text) {
-                return text;
+                Ok(text)
+            } else {
+                Err(format!("{text}{}", String::from_utf8_lossy(&out.stderr)))
             }
-            last = format!("{text}{}", String::from_utf8_lossy(&out.stderr));
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!(
-            "h{h} {args:?} never matched; last {last:?}; log:\n{}",
-            self.log(h)
-        );
+        });
+        matched
+            .unwrap_or_else(|t| panic!("h{h} {args:?} never matched: {t}; log:\n{}", self.log(h)))
     }
 
     /// The IPv4 address of `eth0` in a container namespace, if it has one in 198.18.100.0/24.
@@ -319,10 +316,10 @@ impl Drop for Lab {
             .collect();
         for mut child in self.agents.iter_mut().filter_map(Option::take) {
             signal(&child, Signal::SIGTERM);
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
-                std::thread::sleep(Duration::from_millis(50));
-            }
+            let _ = try_poll(Duration::from_secs(5), || match child.try_wait() {
+                Ok(None) => Err(()),
+                _ => Ok(()),
+            });
             let _ = child.kill();
             let _ = child.wait();
         }
