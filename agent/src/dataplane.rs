@@ -6,7 +6,7 @@
 //! commands. A join builds the network's namespace, bridge and VXLAN device on the first
 //! local endpoint of the network (then the peer DB replays the network's peers), and attaches
 //! the endpoint to its sandbox; the CNM publishes the endpoint's records only after the
-//! driver answered (checklist 6). A leave detaches the endpoint, and removes the network's
+//! driver answered, as libnetwork does. A leave detaches the endpoint, and removes the network's
 //! namespace after its last local endpoint. After every input the changed networks are
 //! planned and applied; a failed apply is retried every [`RETRY_INTERVAL`].
 //!
