@@ -421,12 +421,8 @@ mod tests {
             )
     }
 
-    fn varint(mut v: u64, out: &mut Vec<u8>) {
-        while v >= 0x80 {
-            out.push(v as u8 | 0x80);
-            v >>= 7;
-        }
-        out.push(v as u8);
+    fn varint(v: u64, out: &mut Vec<u8>) {
+        prost::encoding::encode_varint(v, out);
     }
 
     /// Fields the message does not declare, of wire types 0, 1, 2 and 5.
