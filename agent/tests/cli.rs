@@ -7,13 +7,13 @@
 //! 10 to 19 for this file) with libnetwork's ports: 7946 for gossip, 2000 for diagnostics.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Output, Stdio};
 use std::time::Duration;
 
 mod common;
 use common::poll::{accept, poll_until, try_poll};
-use common::{ip, netagent, scratch, try_http};
+use common::{Scratch, ip, netagent, scratch, try_http};
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -21,7 +21,7 @@ const PATIENCE: Duration = Duration::from_secs(30);
 struct Agent {
     child: Option<Child>,
     ip: Ipv4Addr,
-    dir: PathBuf,
+    dir: Scratch,
 }
 
 impl Agent {
@@ -111,7 +111,6 @@ impl Drop for Agent {
             let _ = child.kill();
             let _ = child.wait();
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

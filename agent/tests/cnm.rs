@@ -23,7 +23,7 @@ use overlay::{Mac, PEER_TABLE, PeerRecord};
 
 mod common;
 use common::poll::{accept, poll_until_async};
-use common::scratch;
+use common::{Scratch, scratch};
 
 /// The longest wait for anything to converge.
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -60,8 +60,9 @@ async fn start(
     Agent { daemon, api, dir }
 }
 
-/// `n` agents in `scratch("cnm", tag)/nodeI`, the others joined to the first, every one seeing all.
-async fn cluster(tag: &str, n: usize) -> Vec<Agent> {
+/// `n` agents in `scratch("cnm", tag)/nodeI`, the others joined to the first, every one seeing
+/// all; with the scratch directory, removed when the caller drops it.
+async fn cluster(tag: &str, n: usize) -> (Scratch, Vec<Agent>) {
     let root = scratch("cnm", tag);
     let first = start("node1", root.join("node1"), None, None).await;
     let seed = first.daemon.identity().addr;
@@ -76,7 +77,7 @@ async fn cluster(tag: &str, n: usize) -> Vec<Agent> {
         })
         .await;
     }
-    agents
+    (root, agents)
 }
 
 fn network(name: &str, subnet: &str) -> NetworkCreate {
@@ -125,7 +126,7 @@ async fn wait_network(agent: &Agent, name: &str) -> NetworkSpec {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn networks_are_cluster_wide_and_bad_input_changes_nothing() {
-    let agents = cluster("catalogue", 3).await;
+    let (_dir, agents) = cluster("catalogue", 3).await;
     let (a, b) = (&agents[0], &agents[1]);
 
     let blue = a
@@ -266,16 +267,14 @@ async fn networks_are_cluster_wide_and_bad_input_changes_nothing() {
         "network blue not found",
     );
 
-    let dir = agents[0].dir.parent().unwrap().to_owned();
     for agent in agents {
         agent.daemon.shutdown().await;
     }
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endpoints_join_publishes_records_and_leave_withdraws_them() {
-    let agents = cluster("endpoints", 2).await;
+    let (_dir, agents) = cluster("endpoints", 2).await;
     let (a, b) = (&agents[0], &agents[1]);
     let blue = a
         .api
@@ -514,16 +513,14 @@ async fn endpoints_join_publishes_records_and_leave_withdraws_them() {
     let remaining: Vec<Endpoint> = a.api.endpoints(None).await.unwrap();
     assert!(remaining.is_empty(), "{remaining:?}");
 
-    let dir = agents[0].dir.parent().unwrap().to_owned();
     for agent in agents {
         agent.daemon.shutdown().await;
     }
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_agent_restores_and_republishes_its_endpoints() {
-    let mut agents = cluster("restart", 2).await;
+    let (_dir, mut agents) = cluster("restart", 2).await;
     let b = agents.pop().unwrap();
     let a = agents.pop().unwrap();
     let blue = a
@@ -661,7 +658,7 @@ async fn the_api_socket_is_managed_and_tcp_works_too() {
 /// removes its endpoint, it can.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_network_in_use_elsewhere_is_not_removed() {
-    let agents = cluster("in-use", 2).await;
+    let (_dir, agents) = cluster("in-use", 2).await;
     let (a, b) = (&agents[0], &agents[1]);
     a.api
         .create_network(&network("green", "198.18.30.0/24"))
@@ -713,7 +710,7 @@ async fn a_network_in_use_elsewhere_is_not_removed() {
 /// given twice; listing the endpoints of a network this agent has none on was a 404.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_catalogue_values_and_address_conflicts() {
-    let agents = cluster("hostile", 1).await;
+    let (_dir, agents) = cluster("hostile", 1).await;
     let a = &agents[0];
     let evil = serde_json::json!({
         "name": "evil", "id": "zz", "driver": "overlay", "subnet": "0.0.0.0/0",
@@ -792,7 +789,7 @@ async fn lookup(agent: &Agent, name: &str, network: &str) -> (String, Vec<String
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn service_discovery_follows_the_endpoint_table_across_agents() {
-    let agents = cluster("sd", 2).await;
+    let (_dir, agents) = cluster("sd", 2).await;
     let (a, b) = (&agents[0], &agents[1]);
     a.api
         .create_network(&network("sdnet", "198.18.6.0/24"))

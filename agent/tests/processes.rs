@@ -8,13 +8,12 @@
 //! diagnostic API.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 mod common;
 use common::poll::{accept, poll_until, try_poll};
-use common::{ip, netagent, scratch, try_http};
+use common::{Scratch, ip, netagent, scratch, try_http};
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -22,7 +21,7 @@ const PATIENCE: Duration = Duration::from_secs(30);
 struct Agent {
     child: Option<Child>,
     ip: Ipv4Addr,
-    dir: PathBuf,
+    dir: Scratch,
 }
 
 impl Agent {
@@ -89,7 +88,6 @@ impl Drop for Agent {
             let _ = child.kill();
             let _ = child.wait();
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -19,12 +19,37 @@ pub fn ip(test: u8, node: u8) -> Ipv4Addr {
     Ipv4Addr::new(127, 20 + (std::process::id() % 200) as u8, test, node)
 }
 
-/// A fresh directory `netagent-<prefix>-<pid>-<tag>` under the temporary directory.
-pub fn scratch(prefix: &str, tag: &str) -> PathBuf {
+/// A fresh directory `netagent-<prefix>-<pid>-<tag>` under the temporary directory, removed
+/// with everything in it when the guard is dropped (a failing test included).
+pub fn scratch(prefix: &str, tag: &str) -> Scratch {
     let dir = std::env::temp_dir().join(format!("netagent-{prefix}-{}-{tag}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    Scratch(dir)
+}
+
+/// A test's scratch directory; see [`scratch`].
+#[derive(Debug)]
+pub struct Scratch(PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = std::path::Path;
+
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::path::Path> for Scratch {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// The `netagent` binary under test, without the caller's `NETAGENT_*` variables.
