@@ -423,9 +423,11 @@ async fn valid_certificate_cannot_claim_another_nodes_name() {
     }
 
     let n = frames.len() as u64;
+    // Legitimate frames (node0's own syncs) may arrive meanwhile: count refusals exactly,
+    // frames in at least.
     let ok = eventually(T, || async {
         let s = stats(target).await;
-        s.frames_in == base.frames_in + n && s.frames_refused == base.frames_refused + n
+        s.frames_in >= base.frames_in + n && s.frames_refused == base.frames_refused + n
     })
     .await;
     assert!(
