@@ -1,0 +1,769 @@
+//! One node's allocator for one pool.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    Answer, Ask, BlockId, Claim, Claims, Entry, IpamError, Merge, NodeId, Outcome, Pool, Want,
+};
+
+/// How long an ask may stay unanswered before the asker asks another donor (the first one
+/// may have failed). The first ask is still honoured if its answer comes later.
+pub const DEFAULT_ASK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A pending allocation, named by the allocator when [`Allocator::allocate`] cannot answer at
+/// once; its answer comes as [`Output::Allocated`] or [`Output::Refused`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Ticket(pub u64);
+
+/// What to allocate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Request {
+    /// Any free value.
+    Any,
+    /// This value.
+    Value(u32),
+}
+
+/// The answer of [`Allocator::allocate`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Allocation {
+    /// Allocated from the node's own space, at once.
+    Done(u32),
+    /// Space was asked for; the answer comes as an [`Output`] naming this ticket.
+    Pending(Ticket),
+}
+
+/// What the allocator asks of its driver. After any input, drain [`Allocator::poll_output`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Write (create or update) this entry in its table.
+    Write(Entry),
+    /// Delete this entry of `table` (an answered ask, a served answer).
+    Delete {
+        /// The table.
+        table: &'static str,
+        /// The key.
+        key: String,
+    },
+    /// A pending allocation got its value.
+    Allocated {
+        /// The allocation.
+        ticket: Ticket,
+        /// The value.
+        value: u32,
+    },
+    /// A pending allocation was refused.
+    Refused {
+        /// The allocation.
+        ticket: Ticket,
+        /// Why.
+        error: IpamError,
+    },
+}
+
+/// What an allocator counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct IpamStats {
+    /// Values allocated from the node's own blocks without any message.
+    pub local_allocations: u64,
+    /// Asks written.
+    pub asks: u64,
+    /// Blocks given away.
+    pub blocks_granted: u64,
+    /// Values lent.
+    pub values_lent: u64,
+    /// Claims of one epoch naming two owners (see [`Merge::Conflict`]).
+    pub claim_conflicts: u64,
+    /// Entries that did not decode.
+    pub malformed: u64,
+}
+
+/// The state a node keeps across restarts (save it before answering an allocation).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// The replica of claims.
+    pub claims: Claims,
+    /// Values the node holds, in its own blocks or borrowed.
+    pub held: BTreeSet<u32>,
+    /// Values of the node's blocks lent to others.
+    pub lent: BTreeMap<u32, NodeId>,
+    /// Values the node holds in others' blocks, with their donor.
+    pub borrowed: BTreeMap<u32, NodeId>,
+    /// The next ask's sequence number.
+    pub next_seq: u64,
+}
+
+/// An ask this node wrote and has no answer to yet.
+#[derive(Clone, Debug)]
+struct Outstanding {
+    ask: Ask,
+    /// When to give up waiting and ask someone else.
+    deadline: Instant,
+    /// The allocations waiting on it (none once abandoned).
+    tickets: Vec<(Ticket, Request)>,
+}
+
+/// One node's allocator for one pool: local allocation in the blocks it owns, asks to owners
+/// when it owns no free value, and answers to other nodes' asks.
+///
+/// # Driving it
+///
+/// Inputs: [`allocate`](Self::allocate) and [`release`](Self::release) (the node's own
+/// endpoints), [`handle_entry`](Self::handle_entry) (every entry of the IPAM tables the node
+/// receives, its own included), [`set_members`](Self::set_members) (the live nodes that may be
+/// asked), [`handle_timeout`](Self::handle_timeout). After any input, drain
+/// [`poll_output`](Self::poll_output) until it returns `None`, carrying out the writes and
+/// answering the tickets, and arm a timer for [`poll_timeout`](Self::poll_timeout).
+///
+/// # Safety
+///
+/// The node allocates only in blocks its replica says it owns, gives away only blocks in
+/// which it holds and has lent nothing (writing the claim of the next epoch), and lends only
+/// free values of its own blocks; see `docs/IPAM.md`.
+pub struct Allocator {
+    me: NodeId,
+    origin: NodeId,
+    pool: Pool,
+    state: Snapshot,
+    members: BTreeSet<NodeId>,
+    ask_timeout: Duration,
+    next_ticket: u64,
+    outstanding: BTreeMap<u64, Outstanding>,
+    /// Asks of this node given up on: a late [`Outcome::Lent`] is released at once.
+    abandoned: BTreeSet<u64>,
+    /// Answers given, by (asker, seq): an ask seen twice gets the same answer.
+    answered: BTreeMap<(NodeId, u64), Outcome>,
+    /// Donors that answered [`Outcome::Exhausted`] since the last change of claims.
+    exhausted: BTreeSet<NodeId>,
+    out: VecDeque<Output>,
+    stats: IpamStats,
+}
+
+impl Allocator {
+    /// An allocator of node `me` for `pool`, whose origin (the owner of every block at epoch
+    /// 0) is `origin`, resuming from `snapshot` (`Snapshot::default()` for a new node).
+    pub fn new(me: NodeId, origin: NodeId, pool: Pool, snapshot: Snapshot) -> Self {
+        Self {
+            me,
+            origin,
+            pool,
+            state: snapshot,
+            members: BTreeSet::new(),
+            ask_timeout: DEFAULT_ASK_TIMEOUT,
+            next_ticket: 0,
+            outstanding: BTreeMap::new(),
+            abandoned: BTreeSet::new(),
+            answered: BTreeMap::new(),
+            exhausted: BTreeSet::new(),
+            out: VecDeque::new(),
+            stats: IpamStats::default(),
+        }
+    }
+
+    /// Sets how long an ask waits before another donor is asked.
+    pub fn with_ask_timeout(mut self, timeout: Duration) -> Self {
+        self.ask_timeout = timeout;
+        self
+    }
+
+    /// The state to save.
+    pub fn snapshot(&self) -> &Snapshot {
+        &self.state
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> IpamStats {
+        self.stats
+    }
+
+    /// The values this node holds.
+    pub fn held(&self) -> &BTreeSet<u32> {
+        &self.state.held
+    }
+
+    /// The owner of `block` in this node's replica.
+    pub fn owner(&self, block: BlockId) -> &NodeId {
+        self.state.claims.owner(block, &self.origin)
+    }
+
+    /// The live nodes that may be asked for space (the node itself is ignored).
+    pub fn set_members(&mut self, now: Instant, members: BTreeSet<NodeId>) {
+        self.members = members;
+        self.members.remove(&self.me);
+        self.retry(now);
+    }
+
+    /// Allocates a value: at once from the node's own blocks, else by asking an owner.
+    pub fn allocate(&mut self, now: Instant, request: Request) -> Result<Allocation, IpamError> {
+        if let Request::Value(v) = request {
+            let block = self.pool.block_of(v).ok_or(IpamError::NotInPool(v))?;
+            if self.state.held.contains(&v) || self.state.lent.contains_key(&v) {
+                return Err(IpamError::Taken(v));
+            }
+            if self.owner(block) != &self.me {
+                let owner = self.owner(block).clone();
+                if !self.members.contains(&owner) {
+                    return Err(IpamError::OwnerUnreachable { value: v, owner });
+                }
+            }
+        }
+        if let Some(v) = self.take_local(request) {
+            return Ok(Allocation::Done(v));
+        }
+        let ticket = Ticket(self.next_ticket);
+        self.next_ticket += 1;
+        self.wait(now, ticket, request)?;
+        Ok(Allocation::Pending(ticket))
+    }
+
+    /// Gives back a value the node holds (its endpoint is gone); a borrowed value goes back to
+    /// its donor. A value the node does not hold is ignored.
+    pub fn release(&mut self, now: Instant, value: u32) {
+        if !self.state.held.remove(&value) {
+            return;
+        }
+        if let Some(donor) = self.state.borrowed.remove(&value) {
+            self.ask(now, donor, Want::Release(value), Vec::new());
+        }
+    }
+
+    /// Takes in one entry of the IPAM tables (written by any node, this one included).
+    pub fn handle_entry(&mut self, now: Instant, entry: Entry) {
+        match entry {
+            Entry::Claim(block, claim) => self.handle_claim(now, block, claim),
+            Entry::Ask(ask) if ask.donor == self.me => self.handle_ask(ask),
+            Entry::Answer(answer) if answer.asker == self.me => self.handle_answer(now, answer),
+            Entry::Ask(_) | Entry::Answer(_) => {}
+        }
+    }
+
+    /// Takes in an entry as the table carries it; one that does not decode is counted and
+    /// ignored.
+    pub fn handle_raw(&mut self, now: Instant, table: &str, key: &str, value: &[u8]) {
+        match Entry::decode(table, key, value) {
+            Ok(entry) => self.handle_entry(now, entry),
+            Err(_) => self.stats.malformed += 1,
+        }
+    }
+
+    /// Asks another donor for every ask unanswered past its deadline.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let late: Vec<u64> = self
+            .outstanding
+            .iter()
+            .filter(|(_, o)| o.deadline <= now && !o.tickets.is_empty())
+            .map(|(seq, _)| *seq)
+            .collect();
+        for seq in late {
+            if let Some(o) = self.outstanding.remove(&seq) {
+                self.abandoned.insert(seq);
+                // The silent donor is skipped until the claims change.
+                self.exhausted.insert(o.ask.donor.clone());
+                for (ticket, request) in o.tickets {
+                    self.rewait(now, ticket, request);
+                }
+            }
+        }
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) should next run.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.outstanding
+            .values()
+            .filter(|o| !o.tickets.is_empty())
+            .map(|o| o.deadline)
+            .min()
+    }
+
+    /// The next thing to carry out; drain after every input.
+    #[must_use]
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    // ---- local space ----
+
+    /// A free value of the node's own blocks for `request`, now held.
+    fn take_local(&mut self, request: Request) -> Option<u32> {
+        let value = match request {
+            Request::Value(v) => {
+                let block = self.pool.block_of(v)?;
+                (self.owner(block) == &self.me && self.is_free(v)).then_some(v)?
+            }
+            Request::Any => self.free_values().next()?,
+        };
+        self.state.held.insert(value);
+        self.stats.local_allocations += 1;
+        Some(value)
+    }
+
+    fn is_free(&self, v: u32) -> bool {
+        !self.state.held.contains(&v) && !self.state.lent.contains_key(&v)
+    }
+
+    fn owned_blocks(&self) -> impl Iterator<Item = BlockId> + '_ {
+        self.pool.block_ids().filter(|b| self.owner(*b) == &self.me)
+    }
+
+    fn free_values(&self) -> impl Iterator<Item = u32> + '_ {
+        self.owned_blocks()
+            .flat_map(|b| self.pool.values(b))
+            .filter(|v| self.is_free(*v))
+    }
+
+    /// A block of the node's in which it holds and has lent nothing.
+    fn empty_blocks(&self) -> impl Iterator<Item = BlockId> + '_ {
+        self.owned_blocks()
+            .filter(|b| self.pool.values(*b).all(|v| self.is_free(v)))
+    }
+
+    // ---- asking ----
+
+    /// Makes `ticket` wait for space: joins an ask for space already out, or writes a new one.
+    fn wait(&mut self, now: Instant, ticket: Ticket, request: Request) -> Result<(), IpamError> {
+        let (donor, want) = match request {
+            Request::Value(v) => {
+                let block = self.pool.block_of(v).ok_or(IpamError::NotInPool(v))?;
+                let owner = self.owner(block).clone();
+                if !self.members.contains(&owner) {
+                    return Err(IpamError::OwnerUnreachable { value: v, owner });
+                }
+                (owner, Want::Value(v))
+            }
+            Request::Any => {
+                if let Some(o) = self
+                    .outstanding
+                    .values_mut()
+                    .find(|o| o.ask.want == Want::Space)
+                {
+                    o.tickets.push((ticket, request));
+                    return Ok(());
+                }
+                let donor = self.pick_donor().ok_or(IpamError::Exhausted {
+                    capacity: self.pool.capacity(),
+                })?;
+                (donor, Want::Space)
+            }
+        };
+        self.ask(now, donor, want, vec![(ticket, request)]);
+        Ok(())
+    }
+
+    /// [`wait`](Self::wait) again after a refusal or a silent donor; refuses the ticket if
+    /// nobody is left to ask.
+    fn rewait(&mut self, now: Instant, ticket: Ticket, request: Request) {
+        if let Some(v) = self.take_local(request) {
+            self.out.push_back(Output::Allocated { ticket, value: v });
+            return;
+        }
+        if let Err(error) = self.wait(now, ticket, request) {
+            self.out.push_back(Output::Refused { ticket, error });
+        }
+    }
+
+    /// The member to ask for space: the one owning the most blocks, not known to be
+    /// exhausted; ties go to the smallest name.
+    fn pick_donor(&self) -> Option<NodeId> {
+        let mut blocks: BTreeMap<&NodeId, u32> = BTreeMap::new();
+        for b in self.pool.block_ids() {
+            *blocks.entry(self.owner(b)).or_default() += 1;
+        }
+        self.members
+            .iter()
+            .filter(|m| !self.exhausted.contains(*m))
+            .filter_map(|m| blocks.get(m).map(|n| (m, *n)))
+            .max_by(|(a, x), (b, y)| x.cmp(y).then_with(|| b.cmp(a)))
+            .map(|(m, _)| m.clone())
+    }
+
+    fn ask(&mut self, now: Instant, donor: NodeId, want: Want, tickets: Vec<(Ticket, Request)>) {
+        let seq = self.state.next_seq;
+        self.state.next_seq += 1;
+        let ask = Ask {
+            asker: self.me.clone(),
+            seq,
+            donor,
+            want,
+        };
+        self.stats.asks += 1;
+        self.out.push_back(Output::Write(Entry::Ask(ask.clone())));
+        self.outstanding.insert(
+            seq,
+            Outstanding {
+                ask,
+                deadline: now + self.ask_timeout,
+                tickets,
+            },
+        );
+    }
+
+    /// Gives every waiting allocation another chance: the claims or the members changed.
+    fn retry(&mut self, now: Instant) {
+        self.exhausted.clear();
+        // Allocations waiting on an ask whose donor is no longer a member are moved on.
+        let gone: Vec<u64> = self
+            .outstanding
+            .iter()
+            .filter(|(_, o)| !o.tickets.is_empty() && !self.members.contains(&o.ask.donor))
+            .map(|(seq, _)| *seq)
+            .collect();
+        for seq in gone {
+            if let Some(o) = self.outstanding.remove(&seq) {
+                self.abandoned.insert(seq);
+                for (ticket, request) in o.tickets {
+                    self.rewait(now, ticket, request);
+                }
+            }
+        }
+    }
+
+    // ---- entries from the tables ----
+
+    fn handle_claim(&mut self, now: Instant, block: BlockId, claim: Claim) {
+        if block.0 >= self.pool.blocks() {
+            self.stats.malformed += 1;
+            return;
+        }
+        match self.state.claims.merge(block, claim) {
+            Merge::Stale => {}
+            Merge::Conflict => self.stats.claim_conflicts += 1,
+            Merge::Newer => {
+                if self.owner(block) == &self.me {
+                    self.serve_waiting(now);
+                } else {
+                    self.retry(now);
+                }
+            }
+        }
+    }
+
+    /// Serves waiting allocations from the node's own space, as far as it goes.
+    fn serve_waiting(&mut self, now: Instant) {
+        let seqs: Vec<u64> = self.outstanding.keys().copied().collect();
+        for seq in seqs {
+            let Some(o) = self.outstanding.get_mut(&seq) else {
+                continue;
+            };
+            let tickets = std::mem::take(&mut o.tickets);
+            let mut left = Vec::new();
+            for (ticket, request) in tickets {
+                match self.take_local(request) {
+                    Some(value) => self.out.push_back(Output::Allocated { ticket, value }),
+                    None => left.push((ticket, request)),
+                }
+            }
+            if let Some(o) = self.outstanding.get_mut(&seq) {
+                o.tickets = left;
+            }
+        }
+        self.retry(now);
+    }
+
+    fn handle_ask(&mut self, ask: Ask) {
+        let id = (ask.asker.clone(), ask.seq);
+        let outcome = match self.answered.get(&id) {
+            Some(outcome) => outcome.clone(),
+            None => {
+                let outcome = self.decide(&ask);
+                self.answered.insert(id, outcome.clone());
+                outcome
+            }
+        };
+        self.out.push_back(Output::Write(Entry::Answer(Answer {
+            donor: self.me.clone(),
+            asker: ask.asker,
+            seq: ask.seq,
+            outcome,
+        })));
+    }
+
+    /// What to answer a first-seen ask, carrying it out.
+    fn decide(&mut self, ask: &Ask) -> Outcome {
+        match ask.want {
+            Want::Release(v) => {
+                if self.state.lent.get(&v) == Some(&ask.asker) {
+                    self.state.lent.remove(&v);
+                }
+                Outcome::Released
+            }
+            Want::Value(v) => match self.pool.block_of(v) {
+                Some(b) if self.owner(b) == &self.me => {
+                    if self.is_free(v) {
+                        self.lend(v, &ask.asker)
+                    } else {
+                        Outcome::Taken
+                    }
+                }
+                Some(b) => Outcome::WrongOwner(self.state.claims.get(b).cloned()),
+                None => Outcome::WrongOwner(None),
+            },
+            Want::Space => {
+                let empty: Vec<BlockId> = self.empty_blocks().take(2).collect();
+                // Give a block only while keeping free space of one's own, so a busy donor is
+                // not drained by its neighbours; otherwise lend one value.
+                let keeps_space =
+                    |b: BlockId| self.free_values().any(|v| self.pool.block_of(v) != Some(b));
+                let spare = match empty.as_slice() {
+                    [first, _] => Some(*first),
+                    [only] if keeps_space(*only) => Some(*only),
+                    _ => None,
+                };
+                let loan = self.free_values().next();
+                match (spare, loan) {
+                    (Some(block), _) => self.grant(block, &ask.asker),
+                    (None, Some(v)) => self.lend(v, &ask.asker),
+                    (None, None) => Outcome::Exhausted,
+                }
+            }
+        }
+    }
+
+    fn grant(&mut self, block: BlockId, to: &NodeId) -> Outcome {
+        let claim = Claim {
+            owner: to.clone(),
+            epoch: self.state.claims.epoch(block) + 1,
+        };
+        let epoch = claim.epoch;
+        self.state.claims.merge(block, claim.clone());
+        self.stats.blocks_granted += 1;
+        self.out
+            .push_back(Output::Write(Entry::Claim(block, claim)));
+        Outcome::Granted { block, epoch }
+    }
+
+    fn lend(&mut self, value: u32, to: &NodeId) -> Outcome {
+        self.state.lent.insert(value, to.clone());
+        self.stats.values_lent += 1;
+        Outcome::Lent(value)
+    }
+
+    fn handle_answer(&mut self, now: Instant, answer: Answer) {
+        let ask_key = format!("{}/{}", self.me, answer.seq);
+        let Some(o) = self.outstanding.remove(&answer.seq) else {
+            if self.abandoned.remove(&answer.seq) {
+                self.out.push_back(Output::Delete {
+                    table: crate::ASKS_TABLE,
+                    key: ask_key,
+                });
+                self.late_answer(now, &answer);
+            }
+            return;
+        };
+        self.out.push_back(Output::Delete {
+            table: crate::ASKS_TABLE,
+            key: ask_key,
+        });
+        match answer.outcome {
+            Outcome::Granted { block, epoch } => {
+                self.take_claim(block, epoch);
+                self.requeue(now, o.tickets);
+            }
+            Outcome::Lent(v) => {
+                let mut tickets = o.tickets.into_iter();
+                match tickets.next() {
+                    Some((ticket, _)) => {
+                        self.state.held.insert(v);
+                        self.state.borrowed.insert(v, answer.donor.clone());
+                        self.out.push_back(Output::Allocated { ticket, value: v });
+                    }
+                    None => self.ask(now, answer.donor, Want::Release(v), Vec::new()),
+                }
+                self.requeue(now, tickets.collect());
+            }
+            Outcome::Released => {}
+            Outcome::Taken => {
+                for (ticket, request) in o.tickets {
+                    let v = match request {
+                        Request::Value(v) => v,
+                        Request::Any => {
+                            self.rewait(now, ticket, request);
+                            continue;
+                        }
+                    };
+                    self.out.push_back(Output::Refused {
+                        ticket,
+                        error: IpamError::Taken(v),
+                    });
+                }
+            }
+            Outcome::Exhausted => {
+                self.exhausted.insert(answer.donor);
+                self.requeue(now, o.tickets);
+            }
+            Outcome::WrongOwner(claim) => {
+                // Ask again only when the answer taught something: the newer claim of the
+                // value's block. Otherwise the value's owner is not known here.
+                let learned = match (claim, o.ask.want) {
+                    (Some(claim), Want::Value(v)) => self
+                        .pool
+                        .block_of(v)
+                        .is_some_and(|b| self.state.claims.merge(b, claim) == Merge::Newer),
+                    _ => false,
+                };
+                self.exhausted.insert(answer.donor.clone());
+                for (ticket, request) in o.tickets {
+                    match request {
+                        Request::Value(value) if !learned => self.out.push_back(Output::Refused {
+                            ticket,
+                            error: IpamError::OwnerUnreachable {
+                                value,
+                                owner: answer.donor.clone(),
+                            },
+                        }),
+                        _ => self.rewait(now, ticket, request),
+                    }
+                }
+            }
+        }
+    }
+
+    /// An answer to an ask given up on: a grant is kept (more space), a loan is given back.
+    fn late_answer(&mut self, now: Instant, answer: &Answer) {
+        match &answer.outcome {
+            Outcome::Granted { block, epoch } => {
+                self.take_claim(*block, *epoch);
+                self.serve_waiting(now);
+            }
+            Outcome::Lent(v) => self.ask(now, answer.donor.clone(), Want::Release(*v), Vec::new()),
+            _ => {}
+        }
+    }
+
+    /// Records a block granted to this node and writes the claim again under its own name, so
+    /// the claim stays visible after the donor's entries are gone.
+    fn take_claim(&mut self, block: BlockId, epoch: u64) {
+        let claim = Claim {
+            owner: self.me.clone(),
+            epoch,
+        };
+        if block.0 >= self.pool.blocks() {
+            self.stats.malformed += 1;
+            return;
+        }
+        if self.state.claims.merge(block, claim.clone()) == Merge::Conflict {
+            self.stats.claim_conflicts += 1;
+        }
+        // Unless a newer claim is known already (the block moved on), write it as ours.
+        if self.state.claims.get(block) == Some(&claim) {
+            self.out
+                .push_back(Output::Write(Entry::Claim(block, claim)));
+        }
+    }
+
+    fn requeue(&mut self, now: Instant, tickets: Vec<(Ticket, Request)>) {
+        for (ticket, request) in tickets {
+            self.rewait(now, ticket, request);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Any instant: the tests only move time forward from it.
+    #[allow(clippy::disallowed_methods, reason = "a test's starting point in time")]
+    fn epoch() -> Instant {
+        Instant::now()
+    }
+
+    fn pool() -> Pool {
+        Pool::for_subnet("198.18.10.0/24".parse().unwrap()).unwrap()
+    }
+
+    fn members(names: &[&str]) -> BTreeSet<NodeId> {
+        names.iter().map(|n| NodeId::from(*n)).collect()
+    }
+
+    #[test]
+    fn the_origin_allocates_locally_without_a_message() {
+        let now = epoch();
+        let mut a = Allocator::new("a".into(), "a".into(), pool(), Snapshot::default());
+        let first = a.allocate(now, Request::Any).unwrap();
+        assert_eq!(
+            first,
+            Allocation::Done(u32::from(std::net::Ipv4Addr::new(198, 18, 10, 2)))
+        );
+        assert_eq!(a.poll_output(), None, "no message for a local allocation");
+        let v = u32::from(std::net::Ipv4Addr::new(198, 18, 10, 77));
+        assert_eq!(
+            a.allocate(now, Request::Value(v)).unwrap(),
+            Allocation::Done(v)
+        );
+        assert_eq!(a.allocate(now, Request::Value(v)), Err(IpamError::Taken(v)));
+        let gateway = u32::from(std::net::Ipv4Addr::new(198, 18, 10, 1));
+        assert_eq!(
+            a.allocate(now, Request::Value(gateway)),
+            Err(IpamError::NotInPool(gateway))
+        );
+        a.release(now, v);
+        assert_eq!(
+            a.allocate(now, Request::Value(v)).unwrap(),
+            Allocation::Done(v)
+        );
+        assert_eq!(a.stats().local_allocations, 3);
+    }
+
+    #[test]
+    fn a_node_without_space_asks_and_a_lone_node_is_refused() {
+        let now = epoch();
+        let mut b = Allocator::new("b".into(), "a".into(), pool(), Snapshot::default());
+        assert_eq!(
+            b.allocate(now, Request::Any),
+            Err(IpamError::Exhausted { capacity: 253 }),
+            "nobody to ask"
+        );
+        let v = u32::from(std::net::Ipv4Addr::new(198, 18, 10, 9));
+        assert_eq!(
+            b.allocate(now, Request::Value(v)),
+            Err(IpamError::OwnerUnreachable {
+                value: v,
+                owner: "a".into()
+            })
+        );
+        b.set_members(now, members(&["a", "b"]));
+        let Allocation::Pending(ticket) = b.allocate(now, Request::Any).unwrap() else {
+            panic!("b owns nothing");
+        };
+        let Some(Output::Write(Entry::Ask(ask))) = b.poll_output() else {
+            panic!("an ask");
+        };
+        assert_eq!((ask.donor.as_str(), ask.want), ("a", Want::Space));
+        assert_eq!(b.poll_timeout(), Some(now + DEFAULT_ASK_TIMEOUT));
+
+        // The origin grants a block; b re-asserts the claim and allocates from it.
+        let mut a = Allocator::new("a".into(), "a".into(), pool(), Snapshot::default());
+        a.set_members(now, members(&["a", "b"]));
+        a.handle_entry(now, Entry::Ask(ask));
+        let mut to_b = Vec::new();
+        while let Some(Output::Write(e)) = a.poll_output() {
+            to_b.push(e);
+        }
+        assert!(
+            matches!(to_b[0], Entry::Claim(_, Claim { epoch: 1, .. })),
+            "{to_b:?}"
+        );
+        for e in to_b {
+            b.handle_entry(now, e);
+        }
+        let outputs: Vec<Output> = std::iter::from_fn(|| b.poll_output()).collect();
+        assert!(
+            outputs
+                .iter()
+                .any(|o| matches!(o, Output::Allocated { ticket: t, .. } if *t == ticket)),
+            "{outputs:?}"
+        );
+        assert_eq!(b.stats().asks, 1);
+        assert_eq!(a.stats().blocks_granted, 1);
+    }
+}
