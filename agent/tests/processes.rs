@@ -8,7 +8,7 @@
 //! diagnostic API.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output, Stdio};
 use std::time::Duration;
 
 mod common;
@@ -70,15 +70,15 @@ impl Agent {
 
     /// SIGTERM, then the exit status.
     fn terminate(&mut self) -> std::process::ExitStatus {
-        let mut child = self.child.take().unwrap();
-        let status = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        poll_until("an exit after SIGTERM", PATIENCE, || {
+        // The child stays in `self` until it exited, so a timeout still kills it on drop.
+        let child = self.child.as_mut().unwrap();
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        let status = poll_until("an exit after SIGTERM", PATIENCE, || {
             child.try_wait().unwrap().ok_or("running")
-        })
+        });
+        self.child = None;
+        status
     }
 }
 

@@ -38,7 +38,13 @@ pub enum Allocation {
 
 /// What the allocator asks of its driver. After any input, drain [`Allocator::poll_output`].
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Output {
+    /// The saved state changed: save [`Allocator::snapshot`] durably before carrying out any
+    /// later output or using a value [`Allocator::allocate`] returned. Always the first output
+    /// after the change, so a node that crashes before saving has written nothing that the
+    /// lost state would contradict.
+    Persist,
     /// Write (create or update) this entry in its table.
     Write(Entry),
     /// Delete this entry of `table` (an answered ask, a served answer).
@@ -82,7 +88,7 @@ pub struct IpamStats {
     pub malformed: u64,
 }
 
-/// The state a node keeps across restarts (save it before answering an allocation).
+/// The state a node keeps across restarts: save it whenever [`Output::Persist`] says so.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
     /// The replica of claims.
@@ -140,6 +146,8 @@ pub struct Allocator {
     /// Donors that answered [`Outcome::Exhausted`] since the last change of claims.
     exhausted: BTreeSet<NodeId>,
     out: VecDeque<Output>,
+    /// The snapshot changed since the last [`Output::Persist`].
+    dirty: bool,
     stats: IpamStats,
 }
 
@@ -160,6 +168,7 @@ impl Allocator {
             answered: BTreeMap::new(),
             exhausted: BTreeSet::new(),
             out: VecDeque::new(),
+            dirty: false,
             stats: IpamStats::default(),
         }
     }
@@ -231,6 +240,7 @@ impl Allocator {
         if !self.state.held.remove(&value) {
             return;
         }
+        self.dirty = true;
         if let Some(donor) = self.state.borrowed.remove(&value) {
             self.ask(now, donor, Want::Release(value), Vec::new());
         }
@@ -266,10 +276,20 @@ impl Allocator {
         for seq in late {
             if let Some(o) = self.outstanding.remove(&seq) {
                 self.abandoned.insert(seq);
-                // The silent donor is skipped until the claims change.
+                // The silent donor is skipped until the claims change; a value only its owner
+                // can give is refused rather than asked for again and again.
                 self.exhausted.insert(o.ask.donor.clone());
                 for (ticket, request) in o.tickets {
-                    self.rewait(now, ticket, request);
+                    match request {
+                        Request::Value(value) => self.out.push_back(Output::Refused {
+                            ticket,
+                            error: IpamError::OwnerUnreachable {
+                                value,
+                                owner: o.ask.donor.clone(),
+                            },
+                        }),
+                        Request::Any => self.rewait(now, ticket, request),
+                    }
                 }
             }
         }
@@ -288,6 +308,9 @@ impl Allocator {
     /// The next thing to carry out; drain after every input.
     #[must_use]
     pub fn poll_output(&mut self) -> Option<Output> {
+        if std::mem::take(&mut self.dirty) {
+            return Some(Output::Persist);
+        }
         self.out.pop_front()
     }
 
@@ -303,6 +326,7 @@ impl Allocator {
             Request::Any => self.free_values().next()?,
         };
         self.state.held.insert(value);
+        self.dirty = true;
         self.stats.local_allocations += 1;
         Some(value)
     }
@@ -389,6 +413,7 @@ impl Allocator {
     fn ask(&mut self, now: Instant, donor: NodeId, want: Want, tickets: Vec<(Ticket, Request)>) {
         let seq = self.state.next_seq;
         self.state.next_seq += 1;
+        self.dirty = true;
         let ask = Ask {
             asker: self.me.clone(),
             seq,
@@ -436,8 +461,12 @@ impl Allocator {
         }
         match self.state.claims.merge(block, claim) {
             Merge::Stale => {}
-            Merge::Conflict => self.stats.claim_conflicts += 1,
+            Merge::Conflict => {
+                self.stats.claim_conflicts += 1;
+                self.dirty = true;
+            }
             Merge::Newer => {
+                self.dirty = true;
                 if self.owner(block) == &self.me {
                     self.serve_waiting(now);
                 } else {
@@ -493,6 +522,7 @@ impl Allocator {
             Want::Release(v) => {
                 if self.state.lent.get(&v) == Some(&ask.asker) {
                     self.state.lent.remove(&v);
+                    self.dirty = true;
                 }
                 Outcome::Released
             }
@@ -529,10 +559,14 @@ impl Allocator {
     }
 
     fn grant(&mut self, block: BlockId, to: &NodeId) -> Outcome {
+        let Some(epoch) = self.state.claims.epoch(block).checked_add(1) else {
+            return Outcome::Exhausted;
+        };
         let claim = Claim {
             owner: to.clone(),
-            epoch: self.state.claims.epoch(block) + 1,
+            epoch,
         };
+        self.dirty = true;
         let epoch = claim.epoch;
         self.state.claims.merge(block, claim.clone());
         self.stats.blocks_granted += 1;
@@ -543,12 +577,22 @@ impl Allocator {
 
     fn lend(&mut self, value: u32, to: &NodeId) -> Outcome {
         self.state.lent.insert(value, to.clone());
+        self.dirty = true;
         self.stats.values_lent += 1;
         Outcome::Lent(value)
     }
 
     fn handle_answer(&mut self, now: Instant, answer: Answer) {
         let ask_key = format!("{}/{}", self.me, answer.seq);
+        if self
+            .outstanding
+            .get(&answer.seq)
+            .is_some_and(|o| o.ask.donor != answer.donor)
+        {
+            // Not from the node asked: a forged or confused answer changes nothing.
+            self.stats.malformed += 1;
+            return;
+        }
         let Some(o) = self.outstanding.remove(&answer.seq) else {
             if self.abandoned.remove(&answer.seq) {
                 self.out.push_back(Output::Delete {
@@ -574,6 +618,7 @@ impl Allocator {
                     Some((ticket, _)) => {
                         self.state.held.insert(v);
                         self.state.borrowed.insert(v, answer.donor.clone());
+                        self.dirty = true;
                         self.out.push_back(Output::Allocated { ticket, value: v });
                     }
                     None => self.ask(now, answer.donor, Want::Release(v), Vec::new()),
@@ -610,6 +655,7 @@ impl Allocator {
                         .is_some_and(|b| self.state.claims.merge(b, claim) == Merge::Newer),
                     _ => false,
                 };
+                self.dirty |= learned;
                 self.exhausted.insert(answer.donor.clone());
                 for (ticket, request) in o.tickets {
                     match request {
@@ -650,8 +696,10 @@ impl Allocator {
             self.stats.malformed += 1;
             return;
         }
-        if self.state.claims.merge(block, claim.clone()) == Merge::Conflict {
-            self.stats.claim_conflicts += 1;
+        match self.state.claims.merge(block, claim.clone()) {
+            Merge::Conflict => self.stats.claim_conflicts += 1,
+            Merge::Newer => self.dirty = true,
+            Merge::Stale => {}
         }
         // Unless a newer claim is known already (the block moved on), write it as ours.
         if self.state.claims.get(block) == Some(&claim) {
@@ -694,6 +742,7 @@ mod tests {
             first,
             Allocation::Done(u32::from(std::net::Ipv4Addr::new(198, 18, 10, 2)))
         );
+        assert_eq!(a.poll_output(), Some(Output::Persist), "save first");
         assert_eq!(a.poll_output(), None, "no message for a local allocation");
         let v = u32::from(std::net::Ipv4Addr::new(198, 18, 10, 77));
         assert_eq!(
@@ -735,6 +784,11 @@ mod tests {
         let Allocation::Pending(ticket) = b.allocate(now, Request::Any).unwrap() else {
             panic!("b owns nothing");
         };
+        assert_eq!(
+            b.poll_output(),
+            Some(Output::Persist),
+            "the ask's sequence number"
+        );
         let Some(Output::Write(Entry::Ask(ask))) = b.poll_output() else {
             panic!("an ask");
         };
@@ -746,8 +800,10 @@ mod tests {
         a.set_members(now, members(&["a", "b"]));
         a.handle_entry(now, Entry::Ask(ask));
         let mut to_b = Vec::new();
-        while let Some(Output::Write(e)) = a.poll_output() {
-            to_b.push(e);
+        while let Some(out) = a.poll_output() {
+            if let Output::Write(e) = out {
+                to_b.push(e);
+            }
         }
         assert!(
             matches!(to_b[0], Entry::Claim(_, Claim { epoch: 1, .. })),

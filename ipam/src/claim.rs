@@ -25,8 +25,9 @@ pub enum Merge {
     /// The replica already held this claim or a newer one: nothing changed.
     Stale,
     /// The replica holds a different claim of the same epoch. This breaks the one-writer rule
-    /// (it can only come from an operator's reclaim racing another); the claim of the smaller
-    /// owner name is kept on every node, so replicas still agree, and the conflict is counted.
+    /// (a donor that lost state it had not saved, or reclaims racing each other); the claim of
+    /// the smaller owner name is kept on every node, so replicas still agree, and the conflict
+    /// is counted.
     Conflict,
 }
 

@@ -27,8 +27,9 @@
 //! }
 //! while let Some(output) = a.poll_output() {
 //!     match output {
+//!         Output::Persist => { /* save a.snapshot() durably, first */ }
 //!         Output::Write(entry) => { /* write entry.table() / entry.key() / entry.encode() */ }
-//!         Output::Delete { .. } | Output::Allocated { .. } | Output::Refused { .. } => {}
+//!         _ => { /* deletes, and the answers to pending allocations */ }
 //!     }
 //! }
 //! ```

@@ -42,6 +42,7 @@ pub struct Ask {
 
 /// How a donor answered an ask.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum Outcome {
     /// The block is the asker's from `epoch` on (the donor wrote the claim).
     Granted {

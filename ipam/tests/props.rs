@@ -56,6 +56,8 @@ struct World {
     now: Instant,
     /// Tickets waiting for an answer, per node.
     waiting: Vec<BTreeMap<Ticket, Request>>,
+    /// What each node saved at its last [`Output::Persist`]: a restart resumes from there.
+    saved: Vec<Snapshot>,
     answered: u64,
 }
 
@@ -73,6 +75,7 @@ impl World {
             flight: Vec::new(),
             now,
             waiting: vec![BTreeMap::new(); n],
+            saved: vec![Snapshot::default(); n],
             answered: 0,
         };
         for i in 0..n {
@@ -102,6 +105,7 @@ impl World {
                     }
                 }
                 Output::Delete { .. } => {}
+                Output::Persist => self.saved[i] = self.nodes[i].snapshot().clone(),
                 Output::Allocated { ticket, .. } | Output::Refused { ticket, .. } => {
                     assert!(
                         self.waiting[i].remove(&ticket).is_some(),
@@ -109,6 +113,7 @@ impl World {
                     );
                     self.answered += 1;
                 }
+                other => panic!("unexpected output {other:?}"),
             }
         }
     }
@@ -159,7 +164,7 @@ impl World {
                 }
             }
             Op::Restart(i) => {
-                let saved = self.nodes[i].snapshot().clone();
+                let saved = self.saved[i].clone();
                 let members: BTreeSet<NodeId> = (0..self.nodes.len()).map(name).collect();
                 let mut fresh = Allocator::new(name(i), name(0), self.pool.clone(), saved);
                 fresh.set_members(self.now, members);

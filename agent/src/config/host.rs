@@ -88,7 +88,9 @@ impl Host {
             Some(uid) => Ok(ApiAddr::Unix(format!("/tmp/netagent-{uid}.sock").into())),
             None => Err(ConfigError::Missing {
                 field: "api",
-                reason: "no default: the user id is unknown (/proc/self/status) and XDG_RUNTIME_DIR is not set; pass --api".into(),
+                reason:
+                    "no default: the user id is unknown and XDG_RUNTIME_DIR is not set; pass --api"
+                        .into(),
             }),
         }
     }

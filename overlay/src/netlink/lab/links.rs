@@ -5,6 +5,7 @@ use std::future::Future;
 use std::io;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use futures::TryStreamExt;
 use ipnet::Ipv4Net;
@@ -24,7 +25,11 @@ pub fn add_netns(name: &str) -> Result<PathBuf, NetlinkError> {
         let path = path.clone();
         move || netns::create_on_this_thread(&path)
     };
-    on_thread_blocking(name, on_thread)?;
+    if let Err(e) = on_thread_blocking(name, on_thread) {
+        // A thread that timed out may still finish the namespace: remove what it made.
+        let _ = netns::delete(name);
+        return Err(e);
+    }
     let made = link_up(&path, "lo");
     if made.is_err() {
         let _ = netns::delete(name);
@@ -219,7 +224,9 @@ where
         let result = rt.block_on(async move {
             let (conn, handle, _) = rtnetlink::new_connection()?;
             let task = tokio::spawn(conn);
-            let result = tokio::time::timeout(LAB_TIMEOUT, f(handle)).await;
+            // Shorter than the thread's own limit, so a slow request is reported by name.
+            let patience = LAB_TIMEOUT.saturating_sub(Duration::from_secs(1));
+            let result = tokio::time::timeout(patience, f(handle)).await;
             task.abort();
             Ok::<_, io::Error>(result)
         })?;
