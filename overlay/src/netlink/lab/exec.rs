@@ -4,7 +4,8 @@
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use nix::mount::MsFlags;
 use nix::sched::CloneFlags;
@@ -29,8 +30,9 @@ pub fn spawn_in(ns: &Path, cmd: Command) -> Result<Child, NetlinkError> {
 /// Runs `cmd` to its end inside network namespace `ns`; its output. With `resolv_conf`, the
 /// command runs in a private mount namespace where that file is bind-mounted over
 /// `/etc/resolv.conf`, as `ip netns exec` does with `/etc/netns/<name>/resolv.conf`: a
-/// resolver (glibc's `getent`) then asks the container's DNS server. `cmd` must end within
-/// [`LAB_TIMEOUT`](super::LAB_TIMEOUT).
+/// resolver (glibc's `getent`) then asks the container's DNS server. A command still running
+/// a second before [`LAB_TIMEOUT`](super::LAB_TIMEOUT) is killed (its output is what it wrote
+/// by then); its output should fit a pipe's buffer (64 KiB), as a lookup's does.
 pub fn output_in(
     ns: &Path,
     resolv_conf: Option<&Path>,
@@ -41,8 +43,34 @@ pub fn output_in(
     on_thread_blocking(&ns.display().to_string(), move || {
         let mut cmd = cmd;
         enter(&path, resolv_conf)?;
-        cmd.output()
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        wait_or_kill(
+            child,
+            super::LAB_TIMEOUT.saturating_sub(Duration::from_secs(1)),
+        )
     })
+}
+
+/// Waits for `child` at most `patience`, then kills it (the caller has stopped waiting: it is
+/// never left behind); its output.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the lab (I/O side, not the sans-IO core) bounds a real process in wall-clock time"
+)]
+fn wait_or_kill(mut child: Child, patience: Duration) -> io::Result<Output> {
+    let started = Instant::now();
+    while child.try_wait()?.is_none() {
+        if started.elapsed() >= patience {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.wait_with_output()
 }
 
 /// Moves the calling thread into network namespace `ns` and, with `resolv_conf`, into a
@@ -75,4 +103,31 @@ fn enter(ns: &Path, resolv_conf: Option<PathBuf>) -> io::Result<()> {
         })?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_command_past_its_patience_is_killed_and_one_within_it_is_not() {
+        let slow = Command::new("sleep")
+            .arg("30")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = wait_or_kill(slow, Duration::from_millis(100)).unwrap();
+        assert!(!out.status.success(), "killed: {:?}", out.status);
+
+        let quick = Command::new("echo")
+            .arg("hello")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = wait_or_kill(quick, Duration::from_secs(5)).unwrap();
+        assert!(out.status.success());
+        assert_eq!(out.stdout, b"hello\n");
+    }
 }
