@@ -58,7 +58,6 @@ struct World {
     waiting: Vec<BTreeMap<Ticket, Request>>,
     /// What each node saved at its last [`Output::Persist`]: a restart resumes from there.
     saved: Vec<Snapshot>,
-    answered: u64,
 }
 
 fn name(i: usize) -> NodeId {
@@ -76,7 +75,6 @@ impl World {
             now,
             waiting: vec![BTreeMap::new(); n],
             saved: vec![Snapshot::default(); n],
-            answered: 0,
         };
         for i in 0..n {
             w.nodes.push(Allocator::new(
@@ -111,7 +109,6 @@ impl World {
                         self.waiting[i].remove(&ticket).is_some(),
                         "n{i}: answer for unknown ticket {ticket:?}"
                     );
-                    self.answered += 1;
                 }
                 other => panic!("unexpected output {other:?}"),
             }

@@ -82,6 +82,23 @@ impl Drop for Cleanup {
     }
 }
 
+/// A dataplane of `config` whose namespaces are named `ovt<pid><tag>-*`, over an underlay
+/// namespace of its own; the guard deleting them all, and the underlay's name.
+async fn dataplane(tag: char, config: NetlinkConfig) -> (Cleanup, String, NetlinkDataplane) {
+    let prefix = format!("ovt{}{tag}-", std::process::id());
+    let cleanup = Cleanup(prefix.clone());
+    let underlay = format!("{prefix}u");
+    new_netns(&underlay);
+    let dp = NetlinkDataplane::new(NetlinkConfig {
+        netns_prefix: prefix,
+        underlay_netns: Some(netns_path(&underlay)),
+        ..config
+    })
+    .await
+    .unwrap();
+    (cleanup, underlay, dp)
+}
+
 fn new_netns(name: &str) {
     lab::add_netns(name).unwrap_or_else(|e| panic!("namespace {name}: {e}"));
 }
@@ -112,19 +129,14 @@ fn sh(args: &[&str]) {
 }
 
 async fn batch_apply_state_and_delete() {
-    let prefix = format!("ovt{}a-", std::process::id());
-    let _cleanup = Cleanup(prefix.clone());
-    let underlay = format!("{prefix}u");
-    new_netns(&underlay);
-
-    let mut dp = NetlinkDataplane::new(NetlinkConfig {
-        netns_prefix: prefix.clone(),
-        underlay_netns: Some(netns_path(&underlay)),
-        batch_window: 32, // several windows for 200 ops
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let (_cleanup, underlay, mut dp) = dataplane(
+        'a',
+        NetlinkConfig {
+            batch_window: 32, // several windows for 200 ops
+            ..Default::default()
+        },
+    )
+    .await;
     let net = NetworkId::from("net-a");
     let spec = NetworkSpec {
         vni: 4243,
@@ -331,17 +343,7 @@ async fn two_hosts_ping_across_vxlan() {
 }
 
 async fn entries_written_by_iproute2_are_read_back() {
-    let prefix = format!("ovt{}c-", std::process::id());
-    let _cleanup = Cleanup(prefix.clone());
-    let underlay = format!("{prefix}u");
-    new_netns(&underlay);
-    let mut dp = NetlinkDataplane::new(NetlinkConfig {
-        netns_prefix: prefix.clone(),
-        underlay_netns: Some(netns_path(&underlay)),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let (_cleanup, _underlay, mut dp) = dataplane('c', NetlinkConfig::default()).await;
     let net = NetworkId::from("net-c");
     let spec = NetworkSpec {
         vni: 4244,

@@ -57,7 +57,7 @@ impl Host {
             });
         Self {
             hostname,
-            uid: effective_uid(),
+            uid: Some(nix::unistd::geteuid().as_raw()),
             runtime_dir: env.absolute_path("XDG_RUNTIME_DIR"),
             state_home: env.absolute_path("XDG_STATE_HOME"),
             home: env.absolute_path("HOME"),
@@ -115,11 +115,6 @@ impl Host {
     }
 }
 
-/// The effective user id (`geteuid`, through nix).
-fn effective_uid() -> Option<u32> {
-    Some(nix::unistd::geteuid().as_raw())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,8 +135,9 @@ mod tests {
     }
 
     #[test]
-    fn effective_uid_is_read() {
-        assert!(effective_uid().is_some());
-        assert_eq!(is_root(), effective_uid() == Some(0));
+    fn the_probed_user_id_agrees_with_is_root() {
+        let host = Host::probe(&Env::process());
+        assert!(host.uid.is_some());
+        assert_eq!(host.is_root(), is_root());
     }
 }

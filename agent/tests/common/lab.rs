@@ -229,11 +229,6 @@ impl Lab {
         self.wait_for(h, &["info"], |_| true);
     }
 
-    /// The process id of host `h`'s agent.
-    pub fn pid(&self, h: usize) -> u32 {
-        self.agents[h].as_ref().unwrap().id()
-    }
-
     /// Runs the CLI against host `h`'s agent.
     pub fn cli(&self, h: usize, args: &[&str]) -> Output {
         netagent()

@@ -586,21 +586,30 @@ impl NetlinkDataplane {
 
     /// The index of link `name` in `conn`'s namespace, `None` if there is none.
     async fn link_index(&self, conn: &NsConn, name: &str) -> Result<Option<u32>, NetlinkError> {
-        let mut links = conn.handle.link().get().match_name(name).execute();
-        match self.run("get link", links.try_next()).await {
-            Ok(link) => Ok(link.map(|l| l.header.index)),
-            Err(NetlinkError::Request {
-                source: rtnetlink::Error::NetlinkError(e),
-                ..
-            }) if e.raw_code() == -(nix::errno::Errno::ENODEV as i32) => Ok(None),
-            Err(e) => Err(e),
-        }
+        self.run("get link", find_link(&conn.handle, name)).await
     }
 
     async fn need_index(&self, conn: &NsConn, name: &str) -> Result<u32, NetlinkError> {
         self.link_index(conn, name)
             .await?
             .ok_or_else(|| NetlinkError::LinkNotFound(name.to_owned()))
+    }
+}
+
+/// The index of link `name` in `handle`'s namespace, `None` when there is none (`ENODEV`).
+async fn find_link(
+    handle: &rtnetlink::Handle,
+    name: &str,
+) -> Result<Option<u32>, rtnetlink::Error> {
+    let mut links = handle.link().get().match_name(name.to_owned()).execute();
+    match links.try_next().await {
+        Ok(link) => Ok(link.map(|l| l.header.index)),
+        Err(rtnetlink::Error::NetlinkError(e))
+            if e.raw_code() == -(nix::errno::Errno::ENODEV as i32) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e),
     }
 }
 

@@ -15,7 +15,7 @@ use rtnetlink::{LinkBridge, LinkUnspec, LinkVeth};
 
 use super::LAB_TIMEOUT;
 use crate::KernelState;
-use crate::netlink::{NetlinkError, neigh, netns};
+use crate::netlink::{NetlinkError, find_link, neigh, netns};
 
 /// Creates the named namespace `name` in `/run/netns` with its loopback up; its path. Fails
 /// if the name exists.
@@ -186,16 +186,7 @@ async fn index_of(h: &rtnetlink::Handle, name: &str) -> Result<u32, NetlinkError
 
 /// The index of link `name`, `None` when there is none.
 async fn find_index(h: &rtnetlink::Handle, name: &str) -> Result<Option<u32>, NetlinkError> {
-    let mut links = h.link().get().match_name(name.to_owned()).execute();
-    match links.try_next().await {
-        Ok(link) => Ok(link.map(|l| l.header.index)),
-        Err(rtnetlink::Error::NetlinkError(e))
-            if e.raw_code() == -(nix::errno::Errno::ENODEV as i32) =>
-        {
-            Ok(None)
-        }
-        Err(e) => Err(failed("get link")(e)),
-    }
+    find_link(h, name).await.map_err(failed("get link"))
 }
 
 /// Turns a failed request's error into a [`NetlinkError::Request`] saying `what` it was.
