@@ -160,6 +160,7 @@ impl Daemon {
                 node.db_mut().watch(networkdb::WatchFilter {
                     table: Some(dataplane::WATCHED_TABLE.into()),
                     network: None,
+                    own: false,
                 })
             })
             .await
@@ -176,6 +177,7 @@ impl Daemon {
                 node.db_mut().watch(networkdb::WatchFilter {
                     table: Some(discovery::ENDPOINT_TABLE.into()),
                     network: None,
+                    own: false,
                 })
             })
             .await

@@ -18,6 +18,7 @@
 
 mod config;
 pub mod crypto;
+mod engine;
 mod identity;
 mod node;
 #[cfg(feature = "shell")]
@@ -25,6 +26,7 @@ pub mod shell;
 mod swim_scale;
 
 pub use config::{DATAGRAM_OVERHEAD, NodeConfig, NodeConfigError};
+pub use engine::Engine;
 pub use identity::{NodeIdentity, base_name};
 pub use node::{
     DEFERRED_MAX_BYTES, DEFERRED_TTL, FRAME_OVERHEAD, InputError, KIND_NETWORKDB, KIND_SWIM,

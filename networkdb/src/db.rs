@@ -522,7 +522,7 @@ impl NetworkDb {
                     continue;
                 }
                 for (key, e) in entries {
-                    if e.owner == self.me || !e.visible() {
+                    if (e.owner == self.me && !filter.own) || !e.visible() {
                         continue;
                     }
                     snapshot.push(WatchEvent {
@@ -696,6 +696,34 @@ impl NetworkDb {
         }
     }
 
+    /// Emits a watch event of this node's own write to the watches that asked for them.
+    fn notify_own(
+        &mut self,
+        table: &TableName,
+        network: &NetworkId,
+        key: &Key,
+        prev: Option<Bytes>,
+        value: Option<Bytes>,
+    ) {
+        if prev == value {
+            return;
+        }
+        for (id, filter) in &self.watches {
+            if filter.own && filter.matches(table, network) {
+                self.outputs.push_back(Output::Watch {
+                    watch: *id,
+                    event: WatchEvent {
+                        table: table.clone(),
+                        network: network.clone(),
+                        key: key.clone(),
+                        prev: prev.clone(),
+                        value: value.clone(),
+                    },
+                });
+            }
+        }
+    }
+
     /// Queues a transmit to a known node; unknown nodes are skipped.
     pub(crate) fn send(&mut self, to: &NodeName, channel: Channel, payload: Vec<u8>) -> bool {
         let Some(node) = self.nodes.get(to) else {
@@ -786,7 +814,16 @@ impl NetworkDb {
             reap_at: deleting.then(|| now + self.config.reap_entry_interval),
         };
         let residual = entry.residual_secs(now);
-        self.put_entry(&network, &table, &key, entry);
+        let prev = self
+            .put_entry(&network, &table, &key, entry)
+            .and_then(|e| e.visible_value().cloned());
+        self.notify_own(
+            &table,
+            &network,
+            &key,
+            prev,
+            (!deleting).then(|| value.clone()),
+        );
         // Like libnetwork, an entry of a network this node has not joined stays local.
         if !self.local.contains_key(&network) {
             return;

@@ -19,6 +19,10 @@ pub struct WatchFilter {
     pub table: Option<TableName>,
     /// Only this network.
     pub network: Option<NetworkId>,
+    /// Also this node's own writes (creates, updates and deletes through the API), in the
+    /// order they are made, and its own entries in the snapshot; so a consumer builds its view
+    /// from this one stream. Off by default, as libnetwork's watches do.
+    pub own: bool,
 }
 
 impl WatchFilter {

@@ -239,6 +239,7 @@ fn filter(table: Option<&str>, network: Option<&str>) -> WatchFilter {
     WatchFilter {
         table: table.map(TableName::from),
         network: network.map(NetworkId::from),
+        own: false,
     }
 }
 

@@ -321,3 +321,44 @@ fn missed_attachment_is_repaired_by_the_first_refused_write() {
     assert_eq!(sees(&h, 1, "k").as_deref(), Some("v"));
     assert!(h.db(1).stats().attachment_repairs >= 1);
 }
+
+/// A watch with `own` sees this node's own writes, in order, and its own entries in the
+/// snapshot; a watch without it sees neither (libnetwork's behaviour).
+#[test]
+fn a_watch_can_include_the_nodes_own_writes() {
+    use networkdb::WatchFilter;
+    let mut h = setup(902);
+    cr(&mut h, 0, "mine", "a");
+    let own = WatchFilter {
+        table: Some(TABLE.into()),
+        network: None,
+        own: true,
+    };
+    let (_, snapshot) = h.db_mut(0).watch(own);
+    let keys: Vec<&str> = snapshot.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["k0", "mine"],
+        "the snapshot holds the node's own entries too"
+    );
+    let (_, others) = h.db_mut(0).watch(WatchFilter::default());
+    assert!(others.iter().all(|e| e.key.as_str() != "mine"));
+    let _ = h.take_events(0);
+    let now = h.now();
+    let db = h.db_mut(0);
+    db.update_entry(now, TABLE.into(), NET.into(), "mine".into(), b"b".to_vec())
+        .unwrap();
+    db.delete_entry(now, TABLE.into(), NET.into(), "mine".into())
+        .unwrap();
+    h.run_for(Duration::from_millis(1));
+    let events = h.take_events(0);
+    let seen: Vec<(Option<&[u8]>, Option<&[u8]>)> = events
+        .iter()
+        .map(|e| (e.prev.as_deref(), e.value.as_deref()))
+        .collect();
+    assert_eq!(
+        seen,
+        [(Some(&b"a"[..]), Some(&b"b"[..])), (Some(&b"b"[..]), None)],
+        "only the own watch reports them, update then delete"
+    );
+}

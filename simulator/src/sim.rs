@@ -814,12 +814,14 @@ impl Simulation {
                 let _ = node.db_mut().watch(WatchFilter {
                     table: Some(TableName::from(TABLES[PROBE_TABLE])),
                     network: None,
+                    own: false,
                 });
                 let snapshot = if self.opts.check_kernel {
                     // The overlay driver: every change of the peer table, in every network.
                     let (_, snapshot) = node.db_mut().watch(WatchFilter {
                         table: Some(TableName::from(TABLES[PEER_TABLE])),
                         network: None,
+                        own: false,
                     });
                     self.hosts[i].overlay = Some(Overlay {
                         peers: PeerDb::new(self.hosts[i].addr.ip()),
@@ -834,6 +836,7 @@ impl Simulation {
                     let (_, snapshot) = node.db_mut().watch(WatchFilter {
                         table: Some(TableName::from(TABLES[ENDPOINT_TABLE])),
                         network: None,
+                        own: false,
                     });
                     let mut sd = ServiceDiscovery::new();
                     for event in &snapshot {

@@ -324,6 +324,7 @@ impl DiagState {
                     let filter = WatchFilter {
                         table: Some(table.clone()),
                         network: None,
+                        own: false,
                     };
                     let (id, snapshot) = node.db_mut().watch(filter);
                     watched.insert(table, id, &snapshot);

@@ -1,6 +1,7 @@
-//! The tokio shell: one task owns a [`Node`]; it reads the UDP socket and the stream inbox,
-//! fires timers, runs commands, then drains every output (sealing datagrams with the
-//! keyring). Sockets are bound by the caller, so tests bind port 0.
+//! The tokio shell: one task owns an [`Engine`] (a [`Node`], or a core built around one); it
+//! reads the UDP socket and the stream inbox, fires timers, runs commands, then drains every
+//! output (sealing datagrams with the keyring). Sockets are bound by the caller, so tests
+//! bind port 0.
 //!
 //! Channels are bounded; when one is full the item is counted and dropped rather than
 //! blocking the loop.
@@ -22,7 +23,7 @@ use tokio::task::JoinHandle;
 use self::stream::{Inbound, Outbound, StreamCounters};
 pub use self::tls::{Tls, TlsError, TlsIdentity};
 use crate::crypto::{Key, Keyring, KeyringError};
-use crate::{MemberEvent, Node, NodeConfig, NodeConfigError, NodeIdentity, Output};
+use crate::{Engine, MemberEvent, Node, NodeConfig, NodeConfigError, NodeIdentity, Output};
 use networkdb::{WatchEvent, WatchId};
 
 /// How a shell secures its traffic.
@@ -127,20 +128,21 @@ pub struct ShellStats {
     pub watch_dropped: u64,
 }
 
-type NodeFn = Box<dyn FnOnce(&mut Node, Instant) + Send>;
+/// Sends a command's answer; called once the outputs of the command were carried out.
+type Reply = Box<dyn FnOnce() + Send>;
+type EngineFn<E> = Box<dyn FnOnce(&mut E, Instant) -> Reply + Send>;
 type KeyringFn = Box<dyn FnOnce(&mut Keyring) -> Result<(), KeyringError> + Send>;
 
-enum Command {
-    Run(NodeFn),
+enum Command<E> {
+    Run(EngineFn<E>),
     Keyring(KeyringFn, oneshot::Sender<Result<(), KeyringError>>),
     Stats(oneshot::Sender<ShellStats>),
     Leave(oneshot::Sender<()>),
 }
 
 /// A running node.
-#[derive(Debug)]
-pub struct Handle {
-    tx: mpsc::Sender<Command>,
+pub struct Handle<E: Engine = Node> {
+    tx: mpsc::Sender<Command<E>>,
     task: JoinHandle<()>,
     events: Option<mpsc::Receiver<(WatchId, WatchEvent)>>,
     local_addr: SocketAddr,
@@ -152,20 +154,54 @@ pub struct Handle {
 /// A cloneable way to reach a running node from other tasks (API servers, watchers). It
 /// does not keep the node running: once the [`Handle`] leaves or is killed, calls return
 /// [`Stopped`].
-#[derive(Clone, Debug)]
-pub struct Client {
-    tx: mpsc::Sender<Command>,
+pub struct Client<E: Engine = Node> {
+    tx: mpsc::Sender<Command<E>>,
 }
 
-impl Client {
+impl<E: Engine> Clone for Client<E> {
+    fn clone(&self) -> Self {
+        Self {
+            tx: self.tx.clone(),
+        }
+    }
+}
+
+impl<E: Engine> std::fmt::Debug for Client<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").finish_non_exhaustive()
+    }
+}
+
+impl<E: Engine> std::fmt::Debug for Handle<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handle")
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<E: Engine> Client<E> {
     /// Runs `f` on the node inside its task (API calls: `node.db_mut().create_entry(..)`).
     pub async fn with_node<R: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Node, Instant) -> R + Send + 'static,
     ) -> Result<R, Stopped> {
+        self.with_engine(move |engine, now| f(engine.node_mut(), now))
+            .await
+    }
+
+    /// Runs `f` on the engine inside its task. The answer comes back once the outputs `f`
+    /// caused were carried out (an engine that saves its state before answering has saved).
+    pub async fn with_engine<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut E, Instant) -> R + Send + 'static,
+    ) -> Result<R, Stopped> {
         let (tx, rx) = oneshot::channel();
-        let run: NodeFn = Box::new(move |node, now| {
-            let _ = tx.send(f(node, now));
+        let run: EngineFn<E> = Box::new(move |engine, now| {
+            let result = f(engine, now);
+            Box::new(move || {
+                let _ = tx.send(result);
+            })
         });
         self.tx.send(Command::Run(run)).await.map_err(|_| Stopped)?;
         rx.await.map_err(|_| Stopped)
@@ -182,9 +218,9 @@ impl Client {
     }
 }
 
-impl Handle {
+impl<E: Engine> Handle<E> {
     /// A cloneable client of this node.
-    pub fn client(&self) -> Client {
+    pub fn client(&self) -> Client<E> {
         Client {
             tx: self.tx.clone(),
         }
@@ -198,9 +234,18 @@ impl Handle {
         self.client().with_node(f).await
     }
 
+    /// Runs `f` on the engine inside its task (see [`Client::with_engine`]).
+    pub async fn with_engine<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut E, Instant) -> R + Send + 'static,
+    ) -> Result<R, Stopped> {
+        self.client().with_engine(f).await
+    }
+
     /// Joins the cluster through `seeds`.
     pub async fn join(&self, seeds: Vec<SocketAddr>) -> Result<(), Stopped> {
-        self.with_node(move |node, now| node.join(now, seeds)).await
+        self.with_engine(move |engine, now| engine.join(now, seeds))
+            .await
     }
 
     /// Adds a key to the keyring (it opens datagrams at once).
@@ -271,6 +316,16 @@ impl Handle {
 /// Starts a node on sockets the caller bound (port 0 is fine; the identity's address must be
 /// where peers reach them).
 pub fn spawn(udp: UdpSocket, tcp: TcpListener, config: ShellConfig) -> Result<Handle, ShellError> {
+    spawn_engine(udp, tcp, config, |node| node)
+}
+
+/// Starts an engine built around a new node by `build` (see [`spawn`]).
+pub fn spawn_engine<E: Engine>(
+    udp: UdpSocket,
+    tcp: TcpListener,
+    config: ShellConfig,
+    build: impl FnOnce(Node) -> E,
+) -> Result<Handle<E>, ShellError> {
     let now = clock();
     let node = Node::new(
         now,
@@ -278,6 +333,7 @@ pub fn spawn(udp: UdpSocket, tcp: TcpListener, config: ShellConfig) -> Result<Ha
         config.seed,
         config.node.clone(),
     )?;
+    let engine = build(node);
     let local_addr = udp.local_addr()?;
     let (keyring, tls) = match config.security {
         Security::Secure { keyring, tls } => (Some(keyring), Some(Tls::new(tls)?)),
@@ -295,7 +351,7 @@ pub fn spawn(udp: UdpSocket, tcp: TcpListener, config: ShellConfig) -> Result<Ha
     let (tx, rx) = mpsc::channel(256);
     let (events_tx, events_rx) = mpsc::channel(config.watch_capacity.max(1));
     let owner = Owner {
-        node,
+        engine,
         udp,
         keyring,
         secure: tls.is_some(),
@@ -328,8 +384,8 @@ fn clock() -> Instant {
     Instant::now()
 }
 
-struct Owner {
-    node: Node,
+struct Owner<E> {
+    engine: E,
     udp: UdpSocket,
     keyring: Option<Keyring>,
     secure: bool,
@@ -354,10 +410,10 @@ impl Drop for AbortOnDrop {
     }
 }
 
-impl Owner {
+impl<E: Engine> Owner<E> {
     async fn run(
         mut self,
-        mut commands: mpsc::Receiver<Command>,
+        mut commands: mpsc::Receiver<Command<E>>,
         mut inbound: mpsc::Receiver<Inbound>,
         mut alive: oneshot::Receiver<()>,
     ) {
@@ -365,14 +421,14 @@ impl Owner {
         let mut stop_at: Option<tokio::time::Instant> = None;
         let mut left: Option<oneshot::Sender<()>> = None;
         loop {
-            let deadline = tokio::time::Instant::from_std(self.node.poll_timeout());
+            let deadline = tokio::time::Instant::from_std(self.engine.poll_timeout());
             let deadline = stop_at.map_or(deadline, |s| s.min(deadline));
             tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => {
                     if stop_at.is_some_and(|s| s <= tokio::time::Instant::now()) {
                         break;
                     }
-                    self.node.handle_timeout(clock());
+                    self.engine.handle_timeout(clock());
                 }
                 recv = self.udp.recv_from(&mut buf) => {
                     if let Ok((len, from)) = recv {
@@ -382,7 +438,11 @@ impl Owner {
                 Some(frame) = inbound.recv() => self.on_frame(frame),
                 _ = &mut alive => break,
                 cmd = commands.recv() => match cmd {
-                    Some(Command::Run(f)) => f(&mut self.node, clock()),
+                    Some(Command::Run(f)) => {
+                        let reply = f(&mut self.engine, clock());
+                        self.flush();
+                        reply();
+                    }
                     Some(Command::Keyring(f, reply)) => {
                         let res = match self.keyring.as_mut() {
                             Some(k) => f(k),
@@ -394,7 +454,7 @@ impl Owner {
                         let _ = reply.send(self.snapshot());
                     }
                     Some(Command::Leave(reply)) => {
-                        self.node.leave(clock());
+                        self.engine.leave(clock());
                         stop_at = Some(tokio::time::Instant::now() + self.leave_grace);
                         left = Some(reply);
                     }
@@ -432,7 +492,12 @@ impl Owner {
             },
             None => data.to_vec(),
         };
-        if self.node.handle_datagram(clock(), from, &plain).is_err() {
+        if self
+            .engine
+            .node_mut()
+            .handle_datagram(clock(), from, &plain)
+            .is_err()
+        {
             self.stats.dropped_invalid += 1;
         }
     }
@@ -440,9 +505,13 @@ impl Owner {
     fn on_frame(&mut self, frame: Inbound) {
         let now = clock();
         let res = if self.secure {
-            self.node.handle_stream(now, &frame.names, &frame.payload)
+            self.engine
+                .node_mut()
+                .handle_stream(now, &frame.names, &frame.payload)
         } else {
-            self.node.handle_stream_unauthenticated(now, &frame.payload)
+            self.engine
+                .node_mut()
+                .handle_stream_unauthenticated(now, &frame.payload)
         };
         if res.is_err() {
             self.stats.frames_refused += 1;
@@ -450,7 +519,8 @@ impl Owner {
     }
 
     fn flush(&mut self) {
-        while let Some(out) = self.node.poll_output() {
+        let now = clock();
+        while let Some(out) = self.engine.poll_output(now) {
             match out {
                 Output::Datagram { to, payload } => self.send_datagram(to, &payload),
                 Output::Stream { to, peer, payload } => self.outbound.send(to, peer, payload),
