@@ -178,6 +178,11 @@ impl Harness {
         self.db(i).name().clone()
     }
 
+    /// Watch events node `i` received so far, with the watch each came from, taken.
+    pub fn take_watch_events(&mut self, i: usize) -> Vec<(WatchId, WatchEvent)> {
+        std::mem::take(&mut self.hosts[i].events)
+    }
+
     /// Watch events node `i` received so far, taken.
     pub fn take_events(&mut self, i: usize) -> Vec<WatchEvent> {
         std::mem::take(&mut self.hosts[i].events)

@@ -352,13 +352,13 @@ fn a_watch_can_include_the_nodes_own_writes() {
         .unwrap();
     h.run_for(Duration::from_millis(1));
     let events = h.take_events(0);
-    let seen: Vec<(Option<&[u8]>, Option<&[u8]>)> = events
+    let seen: Vec<String> = events
         .iter()
-        .map(|e| (e.prev.as_deref(), e.value.as_deref()))
+        .map(|e| format!("{:?} -> {:?}", e.prev.as_deref(), e.value.as_deref()))
         .collect();
     assert_eq!(
         seen,
-        [(Some(&b"a"[..]), Some(&b"b"[..])), (Some(&b"b"[..]), None)],
+        ["Some([97]) -> Some([98])", "Some([98]) -> None"],
         "only the own watch reports them, update then delete"
     );
 }
