@@ -10,17 +10,19 @@ use std::sync::Arc;
 
 use axum::routing::get;
 use cluster::NodeIdentity;
-use cluster::shell::{Client, Handle, ShellConfig, spawn};
+use cluster::shell::{Handle, ShellConfig, spawn_engine};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::task::JoinHandle;
 
+use crate::NodeClient;
 use crate::api::{self, ApiBindError, ApiListener};
-use crate::cnm::{Cnm, CnmError, CnmSettings, LocalState, StoreError};
+use crate::cnm::{Cnm, CnmError, CnmSettings, StoreError, load_state};
 use crate::config::{AgentConfig, ApiAddr, ConfigError};
 use crate::dataplane::{self, DataplaneHandle};
 use crate::diag::{self, DiagState};
 use crate::dns::directory::Directory;
 use crate::dns::sandbox::SandboxDns;
+use crate::engine::AgentEngine;
 use crate::metrics::Snapshot;
 use crate::os_random;
 
@@ -71,7 +73,7 @@ pub enum DaemonError {
 
 /// A running agent.
 pub struct Daemon {
-    handle: Handle,
+    handle: Handle<AgentEngine>,
     identity: NodeIdentity,
     diag_addr: SocketAddr,
     api_addr: ApiAddr,
@@ -113,7 +115,7 @@ impl Daemon {
         warn_readable_secrets(&config.security);
         let lock = lock_state_dir(&config.state_dir)?;
         let incarnation = next_incarnation(&config.state_dir)?;
-        let cnm_state = LocalState::load(&config.state_dir)?;
+        let cnm_state = load_state(&config.state_dir)?;
         let udp = UdpSocket::bind(config.bind)
             .await
             .map_err(|source| DaemonError::Bind {
@@ -145,59 +147,48 @@ impl Daemon {
         let mut shell = ShellConfig::new(identity.clone(), security);
         shell.node = config.node_config();
         shell.seed = os_random::seed()?;
-        let mut handle = spawn(udp, tcp, shell)?;
-        let diag_state = DiagState::new(handle.client(), advertise.ip(), bound.port());
-        let mut tasks = Tasks::default();
-        // The overlay driver: started before the CNM restores its endpoints, fed with the
-        // peer table's events of every network.
+        // The overlay driver: started before the node, fed by the core with the peer table's
+        // changes of every network.
         let (dp, dp_task) =
             dataplane::start(&config.name, &config.state_dir, advertise.ip(), true).await;
         let mut dataplane_task = Tasks::default();
         dataplane_task.push(dp_task);
-        let (peer_watch, snapshot) = handle
-            .client()
-            .with_node(|node, _| {
-                node.db_mut().watch(networkdb::WatchFilter {
-                    table: Some(dataplane::WATCHED_TABLE.into()),
-                    network: None,
-                    own: false,
-                })
-            })
-            .await
-            .map_err(|_| DaemonError::Cnm(CnmError::Stopped))?;
-        for event in snapshot {
-            dp.watch_event(event).await;
+        let mut tasks = Tasks::default();
+        let (peers_tx, mut peers_rx) = tokio::sync::mpsc::unbounded_channel();
+        {
+            let dp = dp.clone();
+            tasks.push(tokio::spawn(async move {
+                while let Some(event) = peers_rx.recv().await {
+                    dp.watch_event(event).await;
+                }
+            }));
         }
-        // Service discovery: other nodes' endpoint records, in every network (only attached
-        // networks are kept; the CNM attaches them before joining).
+        // Service discovery: fed by the core, in order, with every change of the endpoint
+        // records of the networks it resolves on.
         let directory = Directory::new();
-        let (sd_watch, snapshot) = handle
-            .client()
-            .with_node(|node, _| {
-                node.db_mut().watch(networkdb::WatchFilter {
-                    table: Some(discovery::ENDPOINT_TABLE.into()),
-                    network: None,
-                    own: false,
-                })
-            })
-            .await
-            .map_err(|_| DaemonError::Cnm(CnmError::Stopped))?;
-        for event in &snapshot {
-            directory.apply(event);
-        }
+        let settings = nodecore::Settings::new(
+            config.name.clone(),
+            // The data-path address: the advertise address (no separate data-path address yet).
+            advertise.ip(),
+            config.join.is_empty(),
+            shell.seed ^ 0x6e6f_6465_636f_7265,
+        );
+        let (state_dir, engine_directory) = (config.state_dir.clone(), directory.clone());
+        let mut handle = spawn_engine(udp, tcp, shell, move |node| {
+            #[allow(
+                clippy::disallowed_methods,
+                reason = "the shell is where the clock is read"
+            )]
+            let now = std::time::Instant::now();
+            let stack = nodecore::Stack::new(node, now, settings, cnm_state);
+            AgentEngine::new(stack, state_dir, engine_directory, peers_tx)
+        })?;
+        let diag_state = DiagState::new(handle.client(), advertise.ip(), bound.port());
         if let Some(mut events) = handle.take_events() {
             let diag_state = diag_state.clone();
-            let dp = dp.clone();
-            let directory = directory.clone();
             tasks.push(tokio::spawn(async move {
-                while let Some((watch, event)) = events.recv().await {
-                    if watch == peer_watch {
-                        dp.watch_event(event).await;
-                    } else if watch == sd_watch {
-                        directory.apply(&event);
-                    } else {
-                        diag_state.on_watch_event(&event);
-                    }
+                while let Some((_, event)) = events.recv().await {
+                    diag_state.on_watch_event(&event);
                 }
             }));
         }
@@ -256,15 +247,11 @@ impl Daemon {
             node_name: config.name.clone(),
             db_name: identity.db_name(),
             advertise,
-            // The data-path address: the advertise address (no separate data-path address yet).
-            vtep: advertise.ip(),
-            state_dir: config.state_dir.clone(),
             dataplane: Some(dp.clone()),
             directory,
             dns,
         };
-        let cnm = Cnm::start(handle.client(), settings, cnm_state).await?;
-        tasks.push(cnm.spawn_reconciler());
+        let cnm = Cnm::start(handle.client(), settings).await?;
         let api_router = api::router(Arc::clone(&cnm));
         tasks.push(tokio::spawn(async move {
             if let Err(e) = api_listener.serve(api_router).await {
@@ -303,7 +290,7 @@ impl Daemon {
     }
 
     /// A client of the node.
-    pub fn client(&self) -> Client {
+    pub fn client(&self) -> NodeClient {
         self.handle.client()
     }
 

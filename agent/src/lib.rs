@@ -16,7 +16,11 @@ pub mod dataplane;
 pub mod demo;
 pub mod diag;
 pub mod dns;
+pub mod engine;
 pub mod metrics;
 pub mod os_random;
 pub mod pki;
 mod stable_hash;
+
+/// A client of the running node: closures run inside the node's task on its engine.
+pub type NodeClient = cluster::shell::Client<engine::AgentEngine>;

@@ -9,7 +9,9 @@
 
 use std::fmt::Write;
 
-use cluster::shell::{Client, ShellStats, Stopped};
+use cluster::shell::{ShellStats, Stopped};
+
+use crate::NodeClient as Client;
 use discovery::DiscoveryStats;
 use networkdb::{NetworkStats, NodeState, Stats};
 

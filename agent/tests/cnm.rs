@@ -162,14 +162,19 @@ async fn networks_are_cluster_wide_and_bad_input_changes_nothing() {
             "network with name blue already exists",
         );
     }
-    // The next network created anywhere gets the next VNI; a taken VNI or an overlapping
-    // subnet is a conflict.
+    // A network created anywhere gets a VNI of its own from the cluster-wide pool; a taken
+    // VNI or an overlapping subnet is a conflict.
     let red = b
         .api
         .create_network(&network("red", "198.18.2.0/24"))
         .await
         .unwrap();
-    assert_eq!(red.vni, 4097);
+    assert!(
+        red.vni >= 4096 && red.vni != blue.vni,
+        "{} {}",
+        red.vni,
+        blue.vni
+    );
     let mut taken = network("green", "198.18.3.0/24");
     taken.vni = Some(4096);
     refused(a.api.create_network(&taken).await, 409, "VNI 4096");

@@ -307,11 +307,23 @@ impl NodeCore {
         }));
     }
 
-    /// Joins a network's NetworkDB network and makes service discovery resolve on it.
-    pub(crate) fn attach(&mut self, network_id: &str) {
+    /// Joins a network's NetworkDB network and makes service discovery resolve on it,
+    /// starting from the entries NetworkDB holds already (the network may have been joined
+    /// before, by the diagnostic API or a previous endpoint whose leave is not reaped yet).
+    pub(crate) fn attach(&mut self, db: &NetworkDb, network_id: &str) {
         if self.names_attached.insert(network_id.to_owned()) {
             self.outbox
                 .event(Event::Names(NamesChange::Attach(network_id.to_owned())));
+            for (key, elem) in db.table_by_network(discovery::ENDPOINT_TABLE, network_id) {
+                self.outbox
+                    .event(Event::Names(NamesChange::Record(WatchEvent {
+                        table: discovery::ENDPOINT_TABLE.into(),
+                        network: network_id.into(),
+                        key,
+                        prev: None,
+                        value: Some(elem.value),
+                    })));
+            }
         }
         self.outbox.push(Deferred::Join(network_id.to_owned()));
     }

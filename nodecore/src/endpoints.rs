@@ -314,7 +314,7 @@ impl NodeCore {
             .insert(endpoint.id.clone(), endpoint.clone());
         self.commit();
         // libnetwork joins a network's NetworkDB network once it has a container on it.
-        self.attach(&spec.id);
+        self.attach(db, &spec.id);
         Ok(endpoint)
     }
 

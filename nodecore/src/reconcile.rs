@@ -81,7 +81,7 @@ impl NodeCore {
         self.outbox
             .push(crate::outbox::Deferred::Join(GLOBAL_NETWORK.to_owned()));
         for nid in &with_endpoints {
-            self.attach(nid);
+            self.attach(db, nid);
         }
         // CNM networks joined that no local endpoint needs are left (a leave that was
         // interrupted would otherwise block `network rm` everywhere). NetworkDB networks

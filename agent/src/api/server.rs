@@ -333,7 +333,7 @@ async fn set_service_enabled(cnm: Arc<Cnm>, path: EndpointPath, enabled: bool) -
 }
 
 async fn list_sandboxes(State(cnm): Shared) -> Response {
-    reply(StatusCode::OK, Ok::<_, CnmError>(cnm.sandboxes().await))
+    reply(StatusCode::OK, cnm.sandboxes().await)
 }
 
 async fn create_sandbox(State(cnm): Shared, body: Result<Bytes, BytesRejection>) -> Response {

@@ -18,11 +18,14 @@ pub enum CnmError {
     /// endpoint still joined (HTTP 409). Nothing changed.
     #[error("{0}")]
     Conflict(String),
+    /// The cluster could not answer in time (HTTP 503): retry later.
+    #[error("{0}")]
+    Unavailable(String),
     /// The cluster node has stopped (HTTP 503). Local state is unchanged.
     #[error("the cluster node has stopped")]
     Stopped,
-    /// The state file could not be written (HTTP 500). The operation was undone where it
-    /// could be; the background reconciliation brings NetworkDB back to the saved state.
+    /// The state file could not be written (HTTP 500). The change is in effect in memory and
+    /// saved with the next change that saves.
     #[error(transparent)]
     Store(#[from] StoreError),
     /// No randomness for a new ID (HTTP 500). Nothing changed.
@@ -37,7 +40,7 @@ impl CnmError {
             Self::Invalid(_) => 400,
             Self::NotFound(_) => 404,
             Self::Conflict(_) => 409,
-            Self::Stopped => 503,
+            Self::Stopped | Self::Unavailable(_) => 503,
             Self::Store(_) | Self::Random(_) => 500,
         }
     }
@@ -46,5 +49,17 @@ impl CnmError {
 impl From<cluster::shell::Stopped> for CnmError {
     fn from(_: cluster::shell::Stopped) -> Self {
         Self::Stopped
+    }
+}
+
+impl From<nodecore::CoreError> for CnmError {
+    fn from(e: nodecore::CoreError) -> Self {
+        match e {
+            nodecore::CoreError::Invalid(m) => Self::Invalid(m),
+            nodecore::CoreError::NotFound(m) => Self::NotFound(m),
+            nodecore::CoreError::Conflict(m) => Self::Conflict(m),
+            nodecore::CoreError::Unavailable(m) => Self::Unavailable(m),
+            other => Self::Invalid(other.to_string()),
+        }
     }
 }

@@ -7,20 +7,13 @@
 //! cannot be read or parsed stops the agent with an error naming it: it is never silently
 //! replaced by an empty state.
 
-use std::collections::BTreeMap;
-use std::io;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-use tokio::io::AsyncWriteExt;
-
-use super::model::{Endpoint, NetworkSpec, Sandbox};
+use nodecore::{FORMAT_VERSION, LocalState, OLDEST_FORMAT_VERSION};
 
 /// The state file's name inside the state directory.
 pub const STATE_FILE: &str = "cnm.json";
-
-/// The version of the file's format this code writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
 
 /// The state file could not be read, parsed or written.
 #[derive(Debug, thiserror::Error)]
@@ -44,7 +37,7 @@ pub enum StoreError {
     },
     /// The file has a format version this code does not know.
     #[error(
-        "CNM state {} has format version {found}, this agent reads {FORMAT_VERSION}",
+        "CNM state {} has format version {found}, this agent reads {OLDEST_FORMAT_VERSION} to {FORMAT_VERSION}",
         path.display()
     )]
     Version {
@@ -63,119 +56,65 @@ pub enum StoreError {
     },
 }
 
-/// A network this agent keeps a copy of: one it created, or one it has endpoints on.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KnownNetwork {
-    /// The network.
-    pub spec: NetworkSpec,
-    /// Whether this agent created it (it re-publishes it if the catalogue loses it).
-    pub created_here: bool,
-    /// Whether the catalogue showed it removed or replaced by another network of that name
-    /// while this agent still had endpoints on it. Such a network is never re-published;
-    /// its endpoints can still leave and be removed.
-    pub removed: bool,
-}
-
-/// Everything the agent keeps about the CNM.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LocalState {
-    /// [`FORMAT_VERSION`].
-    pub version: u32,
-    /// Networks by ID.
-    pub networks: BTreeMap<String, KnownNetwork>,
-    /// Endpoints by ID.
-    pub endpoints: BTreeMap<String, Endpoint>,
-    /// Sandboxes by name.
-    pub sandboxes: BTreeMap<String, Sandbox>,
-}
-
-impl Default for LocalState {
-    fn default() -> Self {
-        Self {
-            version: FORMAT_VERSION,
-            networks: BTreeMap::new(),
-            endpoints: BTreeMap::new(),
-            sandboxes: BTreeMap::new(),
-        }
-    }
-}
-
-impl LocalState {
-    /// Reads `state_dir/cnm.json`; a missing file is an empty state.
-    pub fn load(state_dir: &Path) -> Result<Self, StoreError> {
-        let path = state_dir.join(STATE_FILE);
-        let text = match std::fs::read(&path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Self::default()),
-            Err(source) => return Err(StoreError::Read { path, source }),
-        };
-        let state: Self = serde_json::from_slice(&text).map_err(|source| StoreError::Corrupt {
+/// Reads `state_dir/cnm.json`; a missing file is an empty state. Files of format versions
+/// [`OLDEST_FORMAT_VERSION`]..=[`FORMAT_VERSION`] are read.
+pub fn load_state(state_dir: &Path) -> Result<LocalState, StoreError> {
+    let path = state_dir.join(STATE_FILE);
+    let text = match std::fs::read(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(LocalState::default()),
+        Err(source) => return Err(StoreError::Read { path, source }),
+    };
+    let mut state: LocalState =
+        serde_json::from_slice(&text).map_err(|source| StoreError::Corrupt {
             path: path.clone(),
             source,
         })?;
-        if state.version != FORMAT_VERSION {
-            return Err(StoreError::Version {
-                path,
-                found: state.version,
-            });
-        }
-        Ok(state)
+    if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&state.version) {
+        return Err(StoreError::Version {
+            path,
+            found: state.version,
+        });
     }
+    state.version = FORMAT_VERSION;
+    Ok(state)
+}
 
-    /// Writes the state to `state_dir/cnm.json` atomically (temporary file, fsync, rename).
-    pub async fn save(&self, state_dir: &Path) -> Result<(), StoreError> {
-        let path = state_dir.join(STATE_FILE);
-        let tmp = state_dir.join(format!("{STATE_FILE}.tmp"));
-        let write = |source| StoreError::Write {
-            path: tmp.clone(),
-            source,
-        };
-        let mut text = serde_json::to_vec_pretty(self)
-            .map_err(|e| write(io::Error::new(io::ErrorKind::InvalidData, e)))?;
-        text.push(b'\n');
-        tokio::fs::create_dir_all(state_dir)
-            .await
-            .map_err(|source| StoreError::Write {
-                path: state_dir.to_owned(),
-                source,
-            })?;
-        let mut file = tokio::fs::File::create(&tmp).await.map_err(write)?;
-        file.write_all(&text).await.map_err(write)?;
-        file.sync_all().await.map_err(write)?;
-        drop(file);
-        tokio::fs::rename(&tmp, &path)
-            .await
-            .map_err(|source| StoreError::Write {
-                path: path.clone(),
-                source,
-            })?;
-        // The rename is durable once the directory is: an acknowledged change survives a
-        // power loss.
-        let dir = tokio::fs::File::open(state_dir)
-            .await
-            .map_err(|source| StoreError::Write {
-                path: state_dir.to_owned(),
-                source,
-            })?;
-        dir.sync_all().await.map_err(|source| StoreError::Write {
-            path: state_dir.to_owned(),
-            source,
-        })
-    }
-
-    /// The endpoints on the network with ID `network_id`.
-    pub fn endpoints_on<'a>(&'a self, network_id: &'a str) -> impl Iterator<Item = &'a Endpoint> {
-        self.endpoints
-            .values()
-            .filter(move |e| e.network_id == network_id)
-    }
-
-    /// The endpoint named `name` on the network with ID `network_id`.
-    pub fn endpoint(&self, network_id: &str, name: &str) -> Option<&Endpoint> {
-        self.endpoints
-            .values()
-            .find(|e| e.network_id == network_id && e.name == name)
-    }
+/// Writes the state to `state_dir/cnm.json` atomically (temporary file, fsync, rename, the
+/// directory flushed). Runs in the node's task: the core publishes nothing that depends on
+/// the state before it is saved.
+pub fn save_state(state: &LocalState, state_dir: &Path) -> Result<(), StoreError> {
+    let path = state_dir.join(STATE_FILE);
+    let tmp = state_dir.join(format!("{STATE_FILE}.tmp"));
+    let write = |source| StoreError::Write {
+        path: tmp.clone(),
+        source,
+    };
+    let mut text = serde_json::to_vec_pretty(state)
+        .map_err(|e| write(io::Error::new(io::ErrorKind::InvalidData, e)))?;
+    text.push(b'\n');
+    std::fs::create_dir_all(state_dir).map_err(|source| StoreError::Write {
+        path: state_dir.to_owned(),
+        source,
+    })?;
+    let mut file = std::fs::File::create(&tmp).map_err(write)?;
+    file.write_all(&text).map_err(write)?;
+    file.sync_all().map_err(write)?;
+    drop(file);
+    std::fs::rename(&tmp, &path).map_err(|source| StoreError::Write {
+        path: path.clone(),
+        source,
+    })?;
+    // The rename is durable once the directory is: an acknowledged change survives a
+    // power loss.
+    let dir = std::fs::File::open(state_dir).map_err(|source| StoreError::Write {
+        path: state_dir.to_owned(),
+        source,
+    })?;
+    dir.sync_all().map_err(|source| StoreError::Write {
+        path: state_dir.to_owned(),
+        source,
+    })
 }
 
 #[cfg(test)]
@@ -188,21 +127,21 @@ mod tests {
         dir
     }
 
-    #[tokio::test]
-    async fn save_then_load() {
+    #[test]
+    fn save_then_load() {
         let d = dir("roundtrip");
-        assert_eq!(LocalState::load(&d).unwrap(), LocalState::default());
+        assert_eq!(load_state(&d).unwrap(), LocalState::default());
         let mut s = LocalState::default();
         s.sandboxes.insert(
             "c1".into(),
-            Sandbox {
+            nodecore::Sandbox {
                 name: "c1".into(),
                 netns: "/var/run/netns/c1".into(),
                 resolv_conf: None,
             },
         );
-        s.save(&d).await.unwrap();
-        assert_eq!(LocalState::load(&d).unwrap(), s);
+        save_state(&s, &d).unwrap();
+        assert_eq!(load_state(&d).unwrap(), s);
         assert!(!d.join("cnm.json.tmp").exists());
         let _ = std::fs::remove_dir_all(&d);
     }
@@ -212,7 +151,7 @@ mod tests {
         let d = dir("corrupt");
         std::fs::create_dir_all(&d).unwrap();
         std::fs::write(d.join(STATE_FILE), b"{\"version\": 1, \"netw").unwrap();
-        let err = LocalState::load(&d).unwrap_err();
+        let err = load_state(&d).unwrap_err();
         assert!(matches!(err, StoreError::Corrupt { .. }));
         assert!(err.to_string().contains("cnm.json"), "{err}");
         std::fs::write(
@@ -221,7 +160,7 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(
-            LocalState::load(&d).unwrap_err(),
+            load_state(&d).unwrap_err(),
             StoreError::Version { found: 9, .. }
         ));
         let _ = std::fs::remove_dir_all(&d);

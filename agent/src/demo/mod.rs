@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use cluster::shell::Client;
+use crate::NodeClient as Client;
 use overlay::PeerRecord;
 
 use crate::cnm::{DnsQuery, EndpointCreate, NetworkCreate, SandboxCreate, ServiceCreate};

@@ -71,7 +71,13 @@ impl DiagState {
         &self,
         f: impl FnOnce(&mut Node, Instant) -> R + Send + 'static,
     ) -> Result<R, Reply> {
-        self.inner.client.with_node(f).await.map_err(Reply::fail)
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        (self.inner.run)(Box::new(move |node, now| {
+            let _ = tx.send(f(node, now));
+        }))
+        .await
+        .map_err(Reply::fail)?;
+        rx.await.map_err(|_| Reply::fail(cluster::shell::Stopped))
     }
 
     async fn stackdump(&self) -> Reply {
@@ -315,9 +321,7 @@ impl DiagState {
         }
         let inner = Arc::clone(&self.inner);
         let res = self
-            .inner
-            .client
-            .with_node(move |node, _| {
+            .run(move |node, _| {
                 // Recorded inside the node's task, before it can emit any event of this watch.
                 let mut watched = lock(&inner.watched);
                 if !watched.contains(&table) {
@@ -333,7 +337,7 @@ impl DiagState {
             .await;
         match res {
             Ok(()) => Answer::text("OK\n"),
-            Err(err) => Answer::text(Reply::fail(err).text()),
+            Err(reply) => Answer::text(reply.text()),
         }
     }
 

@@ -35,7 +35,6 @@ use axum::extract::{Request, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
-use cluster::shell::Client;
 use networkdb::WatchEvent;
 
 use self::form::{Form, MAX_FORM_BYTES};
@@ -73,22 +72,45 @@ pub struct DiagState {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
+/// Runs a closure on the node inside its task.
+type NodeFn = Box<dyn FnOnce(&mut cluster::Node, std::time::Instant) + Send>;
+type RunFuture = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<(), cluster::shell::Stopped>> + Send>,
+>;
+type NodeRunner = Arc<dyn Fn(NodeFn) -> RunFuture + Send + Sync>;
+
 struct Inner {
-    client: Client,
+    run: NodeRunner,
     my_ip: IpAddr,
     default_port: u16,
     watched: Mutex<Watched>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner")
+            .field("my_ip", &self.my_ip)
+            .field("default_port", &self.default_port)
+            .finish_non_exhaustive()
+    }
 }
 
 impl DiagState {
     /// State for a server in front of the node reached by `client`. `my_ip` is what `/myip`
     /// answers; `default_port` is the gossip port `/join` assumes for a member given without
     /// one (libnetwork: the bind port, 7946).
-    pub fn new(client: Client, my_ip: IpAddr, default_port: u16) -> Self {
+    pub fn new<E: cluster::Engine>(
+        client: cluster::shell::Client<E>,
+        my_ip: IpAddr,
+        default_port: u16,
+    ) -> Self {
+        let run: NodeRunner = Arc::new(move |f: NodeFn| {
+            let client = client.clone();
+            Box::pin(async move { client.with_node(f).await })
+        });
         Self {
             inner: Arc::new(Inner {
-                client,
+                run,
                 my_ip,
                 default_port,
                 watched: Mutex::new(Watched::default()),

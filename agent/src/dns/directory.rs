@@ -8,13 +8,14 @@ use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use discovery::{DiscoveryStats, Family, Lookup, NetworkRecords, ServiceDiscovery};
 use networkdb::{NetworkId, WatchEvent};
 
-/// The agent's service-discovery state, shared by the watch task (other nodes' records), the
-/// CNM (this node's own records and its topology) and every sandbox's DNS server. Cheap to
-/// clone; every clone is the same directory.
+/// The agent's service-discovery state, written by the node core's feed (inside the node's
+/// task) and read by every sandbox's DNS server. Cheap to clone; every clone is the same
+/// directory.
 ///
-/// It holds a [`ServiceDiscovery`] fed by `endpoint_table` watch events and by the agent's
-/// own writes (NetworkDB does not echo them), the name of each network (PTR answers are
-/// `<name>.<network>`, and `<name>.<network>` selects a network), and the networks of each
+/// It holds a [`ServiceDiscovery`] built from one stream of changes, the node core's
+/// [`NamesChange`](nodecore::NamesChange)s: the networks it resolves on, every change of their
+/// `endpoint_table` (the node's own writes included), the name of each network (PTR answers
+/// are `<name>.<network>`, and `<name>.<network>` selects a network), and the networks of each
 /// sandbox's joined endpoints.
 #[derive(Clone, Debug, Default)]
 pub struct Directory {
@@ -58,49 +59,29 @@ impl Directory {
         self.inner.write().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Applies one change of the node core's service-discovery feed.
+    pub fn apply_change(&self, change: &nodecore::NamesChange) {
+        match change {
+            nodecore::NamesChange::Attach(network) => {
+                self.write().sd.attach(&NetworkId::from(network.as_str()));
+            }
+            nodecore::NamesChange::Detach(network) => self.detach(network),
+            nodecore::NamesChange::Record(event) => self.apply(event),
+            nodecore::NamesChange::Topology {
+                networks,
+                sandboxes,
+            } => self.set_topology(
+                networks.clone().into_iter().collect(),
+                sandboxes.clone().into_iter().collect(),
+            ),
+        }
+    }
+
     /// Applies an `endpoint_table` watch event (another node's record).
     pub fn apply(&self, event: &WatchEvent) {
         if self.write().sd.apply(event) {
             tracing::debug!(network = %event.network, key = %event.key, "service discovery updated");
         }
-    }
-
-    /// Sets this node's own record of endpoint `key` in `network` (`None`: withdrawn).
-    pub fn set_local(&self, network: &str, key: &str, value: Option<&[u8]>) {
-        self.write()
-            .sd
-            .set(&NetworkId::from(network), &key.into(), value);
-    }
-
-    /// The node joins `network`, or has joined it: its changes are applied from now on, and
-    /// when it was not attached yet, `view` (the node's visible `endpoint_table` entries of
-    /// the network, from `NetworkDb::table_by_network`) seeds it, so entries that arrived
-    /// before are not missed. Call it on the node's thread, before or right after the
-    /// NetworkDB join. Idempotent.
-    pub fn attach<'a>(&self, network: &str, view: impl IntoIterator<Item = (&'a str, &'a [u8])>) {
-        let id = NetworkId::from(network);
-        let mut state = self.write();
-        if state.sd.is_attached(network) {
-            return;
-        }
-        state.sd.attach(&id);
-        for (key, value) in view {
-            state.sd.set(&id, &key.into(), Some(value));
-        }
-    }
-
-    /// Whether `network` is attached.
-    pub fn is_attached(&self, network: &str) -> bool {
-        self.read().sd.is_attached(network)
-    }
-
-    /// The attached networks.
-    pub fn attached(&self) -> Vec<String> {
-        self.read()
-            .sd
-            .networks()
-            .map(|(id, _)| id.to_string())
-            .collect()
     }
 
     /// The node left `network`: its names are dropped.

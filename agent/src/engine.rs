@@ -1,0 +1,117 @@
+//! [`AgentEngine`]: the node core's [`Stack`] as the cluster shell drives it, with the
+//! effects of the core's events carried out inside the node's task, in order: the state is
+//! saved before anything that follows it, peer-table changes go to the overlay driver, name
+//! changes to the service-discovery directory, and answers to the API calls that waited.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use cluster::{Engine, Node, Output};
+use networkdb::WatchEvent;
+use nodecore::{Answer, Event, RequestId, Stack, Step};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::cnm::{StoreError, save_state};
+use crate::dns::directory::Directory;
+
+/// The node's shell engine: a [`Stack`] and where its events go.
+pub struct AgentEngine {
+    stack: Stack,
+    state_dir: PathBuf,
+    directory: Directory,
+    peers: mpsc::UnboundedSender<WatchEvent>,
+    waiters: HashMap<RequestId, oneshot::Sender<Answer>>,
+    /// The last save that failed, until an operation reports it.
+    save_error: Option<StoreError>,
+}
+
+impl AgentEngine {
+    /// An engine saving the state in `state_dir`, feeding `directory` and sending peer-table
+    /// changes to `peers` (the overlay driver).
+    pub fn new(
+        stack: Stack,
+        state_dir: PathBuf,
+        directory: Directory,
+        peers: mpsc::UnboundedSender<WatchEvent>,
+    ) -> Self {
+        Self {
+            stack,
+            state_dir,
+            directory,
+            peers,
+            waiters: HashMap::new(),
+            save_error: None,
+        }
+    }
+
+    /// The stack, for the core's operations.
+    pub fn stack(&mut self) -> &mut Stack {
+        &mut self.stack
+    }
+
+    /// The stack, to read.
+    pub fn stack_ref(&self) -> &Stack {
+        &self.stack
+    }
+
+    /// Registers who awaits the answer of `request`.
+    pub fn await_answer(&mut self, request: RequestId) -> oneshot::Receiver<Answer> {
+        let (tx, rx) = oneshot::channel();
+        self.waiters.insert(request, tx);
+        rx
+    }
+
+    /// The last save that failed since the last call, if any.
+    pub fn take_save_error(&mut self) -> Option<StoreError> {
+        self.save_error.take()
+    }
+
+    fn carry_out(&mut self, event: Event) {
+        match event {
+            Event::Persist(state) => {
+                if let Err(e) = save_state(&state, &self.state_dir) {
+                    tracing::error!(error = %e, "cannot save the node's state");
+                    self.save_error = Some(e);
+                }
+            }
+            Event::Peer(event) => {
+                let _ = self.peers.send(event);
+            }
+            Event::Names(change) => self.directory.apply_change(&change),
+            Event::Answer(request, answer) => {
+                if let Some(tx) = self.waiters.remove(&request) {
+                    let _ = tx.send(answer);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Engine for AgentEngine {
+    fn node(&self) -> &Node {
+        self.stack.node()
+    }
+
+    fn node_mut(&mut self) -> &mut Node {
+        self.stack.node_mut()
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        self.stack.handle_timeout(now);
+    }
+
+    fn poll_timeout(&self) -> Instant {
+        self.stack.poll_timeout()
+    }
+
+    fn poll_output(&mut self, now: Instant) -> Option<Output> {
+        loop {
+            match self.stack.poll(now)? {
+                Step::Event(event) => self.carry_out(event),
+                Step::Output(output) => return Some(output),
+            }
+        }
+    }
+}
