@@ -67,6 +67,16 @@ pub enum ControlCommand {
         #[command(subcommand)]
         command: DnsCommand,
     },
+    /// Address management: who owns a network's address blocks; reclaiming the space of a
+    /// node gone for good.
+    Ipam {
+        /// Where the agent listens.
+        #[command(flatten)]
+        api: ApiArg,
+        /// What to do.
+        #[command(subcommand)]
+        command: IpamCommand,
+    },
     /// Show the agent's node name, address and cluster size.
     Info {
         /// Where the agent listens.
@@ -245,12 +255,34 @@ pub enum DnsCommand {
     },
 }
 
+/// `netagent ipam ...`.
+#[derive(Subcommand, Debug)]
+pub enum IpamCommand {
+    /// Show who owns a network's address blocks, as this agent's replica says.
+    Show {
+        /// The network (name or ID).
+        network: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Take over the address and VNI blocks of a node whose host is gone for good and will
+    /// not come back with its state (refused while the node is alive). Its blocks go to the
+    /// live node owning the most. If the node was only cut off and still allocates, two
+    /// nodes own its blocks: wipe its state directory before it ever runs again.
+    Reclaim {
+        /// The node's configured name.
+        node: String,
+    },
+}
+
 impl ControlCommand {
     fn api(&self) -> Option<&str> {
         match self {
             Self::Network { api, .. }
             | Self::Endpoint { api, .. }
             | Self::Sandbox { api, .. }
+            | Self::Ipam { api, .. }
             | Self::Dns { api, .. }
             | Self::Info { api } => api.api.as_deref(),
         }
@@ -347,6 +379,7 @@ async fn execute(client: &ApiClient, command: ControlCommand, out: &mut Output) 
         ControlCommand::Endpoint { command, .. } => endpoint(client, command, out).await,
         ControlCommand::Sandbox { command, .. } => sandbox(client, command, out).await,
         ControlCommand::Dns { command, .. } => dns(client, command, out).await,
+        ControlCommand::Ipam { command, .. } => ipam(client, command, out).await,
         ControlCommand::Info { .. } => info(client, out).await,
     };
     if let Err(e) = result {
@@ -557,6 +590,37 @@ async fn sandbox(
                     Err(e) => out.fail(&e.into()),
                 }
             }
+        }
+    }
+    Ok(())
+}
+
+async fn ipam(client: &ApiClient, command: IpamCommand, out: &mut Output) -> Result<(), CliError> {
+    match command {
+        IpamCommand::Show { network, json } => {
+            let pool = client.pool(&network).await?;
+            if json {
+                out.json(&pool);
+            } else {
+                out.line(format!(
+                    "{} {} ({} addresses per block)",
+                    pool.network, pool.subnet, pool.block_size
+                ));
+                out.stdout.push_str(&table(
+                    &["OWNER", "BLOCKS"],
+                    pool.owners
+                        .iter()
+                        .map(|(owner, n)| vec![owner.clone(), n.to_string()])
+                        .collect(),
+                ));
+            }
+        }
+        IpamCommand::Reclaim { node } => {
+            let answer = client.reclaim(&node).await?;
+            out.line(format!(
+                "reclaimed {} blocks of {}",
+                answer.blocks, answer.node
+            ));
         }
     }
     Ok(())

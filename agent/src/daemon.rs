@@ -319,6 +319,20 @@ impl Daemon {
         if let Some(dns) = &self.cnm.settings().dns {
             dns.shutdown().await;
         }
+        // Empty address blocks go to another node first, and get a moment to spread: the
+        // others drop a leaver's entries.
+        let given = self
+            .handle
+            .with_engine(|e, now| {
+                let (core, db) = e.stack().split();
+                core.hand_back(db, now)
+            })
+            .await
+            .unwrap_or(0);
+        if given > 0 {
+            tracing::info!(blocks = given, "address blocks handed back before leaving");
+            tokio::time::sleep(HAND_BACK_GRACE).await;
+        }
         self.handle.leave().await;
         // Then the overlay networks this agent created go.
         self.dataplane.shutdown().await;
@@ -339,6 +353,10 @@ impl Daemon {
         api::remove_socket(&self.api_addr);
     }
 }
+
+/// How long a leaving agent lets the claims of the blocks it handed back spread before it
+/// leaves (five gossip rounds; a backlog goes on the stream path at once).
+const HAND_BACK_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Removes the control API's socket file when dropped, unless disarmed.
 struct SocketGuard(Option<ApiAddr>);

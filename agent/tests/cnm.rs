@@ -1034,3 +1034,52 @@ async fn service_discovery_follows_the_endpoint_table_across_agents() {
         "nonet",
     );
 }
+
+/// Issue 13 through the API: endpoints created at the same time on two agents get distinct
+/// addresses from the cluster-wide allocator; a given address held on another agent is a 409;
+/// `ipam show` tells who owns the blocks; the space of a live node is not reclaimed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn addresses_are_unique_across_agents_and_the_pool_is_shown() {
+    let (_dir, agents) = cluster("ipam", 2).await;
+    let (a, b) = (&agents[0], &agents[1]);
+    a.api
+        .create_network(&network("ipnet", "198.18.48.0/24"))
+        .await
+        .unwrap();
+    wait_network(b, "ipnet").await;
+    let mut calls = tokio::task::JoinSet::new();
+    for k in 0..10 {
+        for (i, agent) in [a, b].into_iter().enumerate() {
+            let req = endpoint("ipnet", &format!("n{i}-{k}"));
+            let api = ApiClient::new(agent.daemon.api_addr().clone());
+            calls.spawn(async move { api.create_endpoint(&req).await });
+        }
+    }
+    let created: Vec<Endpoint> = calls
+        .join_all()
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let ips: std::collections::BTreeSet<_> = created.iter().map(|e| e.ip).collect();
+    assert_eq!(ips.len(), 20, "{created:?}");
+    let held = created.iter().find(|e| e.name == "n0-0").unwrap().ip;
+    let mut given = endpoint("ipnet", "copy");
+    given.ip = Some(held.to_string());
+    refused(
+        b.api.create_endpoint(&given).await,
+        409,
+        "Address already in use",
+    );
+
+    let pool = b.api.pool("ipnet").await.unwrap();
+    assert_eq!(pool.subnet.to_string(), "198.18.48.0/24");
+    assert_eq!(pool.block_size, 16);
+    assert_eq!(pool.owners.values().sum::<u32>(), 16, "{pool:?}");
+    assert!(
+        pool.owners.get("node2").is_some_and(|n| *n >= 1),
+        "{pool:?}"
+    );
+    refused(b.api.reclaim("node1").await, 409, "alive");
+    refused(b.api.pool("nope").await, 404, "not found");
+}

@@ -86,6 +86,8 @@ pub struct IpamStats {
     pub claim_conflicts: u64,
     /// Entries that did not decode.
     pub malformed: u64,
+    /// Empty blocks given to an heir before a graceful leave.
+    pub blocks_handed_back: u64,
 }
 
 /// The state a node keeps across restarts: save it whenever [`Output::Persist`] says so.
@@ -244,6 +246,83 @@ impl Allocator {
         if let Some(donor) = self.state.borrowed.remove(&value) {
             self.ask(now, donor, Want::Release(value), Vec::new());
         }
+    }
+
+    /// Blocks per owner in this node's replica (the origin's unclaimed blocks included).
+    pub fn owners(&self) -> BTreeMap<NodeId, u32> {
+        let mut out: BTreeMap<NodeId, u32> = BTreeMap::new();
+        for b in self.pool.block_ids() {
+            *out.entry(self.owner(b).clone()).or_default() += 1;
+        }
+        out
+    }
+
+    /// Gives every block this node owns and holds nothing in (no value held, none lent) to
+    /// an heir, before the node leaves gracefully: the live member owning the most blocks,
+    /// or the origin when no member owns any (ties to the smallest name). Writes the claims
+    /// of the next epoch; the heir writes them again under its own name when it sees them,
+    /// so they outlive this node's entries. Blocks with values stay this node's (its
+    /// endpoints are kept for its return). Returns how many blocks were given.
+    pub fn hand_back(&mut self) -> usize {
+        let Some(heir) = self.heir() else {
+            return 0;
+        };
+        let blocks: Vec<BlockId> = self.empty_blocks().collect();
+        for block in &blocks {
+            self.grant(*block, &heir);
+        }
+        self.stats.blocks_handed_back += blocks.len() as u64;
+        blocks.len()
+    }
+
+    /// Takes over the blocks of `dead`, a node an operator knows is gone for good (its host
+    /// is lost and will not come back with its state): writes the claims of the next epoch
+    /// naming the heir, the live member (this node included) owning the most blocks, ties to
+    /// the smallest name, so that two nodes reclaiming at once name the same heir. Refused
+    /// for this node itself and for a live member. Returns how many blocks were claimed.
+    ///
+    /// Only the owner of a block may write its next claim; this breaks that rule on the
+    /// operator's word. If `dead` was only cut off and still allocates, two nodes own its
+    /// blocks: run it only for a host that will not return with its state (Weave Net's
+    /// `rmpeer` has the same contract).
+    pub fn reclaim(&mut self, now: Instant, dead: &NodeId) -> Result<usize, IpamError> {
+        if dead == &self.me || self.members.contains(dead) {
+            return Err(IpamError::Alive(dead.clone()));
+        }
+        let owners = self.owners();
+        let heir = self
+            .members
+            .iter()
+            .chain(std::iter::once(&self.me))
+            .map(|m| (m, owners.get(m).copied().unwrap_or(0)))
+            .max_by(|(a, x), (b, y)| x.cmp(y).then_with(|| b.cmp(a)))
+            .map(|(m, _)| m.clone())
+            .unwrap_or_else(|| self.me.clone());
+        let blocks: Vec<BlockId> = self
+            .pool
+            .block_ids()
+            .filter(|b| self.owner(*b) == dead)
+            .collect();
+        for block in &blocks {
+            self.grant(*block, &heir);
+        }
+        if heir == self.me {
+            self.serve_waiting(now);
+        }
+        Ok(blocks.len())
+    }
+
+    /// Who inherits this node's empty blocks when it leaves.
+    fn heir(&self) -> Option<NodeId> {
+        let owners = self.owners();
+        let best = self
+            .members
+            .iter()
+            .filter_map(|m| owners.get(m).map(|n| (m, *n)))
+            .max_by(|(a, x), (b, y)| x.cmp(y).then_with(|| b.cmp(a)))
+            .map(|(m, _)| m.clone());
+        best.or_else(|| (self.origin != self.me).then(|| self.origin.clone()))
+            .or_else(|| self.members.iter().next().cloned())
     }
 
     /// Takes in one entry of the IPAM tables (written by any node, this one included).
@@ -468,6 +547,13 @@ impl Allocator {
             Merge::Newer => {
                 self.dirty = true;
                 if self.owner(block) == &self.me {
+                    // A block given to this node (a grant, or a leaver's hand-back): its claim
+                    // is written again under this node's name, so it outlives the giver's
+                    // entries.
+                    if let Some(claim) = self.state.claims.get(block).cloned() {
+                        self.out
+                            .push_back(Output::Write(Entry::Claim(block, claim)));
+                    }
                     self.serve_waiting(now);
                 } else {
                     self.retry(now);

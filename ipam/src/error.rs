@@ -33,6 +33,9 @@ pub enum IpamError {
         /// The node that owns its block.
         owner: NodeId,
     },
+    /// The node is alive (a live member, or this node): its space is not reclaimed.
+    #[error("{0} is alive: only the space of a node gone for good is reclaimed")]
+    Alive(NodeId),
     /// A table entry that does not decode; it is ignored.
     #[error("malformed {table} entry {key:?}")]
     Malformed {

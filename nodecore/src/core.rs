@@ -101,6 +101,9 @@ pub struct NodeCore {
     pub(crate) absent_since: BTreeMap<String, Instant>,
     /// Networks service discovery resolves on.
     pub(crate) names_attached: BTreeSet<String>,
+    /// Networks joined outside the CNM that service discovery resolves on too
+    /// ([`resolve_on`](NodeCore::resolve_on)).
+    pub(crate) names_external: BTreeSet<String>,
     pub(crate) next_reconcile: Instant,
     pub(crate) stats: CoreStats,
     names_watch: WatchId,
@@ -138,6 +141,7 @@ impl NodeCore {
             pending: Pending::default(),
             absent_since: BTreeMap::new(),
             names_attached: BTreeSet::new(),
+            names_external: BTreeSet::new(),
             next_reconcile: now,
             stats: CoreStats::default(),
             names_watch,
@@ -185,6 +189,59 @@ impl NodeCore {
             .collect()
     }
 
+    /// Blocks per owner (configured names) of a pool in this node's replica: a network's ID,
+    /// or [`VNI_POOL`](crate::VNI_POOL); `None` for a pool this node does not run.
+    pub fn pool_owners(&self, pool: &str) -> Option<BTreeMap<String, u32>> {
+        let owners = self.pools.get(pool)?.owners();
+        Some(
+            owners
+                .into_iter()
+                .map(|(node, n)| (node.to_string(), n))
+                .collect(),
+        )
+    }
+
+    /// Before a graceful leave: gives every block this node owns and holds nothing in, in
+    /// every pool, to an heir (see `ipam::Allocator::hand_back`), so the space stays in use
+    /// while the node is away. Blocks holding the node's endpoints stay its own. Returns how
+    /// many blocks were given; the driver should let them spread (a gossip round or two)
+    /// before the node leaves, since the others drop a leaver's entries.
+    pub fn hand_back(&mut self, db: &NetworkDb, now: Instant) -> usize {
+        let given = self.pools.hand_back();
+        self.drain_pools(db, now);
+        given
+    }
+
+    /// Takes over the address and VNI blocks of `node`, a node gone for good (see
+    /// `ipam::Allocator::reclaim` for the contract: only for a host that will not come back
+    /// with its state). Refused while NetworkDB knows the node as active. Returns how many
+    /// blocks were claimed.
+    pub fn reclaim(
+        &mut self,
+        db: &NetworkDb,
+        now: Instant,
+        node: &str,
+    ) -> Result<usize, crate::CoreError> {
+        crate::model::check_name("node", node)?;
+        let active = db
+            .cluster_peers()
+            .iter()
+            .any(|p| cluster::base_name(p.name.as_str()) == node)
+            || node == self.settings.node_name;
+        if active {
+            return Err(crate::CoreError::Conflict(format!(
+                "node {node} is alive: only the space of a node gone for good is reclaimed"
+            )));
+        }
+        self.members_changed(db, now);
+        let n = self
+            .pools
+            .reclaim(now, node)
+            .map_err(|e| crate::CoreError::Conflict(e.to_string()))?;
+        self.drain_pools(db, now);
+        Ok(n)
+    }
+
     /// Whether `watch` is one of the core's: its events go to
     /// [`handle_watch`](Self::handle_watch), not to the shell.
     pub fn owns_watch(&self, watch: WatchId) -> bool {
@@ -200,7 +257,8 @@ impl NodeCore {
         event: WatchEvent,
     ) {
         if watch == self.names_watch {
-            if self.names_attached.contains(event.network.as_str()) {
+            let network = event.network.as_str();
+            if self.names_attached.contains(network) || self.names_external.contains(network) {
                 self.outbox.event(Event::Names(NamesChange::Record(event)));
             }
         } else if watch == self.peers_watch {
@@ -307,6 +365,41 @@ impl NodeCore {
         }));
     }
 
+    /// Makes service discovery resolve on a NetworkDB network joined outside the CNM (the
+    /// simulator's raw workload, the diagnostic API), from the entries NetworkDB holds now.
+    pub fn resolve_on(&mut self, db: &NetworkDb, network_id: &str) {
+        if self.names_attached.contains(network_id)
+            || !self.names_external.insert(network_id.to_owned())
+        {
+            return;
+        }
+        self.names_snapshot(db, network_id);
+    }
+
+    /// Stops resolving on a network of [`resolve_on`](Self::resolve_on).
+    pub fn stop_resolving(&mut self, network_id: &str) {
+        if self.names_external.remove(network_id) {
+            self.outbox
+                .event(Event::Names(NamesChange::Detach(network_id.to_owned())));
+        }
+    }
+
+    /// Queues the attachment of `network_id` for service discovery and its current entries.
+    fn names_snapshot(&mut self, db: &NetworkDb, network_id: &str) {
+        self.outbox
+            .event(Event::Names(NamesChange::Attach(network_id.to_owned())));
+        for (key, elem) in db.table_by_network(discovery::ENDPOINT_TABLE, network_id) {
+            self.outbox
+                .event(Event::Names(NamesChange::Record(WatchEvent {
+                    table: discovery::ENDPOINT_TABLE.into(),
+                    network: network_id.into(),
+                    key,
+                    prev: None,
+                    value: Some(elem.value),
+                })));
+        }
+    }
+
     /// Joins a network's NetworkDB network and makes service discovery resolve on it,
     /// starting from the entries NetworkDB holds already (the network may have been joined
     /// before, by the diagnostic API or a previous endpoint whose leave is not reaped yet).
@@ -401,6 +494,7 @@ impl NodeCore {
             let snapshot = self.state.ipam.get(&spec.id).cloned();
             self.pools
                 .ensure(db, now, &spec.id, &spec.created_by, pool, snapshot);
+            self.pools.set_name(&spec.id, &spec.name);
         }
         if let Some(founder) = self.state.founder.clone()
             && !self.pools.contains(crate::VNI_POOL)

@@ -185,14 +185,18 @@ impl NodeCore {
         match allocation {
             Ok(Allocation::Done(v)) => {
                 self.stats.answered_at_once += 1;
-                self.finish_endpoint(db, now, endpoint, mac.is_some(), v)
-                    .map(Started::Done)
+                let endpoint = self.finish_endpoint(now, endpoint, &spec, mac.is_some(), v)?;
+                // libnetwork joins a network's NetworkDB network once it has a container on
+                // it.
+                self.attach(db, &spec.id);
+                Ok(Started::Done(endpoint))
             }
             Ok(Allocation::Pending(ticket)) => {
                 self.stats.waited += 1;
                 let deadline = now + self.settings.allocation_timeout;
                 let draft = Draft::Endpoint {
-                    endpoint,
+                    endpoint: Box::new(endpoint),
+                    spec: spec.clone(),
                     mac_given: mac.is_some(),
                 };
                 Ok(Started::Waiting(
@@ -271,20 +275,13 @@ impl NodeCore {
     /// Records an endpoint whose address is settled.
     fn finish_endpoint(
         &mut self,
-        db: &NetworkDb,
         now: Instant,
         mut endpoint: Endpoint,
+        spec: &NetworkSpec,
         mac_given: bool,
         value: u32,
     ) -> Result<Endpoint, CoreError> {
         let ip = Ipv4Addr::from(value);
-        let spec = match self.network(db, &endpoint.network_id) {
-            Ok(spec) => spec,
-            Err(e) => {
-                self.pools.release(now, &endpoint.network_id, value);
-                return Err(e);
-            }
-        };
         if self.state.endpoint(&spec.id, &endpoint.name).is_some() {
             self.pools.release(now, &spec.id, value);
             return Err(CoreError::Conflict(format!(
@@ -313,8 +310,6 @@ impl NodeCore {
             .endpoints
             .insert(endpoint.id.clone(), endpoint.clone());
         self.commit();
-        // libnetwork joins a network's NetworkDB network once it has a container on it.
-        self.attach(db, &spec.id);
         Ok(endpoint)
     }
 
@@ -324,18 +319,19 @@ impl NodeCore {
         db: &NetworkDb,
         now: Instant,
         endpoint: Endpoint,
+        spec: &NetworkSpec,
         mac_given: bool,
         value: Result<u32, IpamError>,
     ) -> Answer {
         let result = match value {
-            Ok(v) => self.finish_endpoint(db, now, endpoint, mac_given, v),
-            Err(e) => {
-                let spec = self.network(db, &endpoint.network_id);
-                Err(match spec {
-                    Ok(spec) => address_error(&spec, &e),
-                    Err(e) => e,
-                })
+            Ok(v) => {
+                let done = self.finish_endpoint(now, endpoint, spec, mac_given, v);
+                if done.is_ok() {
+                    self.attach(db, &spec.id);
+                }
+                done
             }
+            Err(e) => Err(address_error(spec, &e)),
         };
         Answer::Endpoint(result)
     }

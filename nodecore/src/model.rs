@@ -236,6 +236,37 @@ pub struct DnsAnswer {
     pub answers: Vec<String>,
 }
 
+/// What `GET /v1/ipam/{network}` answers: who owns a network's address blocks, as this
+/// node's replica of the claims says.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolInfo {
+    /// The network's name.
+    pub network: String,
+    /// The subnet.
+    pub subnet: ipnet::Ipv4Net,
+    /// Addresses per block.
+    pub block_size: u32,
+    /// Blocks per owner (configured node names).
+    pub owners: std::collections::BTreeMap<String, u32>,
+}
+
+/// The body of `POST /v1/ipam/reclaim`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReclaimRequest {
+    /// The configured name of a node gone for good.
+    pub node: String,
+}
+
+/// What `POST /v1/ipam/reclaim` answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReclaimAnswer {
+    /// The node.
+    pub node: String,
+    /// Blocks claimed from it, over every pool.
+    pub blocks: usize,
+}
+
 /// The body of `POST /v1/endpoints/{network}/{name}/join`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -34,6 +34,22 @@ impl NodeCore {
         catalogue::resolve(&specs, reference).cloned()
     }
 
+    /// Who owns a network's address blocks, in this node's replica.
+    pub fn pool(&self, db: &NetworkDb, reference: &str) -> Result<crate::PoolInfo, CoreError> {
+        let spec = self.network(db, reference)?;
+        let owners = self.pool_owners(&spec.id).ok_or_else(|| {
+            CoreError::NotFound(format!("no address pool of network {} here", spec.name))
+        })?;
+        let blocks: u32 = owners.values().sum();
+        let hosts = 1u32 << (32 - u32::from(spec.subnet.prefix_len()));
+        Ok(crate::PoolInfo {
+            network: spec.name,
+            subnet: spec.subnet,
+            block_size: hosts / blocks.max(1),
+            owners,
+        })
+    }
+
     /// Creates a network in the catalogue. Its VNI (unless given) comes from the VNI pool:
     /// at once when this node owns free VNIs, else the answer waits for another node.
     pub fn create_network(
@@ -211,16 +227,9 @@ impl NodeCore {
     pub(crate) fn forget_network(&mut self, db: &NetworkDb, now: Instant, spec: &NetworkSpec) {
         self.absent_since.remove(&spec.id);
         self.pools.release(now, VNI_POOL, spec.vni);
-        let mut outs = Vec::new();
-        self.pools.remove(db, &spec.id, &mut outs);
-        self.state.ipam.remove(&spec.id);
         self.state.networks.remove(&spec.id);
         self.commit();
-        for o in outs {
-            if let crate::pools::PoolOutput::Delete { table, key } = o {
-                self.delete(table, GLOBAL_NETWORK, &key);
-            }
-        }
+        self.drop_pool(db, &spec.id);
         self.drain_pools(db, now);
     }
 }

@@ -13,7 +13,10 @@ use crate::model::{Endpoint, NetworkSpec};
 pub(crate) enum Draft {
     /// An endpoint, complete but for its address (and MAC, if derived from it).
     Endpoint {
-        endpoint: Endpoint,
+        endpoint: Box<Endpoint>,
+        /// The network, as it was when the operation started (its catalogue entry may be out
+        /// of sight when the address comes: its owner away, a partition).
+        spec: NetworkSpec,
         /// The MAC was given; otherwise it is derived from the address.
         mac_given: bool,
     },
@@ -87,6 +90,21 @@ impl Pending {
             }
         }
         out
+    }
+
+    /// The operations waiting on `pool`, taken (its allocator is gone); their tickets are
+    /// forgotten, so a new allocator's tickets never meet them.
+    pub(crate) fn take_pool(&mut self, pool: &str) -> Vec<Waiter> {
+        let keys: Vec<(String, Ticket)> = self
+            .waiting
+            .keys()
+            .filter(|(p, _)| p == pool)
+            .cloned()
+            .collect();
+        self.abandoned.retain(|(p, _)| p != pool);
+        keys.into_iter()
+            .filter_map(|k| self.waiting.remove(&k))
+            .collect()
     }
 
     /// The earliest deadline.

@@ -47,6 +47,8 @@ pub(crate) struct Pools {
     me: NodeId,
     members: BTreeSet<NodeId>,
     pools: BTreeMap<String, Allocator>,
+    /// The network name of each address pool, as its catalogue entry is keyed.
+    names: BTreeMap<String, String>,
 }
 
 impl Pools {
@@ -55,6 +57,7 @@ impl Pools {
             me: NodeId::from(me),
             members: BTreeSet::new(),
             pools: BTreeMap::new(),
+            names: BTreeMap::new(),
         }
     }
 
@@ -71,6 +74,16 @@ impl Pools {
     /// The pool IDs.
     pub(crate) fn ids(&self) -> impl Iterator<Item = &String> {
         self.pools.keys()
+    }
+
+    /// The address pools with the name of their network.
+    pub(crate) fn named(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.names.iter()
+    }
+
+    /// Records the network name of an address pool.
+    pub(crate) fn set_name(&mut self, pool_id: &str, name: &str) {
+        self.names.insert(pool_id.to_owned(), name.to_owned());
     }
 
     /// Starts the allocator of `pool` unless running: resumes from `snapshot` and takes in
@@ -108,6 +121,7 @@ impl Pools {
     /// Stops the allocator of `pool` (its network is gone); its entries written by this node
     /// are deleted.
     pub(crate) fn remove(&mut self, db: &NetworkDb, pool_id: &str, out: &mut Vec<PoolOutput>) {
+        self.names.remove(pool_id);
         if self.pools.remove(pool_id).is_none() {
             return;
         }
@@ -144,6 +158,21 @@ impl Pools {
         request: Request,
     ) -> Option<Result<Allocation, IpamError>> {
         Some(self.pools.get_mut(pool)?.allocate(now, request))
+    }
+
+    /// Gives every empty block of every pool to an heir (a graceful leave); returns how many.
+    pub(crate) fn hand_back(&mut self) -> usize {
+        self.pools.values_mut().map(Allocator::hand_back).sum()
+    }
+
+    /// Takes over the blocks of `dead` in every pool; returns how many.
+    pub(crate) fn reclaim(&mut self, now: Instant, dead: &str) -> Result<usize, IpamError> {
+        let dead = NodeId::from(dead);
+        let mut n = 0;
+        for a in self.pools.values_mut() {
+            n += a.reclaim(now, &dead)?;
+        }
+        Ok(n)
     }
 
     /// Releases a value of `pool`.

@@ -18,7 +18,6 @@ use crate::core::FOUNDERS_TABLE;
 use crate::event::Answer;
 use crate::pending::Draft;
 use crate::records::Records;
-use crate::state::VNI_POOL;
 use crate::{ADOPT_AFTER, CoreError, Event, NodeCore};
 
 /// What the catalogue says of a network this node knows.
@@ -105,30 +104,20 @@ impl NodeCore {
         }
         self.catalogue_statuses(db, now);
         self.publish_founder(db);
-        // Pools of networks gone from the catalogue and from this node's state.
-        let listed: Vec<String> = catalogue::list(db).into_iter().map(|s| s.id).collect();
+        // Pools of networks the catalogue removed (a tombstone, or another network under the
+        // name) that this node keeps nothing of. A network merely invisible (its owner
+        // failed, or a partition) keeps its pool: its claims and pending requests stand.
         let stale: Vec<String> = self
             .pools
-            .ids()
-            .filter(|id| {
-                id.as_str() != VNI_POOL
-                    && !listed.contains(id)
-                    && !self.state.networks.contains_key(id.as_str())
+            .named()
+            .filter(|(id, name)| {
+                !self.state.networks.contains_key(id.as_str())
+                    && matches!(catalogue_status(db, id, name), CatalogueStatus::Removed)
             })
-            .cloned()
+            .map(|(id, _)| id.clone())
             .collect();
         for id in stale {
-            let mut outs = Vec::new();
-            self.pools.remove(db, &id, &mut outs);
-            self.state.ipam.remove(&id);
-            for o in outs {
-                match o {
-                    crate::pools::PoolOutput::Delete { table, key } => {
-                        self.delete(table, GLOBAL_NETWORK, &key);
-                    }
-                    _ => self.outbox.push(crate::outbox::Deferred::Persist),
-                }
-            }
+            self.drop_pool(db, &id);
         }
         self.ensure_pools(db, now);
     }
@@ -192,6 +181,30 @@ impl NodeCore {
         }
     }
 
+    /// Stops the allocator of a removed network: this node's entries of it are deleted and
+    /// the operations waiting on it refused.
+    pub(crate) fn drop_pool(&mut self, db: &NetworkDb, id: &str) {
+        let mut outs = Vec::new();
+        self.pools.remove(db, id, &mut outs);
+        self.state.ipam.remove(id);
+        for o in outs {
+            match o {
+                crate::pools::PoolOutput::Delete { table, key } => {
+                    self.delete(table, GLOBAL_NETWORK, &key);
+                }
+                _ => self.outbox.push(crate::outbox::Deferred::Persist),
+            }
+        }
+        for w in self.pending.take_pool(id) {
+            let gone = || CoreError::NotFound("the network was removed".to_owned());
+            let answer = match w.draft {
+                Draft::Endpoint { .. } => Answer::Endpoint(Err(gone())),
+                Draft::Network(_) => Answer::Network(Err(gone())),
+            };
+            self.outbox.event(Event::Answer(w.request, answer));
+        }
+    }
+
     /// A pending allocation of `pool` finished.
     pub(crate) fn allocated(
         &mut self,
@@ -213,8 +226,9 @@ impl NodeCore {
         let answer = match waiter.draft {
             Draft::Endpoint {
                 endpoint,
+                spec,
                 mac_given,
-            } => self.endpoint_allocated(db, now, endpoint, mac_given, value),
+            } => self.endpoint_allocated(db, now, *endpoint, &spec, mac_given, value),
             Draft::Network(spec) => self.network_allocated(db, now, spec, value),
         };
         self.outbox.event(Event::Answer(waiter.request, answer));

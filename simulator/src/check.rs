@@ -25,7 +25,7 @@ pub(crate) fn quick_converged(sim: &Simulation) -> bool {
         .collect();
     let mut reference: BTreeMap<String, u64> = BTreeMap::new();
     for &i in &live {
-        let Some(node) = &sim.hosts[i].node else {
+        let Some(node) = sim.hosts[i].node() else {
             continue;
         };
         if node.members().len() + 1 != live.len()
@@ -64,7 +64,7 @@ pub(crate) fn quick_converged(sim: &Simulation) -> bool {
 
 /// The visible rows of `network` at host `i`, in order.
 fn view(sim: &Simulation, i: usize, network: usize) -> Vec<Row> {
-    let Some(node) = &sim.hosts[i].node else {
+    let Some(node) = sim.hosts[i].node() else {
         return Vec::new();
     };
     let db = node.db();
@@ -92,7 +92,7 @@ pub(crate) fn final_checks(sim: &mut Simulation) {
     // db name -> (host, attached networks) of every live process.
     let mut live_names: BTreeMap<String, (usize, BTreeSet<String>)> = BTreeMap::new();
     for &i in &live {
-        if let Some(node) = &sim.hosts[i].node {
+        if let Some(node) = sim.hosts[i].node() {
             let nets = node.db().networks().iter().map(|n| n.to_string()).collect();
             live_names.insert(node.db().name().to_string(), (i, nets));
         }
@@ -129,8 +129,7 @@ pub(crate) fn final_checks(sim: &mut Simulation) {
                 }
             }
             let attached = sim.hosts[i]
-                .node
-                .as_ref()
+                .node()
                 .is_some_and(|n| n.db().is_attached(&net_name, n.db().name()));
             if attached {
                 let mut d = Digest::default();
@@ -207,7 +206,7 @@ pub(crate) fn final_checks(sim: &mut Simulation) {
         .map(|&i| (sim.hosts[i].name.to_string(), sim.hosts[i].incarnation))
         .collect();
     for &i in &live {
-        let Some(node) = &sim.hosts[i].node else {
+        let Some(node) = sim.hosts[i].node() else {
             continue;
         };
         let me = (sim.hosts[i].name.to_string(), sim.hosts[i].incarnation);
@@ -297,7 +296,7 @@ pub(crate) fn final_checks(sim: &mut Simulation) {
 /// `overlay_peer_table` (visible entries of remote owners) wants for the attached networks.
 fn kernel_check(sim: &Simulation, i: usize, found: &mut Vec<(&'static str, String)>) {
     let h = &sim.hosts[i];
-    let (Some(node), Some(o)) = (&h.node, &h.overlay) else {
+    let (Some(node), Some(o)) = (h.node(), &h.overlay) else {
         return;
     };
     if let Err(e) = overlay::check(&o.kernel, &o.peers) {
@@ -373,16 +372,25 @@ fn kernel_check(sim: &Simulation, i: usize, found: &mut Vec<(&'static str, Strin
 /// the node's view of `endpoint_table` there gives (every visible entry, its own included).
 fn dns_check(sim: &Simulation, i: usize, found: &mut Vec<(&'static str, String)>) {
     let h = &sim.hosts[i];
-    let (Some(node), Some(sd)) = (&h.node, &h.dns) else {
+    let (Some(node), Some(sd)) = (h.node(), &h.dns) else {
         return;
     };
     let db = node.db();
     let table = crate::sim::TABLES[crate::sim::ENDPOINT_TABLE];
-    let attached: BTreeSet<&str> = h
+    // The raw workload's networks, and the CNM networks the node core has endpoints on.
+    let mut attached: BTreeSet<&str> = h
         .attached
         .keys()
         .map(|&k| sim.net_ids[k].as_str())
         .collect();
+    if let Some(core) = h.core() {
+        attached.extend(
+            core.state()
+                .endpoints
+                .values()
+                .map(|e| e.network_id.as_str()),
+        );
+    }
     for (id, _) in sd.networks() {
         if !attached.contains(id.as_str()) {
             found.push((
@@ -499,7 +507,7 @@ pub(crate) fn expectation_now(sim: &mut Simulation, e: &Expectation) {
                 let reference = view(sim, *source, network).len();
                 let net = &sim.net_ids[network];
                 for &i in nodes {
-                    let Some(node) = &sim.hosts[i].node else {
+                    let Some(node) = sim.hosts[i].node() else {
                         continue;
                     };
                     let got = view(sim, i, network).len();
@@ -540,7 +548,7 @@ pub(crate) fn expectation_now(sim: &mut Simulation, e: &Expectation) {
             keys,
         } => {
             let net = sim.net_ids[*network].clone();
-            let Some(owner) = sim.hosts[*node].node.as_ref() else {
+            let Some(owner) = sim.hosts[*node].node() else {
                 return;
             };
             let owner_name = owner.db().name().clone();
@@ -548,7 +556,7 @@ pub(crate) fn expectation_now(sim: &mut Simulation, e: &Expectation) {
                 return;
             }
             for (i, h) in sim.hosts.iter().enumerate() {
-                let Some(n) = &h.node else { continue };
+                let Some(n) = h.node() else { continue };
                 if !h.is_live() || !n.db().is_attached(&net, n.db().name()) {
                     continue;
                 }
@@ -572,7 +580,7 @@ pub(crate) fn expectation_now(sim: &mut Simulation, e: &Expectation) {
 pub(crate) fn counter(sim: &Simulation, name: &str) -> u64 {
     let mut all = sim.drops.clone();
     for h in &sim.hosts {
-        if let Some(node) = &h.node {
+        if let Some(node) = h.node() {
             crate::report::add_node_counters(&mut all, node);
         }
     }
@@ -648,7 +656,7 @@ pub(crate) fn digest(sim: &Simulation) -> u64 {
     d.u64(sim.events);
     for (i, h) in sim.hosts.iter().enumerate() {
         d.u64(i as u64);
-        let Some(node) = &h.node else {
+        let Some(node) = h.node() else {
             d.u64(0);
             continue;
         };

@@ -33,6 +33,7 @@
 
 mod check;
 mod digest;
+mod ipam;
 mod options;
 mod plot;
 mod report;
@@ -40,6 +41,7 @@ mod scenario;
 mod seeds;
 mod sim;
 
+pub use ipam::IpamCounters;
 pub use options::{
     CrashSpec, LatencyRange, MAX_NODES, OptionsError, PartitionKind, PartitionSpec, PauseSpec,
     SimOptions, WriteMix,

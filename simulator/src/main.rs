@@ -84,6 +84,21 @@ struct Args {
     /// Do not run the `dns` checker (service discovery records per process).
     #[arg(long = "no-dns-check")]
     no_dns_check: bool,
+    /// Networks of the IPAM workload.
+    #[arg(long = "ipam-networks")]
+    ipam_networks: Option<usize>,
+    /// Prefix length of the IPAM workload's subnets (16..=28).
+    #[arg(long = "ipam-prefix")]
+    ipam_prefix: Option<u8>,
+    /// IPAM operations per second, cluster-wide.
+    #[arg(long = "ipam-ops")]
+    ipam_ops: Option<f64>,
+    /// Endpoints every node creates at one instant.
+    #[arg(long = "ipam-burst")]
+    ipam_burst: Option<usize>,
+    /// Do not run the `ipam` checker.
+    #[arg(long = "no-ipam-check")]
+    no_ipam_check: bool,
 }
 
 fn parse_scenario(s: &str) -> Result<Scenario, String> {
@@ -149,6 +164,19 @@ fn options(args: &Args) -> Result<SimOptions, String> {
     o.trace = args.trace;
     o.check_kernel = !args.no_kernel_check;
     o.check_dns = !args.no_dns_check;
+    o.check_ipam = !args.no_ipam_check;
+    if let Some(v) = args.ipam_networks {
+        o.ipam_networks = v;
+    }
+    if let Some(v) = args.ipam_prefix {
+        o.ipam_prefix = v;
+    }
+    if let Some(v) = args.ipam_ops {
+        o.ipam_ops_per_sec = v;
+    }
+    if let Some(v) = args.ipam_burst {
+        o.ipam_burst = v;
+    }
     Ok(o)
 }
 

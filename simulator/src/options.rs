@@ -92,6 +92,22 @@ pub struct SimOptions {
     /// calm phase each attached network's names must be what the node's view of the table
     /// implies.
     pub check_dns: bool,
+    /// Networks of the IPAM workload (`ipam0`, ...), created by node 0 (the founder) through
+    /// its node core after the cluster formed.
+    pub ipam_networks: usize,
+    /// The prefix length of their subnets (`198.18.<k>.0/<prefix>`), 16..=28.
+    pub ipam_prefix: u8,
+    /// IPAM operations per second, cluster-wide, during the fault phase: endpoints created
+    /// (one in eight with a given address) and removed through the hosts' node cores, now
+    /// and then a network created (its VNI from the cluster-wide pool).
+    pub ipam_ops_per_sec: f64,
+    /// Every live node creates this many endpoints at the same instant (scenario
+    /// `ipam-burst`), 0 for none.
+    pub ipam_burst: usize,
+    /// Run the `ipam` checker, continuously: no address held twice in a network, no VNI
+    /// held by two networks (among the running processes' states and the states the stopped
+    /// ones saved), every allocation answered within its bound.
+    pub check_ipam: bool,
 }
 
 /// Weights of the random workload's operations.
@@ -243,6 +259,11 @@ impl SimOptions {
             trace: false,
             check_kernel: true,
             check_dns: true,
+            ipam_networks: 1,
+            ipam_prefix: 24,
+            ipam_ops_per_sec: 5.0,
+            ipam_burst: 0,
+            check_ipam: true,
         };
         scenario.tune(&mut o);
         o
@@ -320,6 +341,46 @@ impl SimOptions {
                 "probes_per_sec",
                 "0..=1000".into(),
                 self.probes_per_sec,
+            ));
+        }
+        if self.ipam_networks > 64 {
+            return Err(out_of_range(
+                "ipam_networks",
+                "0..=64".into(),
+                self.ipam_networks,
+            ));
+        }
+        if !(16..=28).contains(&self.ipam_prefix) {
+            return Err(out_of_range(
+                "ipam_prefix",
+                "16..=28".into(),
+                self.ipam_prefix,
+            ));
+        }
+        // The workload's subnets stay below 198.19.128.0 (its extra networks live above).
+        if self.ipam_networks as u64 * u64::from(crate::ipam::stride(self.ipam_prefix)) > 0x1_8000 {
+            return Err(out_of_range(
+                "ipam_networks",
+                format!(
+                    "at most {} networks of /{}",
+                    0x1_8000 / crate::ipam::stride(self.ipam_prefix),
+                    self.ipam_prefix
+                ),
+                self.ipam_networks,
+            ));
+        }
+        if !(0.0..=10_000.0).contains(&self.ipam_ops_per_sec) {
+            return Err(out_of_range(
+                "ipam_ops_per_sec",
+                "0..=10000".into(),
+                self.ipam_ops_per_sec,
+            ));
+        }
+        if self.ipam_burst > 10_000 {
+            return Err(out_of_range(
+                "ipam_burst",
+                "0..=10000".into(),
+                self.ipam_burst,
             ));
         }
         if !(8..=60_000).contains(&self.value_bytes) {
@@ -465,6 +526,21 @@ impl SimOptions {
         }
         if !self.check_dns {
             cmd += " --no-dns-check";
+        }
+        if self.ipam_networks != base.ipam_networks {
+            cmd += &format!(" --ipam-networks {}", self.ipam_networks);
+        }
+        if self.ipam_prefix != base.ipam_prefix {
+            cmd += &format!(" --ipam-prefix {}", self.ipam_prefix);
+        }
+        if self.ipam_ops_per_sec != base.ipam_ops_per_sec {
+            cmd += &format!(" --ipam-ops {}", self.ipam_ops_per_sec);
+        }
+        if self.ipam_burst != base.ipam_burst {
+            cmd += &format!(" --ipam-burst {}", self.ipam_burst);
+        }
+        if !self.check_ipam {
+            cmd += " --no-ipam-check";
         }
         cmd
     }

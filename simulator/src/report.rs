@@ -97,6 +97,8 @@ pub struct Report {
     /// `endpoint_table` changes (watch events and own writes) the service discoveries
     /// applied, over every process (zero without [`SimOptions::check_dns`]).
     pub dns_applied: u64,
+    /// What the IPAM workload did.
+    pub ipam: crate::IpamCounters,
     /// Events processed.
     pub events: u64,
     /// Live nodes at the end.
@@ -113,7 +115,7 @@ impl Report {
     pub(crate) fn build(sim: Simulation) -> Self {
         let mut drops = sim.drops.clone();
         for h in &sim.hosts {
-            if let Some(node) = &h.node {
+            if let Some(node) = h.node() {
                 add_node_counters(&mut drops, node);
             }
         }
@@ -137,6 +139,7 @@ impl Report {
                     .filter_map(|h| h.dns.as_ref())
                     .map(|sd| sd.stats().applied)
                     .sum::<u64>(),
+            ipam: sim.ipam.counters,
             events: sim.events,
             live_nodes: sim.hosts.iter().filter(|h| h.is_live()).count(),
             node_seconds: sim.node_seconds,
@@ -248,6 +251,21 @@ impl fmt::Display for Report {
                 f,
                 "dns: {} endpoint_table changes applied to service discovery",
                 self.dns_applied
+            )?;
+        }
+        if self.options.ipam_networks > 0 {
+            let c = &self.ipam;
+            writeln!(
+                f,
+                "ipam: {} endpoints at once, {} after a wait (longest {:.2} s), {} refused, {} \
+                 removed, {} networks created, {} blocks handed back",
+                c.local,
+                c.waited,
+                c.max_wait.as_secs_f64(),
+                c.refused,
+                c.removed,
+                c.networks,
+                c.handed_back
             )?;
         }
         match self.settled_after {

@@ -39,11 +39,25 @@ pub enum Scenario {
     /// The generic workload while a group of nodes cannot send to the others (they can still
     /// receive), then heals.
     AsymmetricPartition,
+    /// Issue 13: every node creates endpoints on one network at the same instant (120 at
+    /// once on 3 agents gave 15 duplicate addresses before the cluster-wide allocator).
+    IpamBurst,
+    /// Allocation on both sides of a partition, then the heal: each side allocates from the
+    /// space it owns, nothing is claimed twice.
+    IpamPartition,
+    /// The owner of the space (node 0, the founder and the networks' creator) crashes and
+    /// restarts; node 1 crashes for good; allocation goes on.
+    IpamCrash,
+    /// Nodes leave gracefully (one for good, one to come back) while allocating.
+    IpamLeave,
+    /// A nearly full subnet (a /26: 61 addresses) under heavy allocation: refusals name the
+    /// network and its size, nothing is held twice.
+    IpamFull,
 }
 
 impl Scenario {
     /// Every scenario, in the order of [`Scenario::name`]s listed by the CLI.
-    pub const ALL: [Scenario; 8] = [
+    pub const ALL: [Scenario; 13] = [
         Scenario::Random,
         Scenario::LeaveRejoinOutOfOrder,
         Scenario::TransientFailure,
@@ -52,6 +66,11 @@ impl Scenario {
         Scenario::JoinPopulated,
         Scenario::Loss30,
         Scenario::AsymmetricPartition,
+        Scenario::IpamBurst,
+        Scenario::IpamPartition,
+        Scenario::IpamCrash,
+        Scenario::IpamLeave,
+        Scenario::IpamFull,
     ];
 
     /// The name the CLI selects it by.
@@ -65,6 +84,11 @@ impl Scenario {
             Scenario::JoinPopulated => "join-populated",
             Scenario::Loss30 => "loss-30",
             Scenario::AsymmetricPartition => "asymmetric-partition",
+            Scenario::IpamBurst => "ipam-burst",
+            Scenario::IpamPartition => "ipam-partition",
+            Scenario::IpamCrash => "ipam-crash",
+            Scenario::IpamLeave => "ipam-leave",
+            Scenario::IpamFull => "ipam-full",
         }
     }
 
@@ -76,7 +100,10 @@ impl Scenario {
             Scenario::LeaveRejoinOutOfOrder
             | Scenario::TransientFailure
             | Scenario::ConcurrentBulkSync
-            | Scenario::AsymmetricPartition => 3,
+            | Scenario::AsymmetricPartition
+            | Scenario::IpamBurst
+            | Scenario::IpamFull => 3,
+            Scenario::IpamPartition | Scenario::IpamCrash | Scenario::IpamLeave => 4,
             Scenario::BootstrapRestart => 5,
         }
     }
@@ -121,6 +148,60 @@ impl Scenario {
                 o.duration = Duration::from_secs(45);
                 o.ops_per_sec = 20.0;
                 o.mix.churn = 0;
+            }
+            Scenario::IpamBurst => {
+                o.duration = Duration::from_secs(40);
+                o.ops_per_sec = 5.0;
+                o.ipam_ops_per_sec = 2.0;
+                o.ipam_burst = 40;
+                o.ipam_prefix = 22;
+            }
+            Scenario::IpamPartition => {
+                o.duration = Duration::from_secs(60);
+                o.ops_per_sec = 5.0;
+                o.ipam_ops_per_sec = 20.0;
+                let half: Vec<usize> = (0..o.nodes / 2).collect();
+                o.partitions.push(PartitionSpec {
+                    start: Duration::from_secs(15),
+                    end: Duration::from_secs(45),
+                    kind: PartitionKind::Symmetric { group: half },
+                });
+            }
+            Scenario::IpamCrash => {
+                o.duration = Duration::from_secs(60);
+                o.ops_per_sec = 5.0;
+                o.ipam_ops_per_sec = 20.0;
+                o.crashes.push(CrashSpec {
+                    node: 0,
+                    at: Duration::from_secs(20),
+                    restart_after: Some(Duration::from_secs(10)),
+                });
+                o.crashes.push(CrashSpec {
+                    node: 1,
+                    at: Duration::from_secs(25),
+                    restart_after: None,
+                });
+            }
+            Scenario::IpamLeave => {
+                o.duration = Duration::from_secs(60);
+                o.ops_per_sec = 5.0;
+                o.ipam_ops_per_sec = 20.0;
+                o.leaves.push(CrashSpec {
+                    node: 2,
+                    at: Duration::from_secs(20),
+                    restart_after: None,
+                });
+                o.leaves.push(CrashSpec {
+                    node: 3,
+                    at: Duration::from_secs(25),
+                    restart_after: Some(Duration::from_secs(10)),
+                });
+            }
+            Scenario::IpamFull => {
+                o.duration = Duration::from_secs(40);
+                o.ops_per_sec = 5.0;
+                o.ipam_prefix = 26;
+                o.ipam_ops_per_sec = 40.0;
             }
         }
     }
@@ -285,6 +366,14 @@ pub(crate) fn build(o: &SimOptions) -> Result<Script, OptionsError> {
     let ms = Duration::from_millis;
     s.workload = (t0 + sec(1), o.duration);
     match o.scenario {
+        Scenario::IpamBurst
+        | Scenario::IpamPartition
+        | Scenario::IpamCrash
+        | Scenario::IpamLeave
+        | Scenario::IpamFull => {
+            need(20)?;
+            attach_random(o, &mut rng, t0, &mut s);
+        }
         Scenario::Random | Scenario::Loss30 | Scenario::AsymmetricPartition => {
             attach_random(o, &mut rng, t0, &mut s);
             if o.scenario == Scenario::AsymmetricPartition {

@@ -11,6 +11,10 @@ pub(crate) const SCRIPT: u64 = 3;
 pub(crate) const NODE: u64 = 4;
 /// Clock offsets.
 pub(crate) const CLOCK: u64 = 5;
+/// Stream of the node cores' generators (network and endpoint IDs).
+pub(crate) const CORE: u64 = 6;
+/// The IPAM workload's stream.
+pub(crate) const IPAM: u64 = 7;
 
 /// A seed for `(purpose, index)` under `master` (SplitMix64 finalizer over the three).
 pub(crate) fn derive(master: u64, purpose: u64, index: u64) -> u64 {

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use cluster::{MemberEvent, Node, NodeConfig, NodeIdentity, Output};
 use discovery::{EndpointRecord, PortConfig, Protocol, ServiceDiscovery};
-use networkdb::{Key, NetworkId, TableName, WatchEvent, WatchFilter};
+use networkdb::{Key, NetworkDb, NetworkId, TableName, WatchEvent, WatchFilter};
+use nodecore::{Event as CoreEvent, LocalState, NamesChange, NodeCore, Settings, Stack, Step};
 use overlay::{Dataplane, FakeKernel, Mac, PeerDb, PeerRecord};
 use rand::{RngExt, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -43,6 +44,8 @@ const TASK_ALIASES: [&str; 3] = ["alias0", "alias1", "Alias2"];
 const SERVICE_ALIASES: [&str; 2] = ["front", "back"];
 /// Violations kept per checker; the rest are counted.
 pub(crate) const MAX_VIOLATIONS_PER_CHECK: usize = 20;
+/// A leaving process hands its empty address blocks back this long before its goodbye.
+const HAND_BACK_GRACE: Duration = Duration::from_secs(1);
 /// A graceful leave stops the process this long after the goodbye.
 const LEAVE_LINGER: Duration = Duration::from_secs(2);
 /// Virtual time is shifted by this much so that negative clock offsets stay representable.
@@ -62,7 +65,14 @@ pub(crate) enum Fate {
 pub(crate) struct Host {
     pub(crate) name: Arc<str>,
     pub(crate) addr: SocketAddr,
-    pub(crate) node: Option<Node>,
+    /// The running process: a node and its core.
+    pub(crate) stack: Option<Stack>,
+    /// What the process saved last ([`CoreEvent::Persist`]): a restart resumes from it.
+    pub(crate) disk: Option<LocalState>,
+    /// The host left the cluster and stays away: its saved endpoints are no longer live.
+    pub(crate) gone: bool,
+    /// The running process handed its empty blocks back for a leave that comes next.
+    handed_back: bool,
     /// Starts so far; the SWIM incarnation of the running process.
     pub(crate) incarnation: u64,
     offset_nanos: i64,
@@ -101,7 +111,17 @@ pub(crate) struct Overlay {
 impl Host {
     /// Running, and not stopping after a graceful leave.
     pub(crate) fn is_live(&self) -> bool {
-        self.node.is_some() && !self.leaving
+        self.stack.is_some() && !self.leaving
+    }
+
+    /// The running process's node.
+    pub(crate) fn node(&self) -> Option<&Node> {
+        self.stack.as_ref().map(Stack::node)
+    }
+
+    /// The running process's core.
+    pub(crate) fn core(&self) -> Option<&NodeCore> {
+        self.stack.as_ref().map(Stack::core)
     }
 }
 
@@ -116,7 +136,7 @@ pub(crate) struct Probe {
 }
 
 #[derive(Debug)]
-enum Event {
+pub(crate) enum Event {
     Datagram {
         from: usize,
         to: usize,
@@ -135,6 +155,14 @@ enum Event {
     Act(Action),
     Workload,
     Probe,
+    /// Node 0 creates the IPAM workload's networks (retried until it can).
+    IpamSetup {
+        attempt: u32,
+    },
+    /// One operation of the IPAM workload.
+    IpamOp,
+    /// Every live node creates `ipam_burst` endpoints at once.
+    IpamBurst,
     Sample,
     Calm,
 }
@@ -222,7 +250,11 @@ pub struct Simulation {
     pub(crate) events: u64,
     pub(crate) settled_at: Option<Duration>,
     pub(crate) node_seconds: f64,
-    out_buf: Vec<Output>,
+    out_buf: Vec<Step>,
+    /// The IPAM workload and its checker's state.
+    pub(crate) ipam: crate::ipam::IpamWork,
+    /// The IPAM workload's generator (its own stream: the other workloads' draws stay).
+    pub(crate) ipam_rng: Xoshiro256PlusPlus,
     started: Instant,
     last_progress: Option<Instant>,
 }
@@ -262,7 +294,10 @@ impl Simulation {
                 Host {
                     name: format!("node{i}").into(),
                     addr: host_addr(i),
-                    node: None,
+                    stack: None,
+                    disk: None,
+                    gone: false,
+                    handed_back: false,
                     incarnation: 0,
                     offset_nanos,
                     paused_until: None,
@@ -362,6 +397,8 @@ impl Simulation {
             settled_at: None,
             node_seconds: 0.0,
             out_buf: Vec::new(),
+            ipam: crate::ipam::IpamWork::default(),
+            ipam_rng: Xoshiro256PlusPlus::seed_from_u64(seeds::derive(opts.seed, seeds::IPAM, 0)),
             #[allow(clippy::disallowed_methods, reason = "wall time is only reported")]
             started: Instant::now(),
             last_progress: None,
@@ -379,6 +416,9 @@ impl Simulation {
         if sim.opts.probes_per_sec > 0.0 && sim.workload.0 < sim.workload.1 {
             sim.push(sim.workload.0, Event::Probe);
         }
+        if sim.opts.ipam_networks > 0 && sim.workload.0 < sim.workload.1 {
+            sim.push(sim.workload.0, Event::IpamSetup { attempt: 0 });
+        }
         sim.push(sim.opts.sample_interval, Event::Sample);
         sim.push(sim.opts.duration, Event::Calm);
         Ok(sim)
@@ -391,7 +431,7 @@ impl Simulation {
                 break;
             }
             if q.at > self.now {
-                let live = self.hosts.iter().filter(|h| h.node.is_some()).count();
+                let live = self.hosts.iter().filter(|h| h.stack.is_some()).count();
                 self.node_seconds += live as f64 * (q.at - self.now).as_secs_f64();
                 self.now = q.at;
             }
@@ -402,7 +442,7 @@ impl Simulation {
             }
         }
         if self.now < self.end {
-            let live = self.hosts.iter().filter(|h| h.node.is_some()).count();
+            let live = self.hosts.iter().filter(|h| h.stack.is_some()).count();
             self.node_seconds += live as f64 * (self.end - self.now).as_secs_f64();
             self.now = self.end;
         }
@@ -418,7 +458,7 @@ impl Simulation {
 
     // ---- events ----
 
-    fn push(&mut self, at: Duration, event: Event) {
+    pub(crate) fn push(&mut self, at: Duration, event: Event) {
         self.seq += 1;
         self.queue.push(Reverse(Queued {
             at,
@@ -454,6 +494,25 @@ impl Simulation {
                     self.push(next, Event::Probe);
                 }
             }
+            Event::IpamSetup { attempt } => {
+                if !self.ipam_setup() && attempt < 20 {
+                    self.push(
+                        self.now + Duration::from_secs(1),
+                        Event::IpamSetup {
+                            attempt: attempt + 1,
+                        },
+                    );
+                }
+            }
+            Event::IpamOp => {
+                self.ipam_op();
+                let mean = 1.0 / self.opts.ipam_ops_per_sec;
+                let next = self.now + jittered(&mut self.ipam_rng, mean);
+                if next < self.workload.1 {
+                    self.push(next, Event::IpamOp);
+                }
+            }
+            Event::IpamBurst => self.ipam_burst(),
             Event::Sample => {
                 self.sample();
                 let next = self.now + self.opts.sample_interval;
@@ -468,12 +527,12 @@ impl Simulation {
         }
     }
 
-    fn paused(&self, i: usize) -> Option<Duration> {
+    pub(crate) fn paused(&self, i: usize) -> Option<Duration> {
         self.hosts[i].paused_until.filter(|u| *u > self.now)
     }
 
     fn deliver_datagram(&mut self, from: usize, to: usize, payload: Vec<u8>) {
-        if self.hosts[to].node.is_none() {
+        if self.hosts[to].stack.is_none() {
             self.drop_sim("sim.dead_destination");
             return;
         }
@@ -488,15 +547,15 @@ impl Simulation {
         }
         let now = self.instant(to);
         let from_addr = self.hosts[from].addr;
-        if let Some(node) = self.hosts[to].node.as_mut() {
+        if let Some(stack) = self.hosts[to].stack.as_mut() {
             // Refused input is counted by the core (NodeStats, networkdb::Stats).
-            let _ = node.handle_datagram(now, from_addr, &payload);
+            let _ = stack.node_mut().handle_datagram(now, from_addr, &payload);
         }
         self.drain(to);
     }
 
     fn deliver_stream(&mut self, from: usize, to: usize, incarnation: u64, payload: Vec<u8>) {
-        if self.hosts[to].node.is_none() || self.hosts[to].incarnation != incarnation {
+        if self.hosts[to].stack.is_none() || self.hosts[to].incarnation != incarnation {
             self.drop_sim("sim.connection_reset");
             return;
         }
@@ -514,14 +573,14 @@ impl Simulation {
         }
         let now = self.instant(to);
         let name = self.hosts[from].name.clone();
-        if let Some(node) = self.hosts[to].node.as_mut() {
-            let _ = node.handle_stream(now, &[&*name], &payload);
+        if let Some(stack) = self.hosts[to].stack.as_mut() {
+            let _ = stack.node_mut().handle_stream(now, &[&*name], &payload);
         }
         self.drain(to);
     }
 
     fn fire_timer(&mut self, i: usize, generation: u64) {
-        if self.hosts[i].timer_gen != generation || self.hosts[i].node.is_none() {
+        if self.hosts[i].timer_gen != generation || self.hosts[i].stack.is_none() {
             return;
         }
         self.hosts[i].timer_at = None;
@@ -530,8 +589,8 @@ impl Simulation {
             return;
         }
         let now = self.instant(i);
-        if let Some(node) = self.hosts[i].node.as_mut() {
-            node.handle_timeout(now);
+        if let Some(stack) = self.hosts[i].stack.as_mut() {
+            stack.handle_timeout(now);
         }
         self.drain(i);
     }
@@ -550,19 +609,24 @@ impl Simulation {
         );
     }
 
-    /// Drains node `i`'s outputs and schedules its next deadline.
+    /// Drains node `i`'s outputs and its core's events, in order, and schedules its next
+    /// deadline.
     fn drain(&mut self, i: usize) {
         let mut outs = std::mem::take(&mut self.out_buf);
-        if let Some(node) = self.hosts[i].node.as_mut() {
-            while let Some(out) = node.poll_output() {
-                outs.push(out);
+        let now = self.instant(i);
+        if let Some(stack) = self.hosts[i].stack.as_mut() {
+            while let Some(step) = stack.poll(now) {
+                outs.push(step);
             }
         }
-        for out in outs.drain(..) {
-            self.route(i, out);
+        for step in outs.drain(..) {
+            match step {
+                Step::Output(out) => self.route(i, out),
+                Step::Event(event) => self.core_event(i, event),
+            }
         }
         self.out_buf = outs;
-        let Some(deadline) = self.hosts[i].node.as_ref().map(Node::poll_timeout) else {
+        let Some(deadline) = self.hosts[i].stack.as_ref().map(Stack::poll_timeout) else {
             return;
         };
         let at = self.global(i, deadline).max(self.now);
@@ -639,7 +703,7 @@ impl Simulation {
                     self.drop_sim("sim.partition");
                     return;
                 }
-                if self.hosts[to].node.is_none() {
+                if self.hosts[to].stack.is_none() {
                     self.drop_sim("sim.connection_refused");
                     return;
                 }
@@ -658,14 +722,6 @@ impl Simulation {
                         payload,
                     },
                 );
-            }
-            Output::Watch { event, .. } if event.table.as_str() == TABLES[PEER_TABLE] => {
-                self.overlay_event(from, &event);
-            }
-            Output::Watch { event, .. } if event.table.as_str() == TABLES[ENDPOINT_TABLE] => {
-                if let Some(sd) = self.hosts[from].dns.as_mut() {
-                    sd.apply(&event);
-                }
             }
             Output::Watch { event, .. } => {
                 if event.table.as_str() != TABLES[PROBE_TABLE] {
@@ -816,38 +872,31 @@ impl Simulation {
                     network: None,
                     own: false,
                 });
-                let snapshot = if self.opts.check_kernel {
-                    // The overlay driver: every change of the peer table, in every network.
-                    let (_, snapshot) = node.db_mut().watch(WatchFilter {
-                        table: Some(TableName::from(TABLES[PEER_TABLE])),
-                        network: None,
-                        own: false,
-                    });
+                if self.opts.check_kernel {
+                    // The overlay driver, fed by the core with every change of the peer
+                    // table, in every network.
                     self.hosts[i].overlay = Some(Overlay {
                         peers: PeerDb::new(self.hosts[i].addr.ip()),
                         kernel: FakeKernel::new(),
                     });
-                    snapshot
-                } else {
-                    Vec::new()
-                };
+                }
                 if self.opts.check_dns {
-                    // Service discovery: every change of the endpoint table.
-                    let (_, snapshot) = node.db_mut().watch(WatchFilter {
-                        table: Some(TableName::from(TABLES[ENDPOINT_TABLE])),
-                        network: None,
-                        own: false,
-                    });
-                    let mut sd = ServiceDiscovery::new();
-                    for event in &snapshot {
-                        sd.apply(event);
-                    }
-                    self.hosts[i].dns = Some(sd);
+                    // Service discovery, fed by the core's one stream of name changes.
+                    self.hosts[i].dns = Some(ServiceDiscovery::new());
                 }
-                self.hosts[i].node = Some(node);
-                for event in &snapshot {
-                    self.overlay_event(i, event);
-                }
+                let h = &self.hosts[i];
+                let settings = Settings::new(
+                    h.name.to_string(),
+                    h.addr.ip(),
+                    i == 0,
+                    seeds::derive(
+                        self.opts.seed,
+                        seeds::CORE,
+                        ((i as u64) << 20) | h.incarnation,
+                    ),
+                );
+                let state = h.disk.clone().unwrap_or_default();
+                self.hosts[i].stack = Some(Stack::new(node, now, settings, state));
                 self.drain(i);
             }
             Err(e) => {
@@ -856,12 +905,41 @@ impl Simulation {
         }
     }
 
+    /// Carries out an event of host `i`'s core: what the agent's engine does with it.
+    fn core_event(&mut self, i: usize, event: CoreEvent) {
+        match event {
+            CoreEvent::Persist(state) => self.hosts[i].disk = Some(*state),
+            CoreEvent::Peer(event) => self.overlay_event(i, &event),
+            CoreEvent::Names(change) => {
+                if let Some(sd) = self.hosts[i].dns.as_mut() {
+                    match change {
+                        NamesChange::Attach(network) => sd.attach(&NetworkId::from(network)),
+                        NamesChange::Detach(network) => sd.detach(&NetworkId::from(network)),
+                        NamesChange::Record(event) => {
+                            sd.apply(&event);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            CoreEvent::Answer(request, answer) => {
+                let now = self.now;
+                if let Some(detail) = self.ipam.answered(i, request, &answer, now) {
+                    self.violation("ipam", detail);
+                }
+                self.check_ipam();
+            }
+            _ => {}
+        }
+    }
+
     /// Stops host `i`'s process; its counters are kept.
     fn stop(&mut self, i: usize) {
-        let Some(node) = self.hosts[i].node.take() else {
+        let Some(stack) = self.hosts[i].stack.take() else {
             return;
         };
-        crate::report::add_node_counters(&mut self.drops, &node);
+        crate::report::add_node_counters(&mut self.drops, stack.node());
+        self.ipam.waiting.retain(|(host, _), _| *host != i);
         let h = &mut self.hosts[i];
         h.overlay = None;
         if let Some(sd) = h.dns.take() {
@@ -947,6 +1025,27 @@ impl Simulation {
                 if !self.hosts[node].is_live() {
                     return;
                 }
+                if !self.hosts[node].handed_back {
+                    // As the agent does: empty address blocks go to an heir first, and get a
+                    // second to spread before the goodbye.
+                    let given = self
+                        .call_core(node, |core, db, now| core.hand_back(db, now))
+                        .unwrap_or(0);
+                    if given > 0 {
+                        self.ipam.counters.handed_back += given as u64;
+                        self.hosts[node].handed_back = true;
+                        self.push(
+                            self.now + HAND_BACK_GRACE,
+                            Event::Act(Action::LeaveCluster {
+                                node,
+                                restart_after: restart_after
+                                    .map(|d| d.saturating_sub(HAND_BACK_GRACE)),
+                            }),
+                        );
+                        return;
+                    }
+                }
+                self.hosts[node].handed_back = false;
                 let _ = self.call(node, |n, now| n.leave(now));
                 let h = &mut self.hosts[node];
                 h.leaving = true;
@@ -975,6 +1074,8 @@ impl Simulation {
                     return;
                 }
                 self.stop(node);
+                // Left for good: its saved endpoints are no longer live.
+                self.hosts[node].gone = restart_after.is_none();
                 if let Some(d) = restart_after {
                     self.push(self.now + d, Event::Act(Action::Restart { node }));
                 }
@@ -992,7 +1093,13 @@ impl Simulation {
                 }
             }
             Action::Pause { node, length } => {
-                if self.hosts[node].node.is_some() {
+                if self.hosts[node].stack.is_some() {
+                    // The core's timers wait too: its pending allocations get the pause.
+                    for ((host, _), w) in self.ipam.waiting.iter_mut() {
+                        if *host == node {
+                            w.at += length;
+                        }
+                    }
                     self.hosts[node].paused_until = Some(self.now + length);
                     self.hosts[node].buffered = 0;
                 }
@@ -1020,26 +1127,44 @@ impl Simulation {
             return None;
         }
         let now = self.instant(i);
-        let r = self.hosts[i].node.as_mut().map(|n| f(n, now));
+        let r = self.hosts[i].stack.as_mut().map(|s| f(s.node_mut(), now));
+        self.drain(i);
+        r
+    }
+
+    /// Calls the core of host `i` (if live) and drains it.
+    pub(crate) fn call_core<R>(
+        &mut self,
+        i: usize,
+        f: impl FnOnce(&mut NodeCore, &mut NetworkDb, Instant) -> R,
+    ) -> Option<R> {
+        if !self.hosts[i].is_live() {
+            return None;
+        }
+        let now = self.instant(i);
+        let r = self.hosts[i].stack.as_mut().map(|s| {
+            let (core, db) = s.split();
+            f(core, db, now)
+        });
         self.drain(i);
         r
     }
 
     fn join_network(&mut self, node: usize, network: usize) {
         let id = self.net_ids[network].clone();
-        // Service discovery attaches first, so that no change of the join is missed.
-        let live = self.hosts[node].is_live();
-        let attached_dns = match self.hosts[node].dns.as_mut() {
-            Some(sd) if live && !sd.is_attached(&id) => {
-                sd.attach(&id);
-                true
+        let joined = self.call_core(node, |core, db, now| {
+            let result = db.join_network(now, id.clone());
+            if result.is_ok() {
+                // Service discovery resolves on it from now on, starting from the node's
+                // view (entries its process wrote while not attached become part of the
+                // network on the join).
+                core.resolve_on(db, &id);
             }
-            _ => false,
-        };
-        match self.call(node, |n, now| n.db_mut().join_network(now, id.clone())) {
+            result
+        });
+        match joined {
             Some(Ok(())) => {
                 let now = self.now;
-                self.seed_dns(node, &id);
                 let h = &mut self.hosts[node];
                 h.attached.insert(network, now);
                 if let Some(o) = h.overlay.as_mut() {
@@ -1050,50 +1175,26 @@ impl Simulation {
                     self.sync_kernel(node);
                 }
             }
-            Some(Err(e)) => {
-                if attached_dns && let Some(sd) = self.hosts[node].dns.as_mut() {
-                    sd.detach(&id);
-                }
-                self.api_error(node, &e);
-            }
+            Some(Err(e)) => self.api_error(node, &e),
             None => {}
-        }
-    }
-
-    /// Sets host `node`'s service discovery of network `id` to the node's current view of
-    /// `endpoint_table` there: entries its process wrote while not attached (they stay local
-    /// and become part of the network on the join) are otherwise never reported. Keys are
-    /// set idempotently, so entries already applied are unchanged.
-    fn seed_dns(&mut self, node: usize, id: &NetworkId) {
-        let h = &mut self.hosts[node];
-        let (Some(sd), Some(n)) = (h.dns.as_mut(), h.node.as_ref()) else {
-            return;
-        };
-        for (key, elem) in n.db().table_by_network(TABLES[ENDPOINT_TABLE], id) {
-            sd.set(id, &key, Some(&elem.value));
-        }
-    }
-
-    /// Applies host `node`'s own successful write of `key` in `endpoint_table` (`None`: a
-    /// delete) to its service discovery: NetworkDB's watches do not report a node's own
-    /// writes.
-    fn own_dns_write(&mut self, node: usize, network: usize, key: &Key, value: Option<&[u8]>) {
-        if let Some(sd) = self.hosts[node].dns.as_mut() {
-            sd.set(&self.net_ids[network], key, value);
         }
     }
 
     fn leave_network(&mut self, node: usize, network: usize) {
         let id = self.net_ids[network].clone();
-        match self.call(node, |n, now| n.db_mut().leave_network(now, id)) {
+        let left = self.call_core(node, |core, db, now| {
+            let result = db.leave_network(now, id.clone());
+            if result.is_ok() {
+                // NetworkDB reported every visible entry of the network deleted; the records
+                // go with the network (libnetwork `cleanupServiceDiscovery`).
+                core.stop_resolving(&id);
+            }
+            result
+        });
+        match left {
             Some(Ok(())) => {
                 let h = &mut self.hosts[node];
                 h.attached.remove(&network);
-                if let Some(sd) = h.dns.as_mut() {
-                    // NetworkDB reported every visible entry of the network deleted; the
-                    // records go with the network (libnetwork `cleanupServiceDiscovery`).
-                    sd.detach(&self.net_ids[network]);
-                }
                 if let Some(o) = h.overlay.as_mut() {
                     // The network's namespace and device are destroyed.
                     let id = &self.net_ids[network];
@@ -1261,14 +1362,10 @@ impl Simulation {
             self.net_ids[network].clone(),
             Key::from(key.as_str()),
         );
-        let written = (k.clone(), value.clone());
         match self.call(node, |nd, now| {
             nd.db_mut().create_entry(now, t, n, k, value)
         }) {
             Some(Ok(())) => {
-                if table == ENDPOINT_TABLE {
-                    self.own_dns_write(node, network, &written.0, Some(&written.1));
-                }
                 let h = &mut self.hosts[node];
                 let list = if fixed {
                     &mut h.fixed_keys
@@ -1347,24 +1444,16 @@ impl Simulation {
             );
             if roll < mix.create + mix.update {
                 let value = self.entry_value(i, table, &key, 0);
-                let written = (kk.clone(), value.clone());
                 match self.call(i, |nd, now| nd.db_mut().update_entry(now, t, n, kk, value)) {
                     Some(Ok(())) => {
-                        if table == ENDPOINT_TABLE {
-                            self.own_dns_write(i, network, &written.0, Some(&written.1));
-                        }
                         self.fates.insert((network, table, key), Fate::Live);
                     }
                     Some(Err(e)) => self.api_error(i, &e),
                     None => {}
                 }
             } else {
-                let deleted = kk.clone();
                 match self.call(i, |nd, now| nd.db_mut().delete_entry(now, t, n, kk)) {
                     Some(Ok(())) => {
-                        if table == ENDPOINT_TABLE {
-                            self.own_dns_write(i, network, &deleted, None);
-                        }
                         self.hosts[i].owned.swap_remove(k);
                         self.fates.insert((network, table, key), Fate::Gone);
                     }
@@ -1405,7 +1494,7 @@ impl Simulation {
         let max = self.config.db.max_queue_len;
         let mut over = Vec::new();
         for (i, h) in self.hosts.iter().enumerate() {
-            let Some(node) = &h.node else { continue };
+            let Some(node) = h.node() else { continue };
             let db = node.db();
             let cq = db.cluster_queue_len();
             self.max_cluster_queue = self.max_cluster_queue.max(cq);
@@ -1436,6 +1525,7 @@ impl Simulation {
         for detail in over {
             self.violation("queue-bound", detail);
         }
+        self.check_ipam();
         if self.calm && self.settled_at.is_none() && crate::check::quick_converged(self) {
             self.settled_at = Some(self.now - self.opts.duration);
         }
@@ -1497,7 +1587,7 @@ fn uniform(rng: &mut Xoshiro256PlusPlus, min: Duration, max: Duration) -> Durati
 }
 
 /// A delay of `mean_secs` on average, uniform in `[0.5, 1.5] * mean`.
-fn jittered(rng: &mut Xoshiro256PlusPlus, mean_secs: f64) -> Duration {
+pub(crate) fn jittered(rng: &mut Xoshiro256PlusPlus, mean_secs: f64) -> Duration {
     let f: f64 = rng.random_range(0.5..1.5);
     Duration::from_secs_f64((mean_secs * f).clamp(1e-6, 3600.0))
 }

@@ -202,3 +202,38 @@ fn random_with_faults_dns_check() {
         );
     }
 }
+
+/// The `ipam` scenarios of issue 13 on the real node cores: every node allocating at once,
+/// allocation across a partition and its heal, the owner's crash and restart with another
+/// node lost for good, graceful leaves, a nearly full subnet. The `ipam` checker runs
+/// continuously (no address or VNI held twice, every request answered in time).
+#[test]
+fn ipam_scenarios() {
+    for scenario in [
+        Scenario::IpamBurst,
+        Scenario::IpamPartition,
+        Scenario::IpamCrash,
+        Scenario::IpamLeave,
+        Scenario::IpamFull,
+    ] {
+        for seed in [1, 2] {
+            let report = run(scenario, 8, seed, |o| {
+                assert!(o.check_ipam, "the ipam checker is on by default");
+            });
+            assert!(report.passed(), "{report}");
+            let c = report.ipam;
+            assert!(c.local > 0 && c.waited > 0, "{scenario}: {report}");
+            assert!(report.to_string().contains("ipam: "), "{report}");
+        }
+    }
+}
+
+/// Every node creates 40 endpoints at one instant: all 8 x 40 get distinct addresses, the
+/// nodes that owned no space got theirs after a wait.
+#[test]
+fn ipam_burst_gives_every_endpoint_its_own_address() {
+    let report = run(Scenario::IpamBurst, 8, 3, |o| o.ipam_ops_per_sec = 0.0);
+    assert!(report.passed(), "{report}");
+    assert!(report.ipam.local + report.ipam.waited >= 8 * 40, "{report}");
+    assert_eq!(report.ipam.refused, 0, "{report}");
+}

@@ -2,7 +2,9 @@
 //! Generated workloads and fault schedules always converge after the calm phase.
 //!
 //! Each case is a whole simulated cluster (2-25 real node cores, 1-5 networks) running the
-//! random workload (network join and leave, create, update, delete) under a generated schedule
+//! random workload (network join and leave, create, update, delete) and the IPAM workload
+//! (endpoints created, joined and removed through each host's node core, cluster-wide
+//! address allocation checked continuously) under a generated schedule
 //! of crashes, restarts with a new incarnation, graceful leaves, pauses, symmetric and one-way
 //! partitions, plus loss and duplication. After the calm phase every checker of the simulator
 //! must pass: every live node attached to a network sees the same live entries, no deleted
@@ -67,6 +69,7 @@ struct Case {
     loss: f64,
     duplicate: f64,
     ops_per_sec: f64,
+    ipam_ops_per_sec: f64,
     faults: Vec<Fault>,
 }
 
@@ -116,17 +119,21 @@ fn case() -> impl Strategy<Value = Case> {
         prop_oneof![Just(0.0), 0.0..0.2f64],
         prop_oneof![Just(0.0), 0.0..0.1f64],
         1.0..60.0f64,
+        0.0..30.0f64,
         proptest::collection::vec(fault(), 0..6),
     )
         .prop_map(
-            |(nodes, networks, seed, loss, duplicate, ops_per_sec, faults)| Case {
-                nodes,
-                networks,
-                seed,
-                loss,
-                duplicate,
-                ops_per_sec,
-                faults,
+            |(nodes, networks, seed, loss, duplicate, ops_per_sec, ipam_ops_per_sec, faults)| {
+                Case {
+                    nodes,
+                    networks,
+                    seed,
+                    loss,
+                    duplicate,
+                    ops_per_sec,
+                    ipam_ops_per_sec,
+                    faults,
+                }
             },
         )
 }
@@ -147,6 +154,9 @@ impl Case {
         o.loss = self.loss;
         o.duplicate = self.duplicate;
         o.ops_per_sec = self.ops_per_sec;
+        // Endpoints created and removed through every host's node core, with the `ipam`
+        // checker on: no address held twice, every request answered in time.
+        o.ipam_ops_per_sec = self.ipam_ops_per_sec;
         o.probes_per_sec = 1.0;
         o.progress = false;
         let n = self.nodes;
@@ -242,6 +252,7 @@ fn fixed_cases_converge() {
             loss: 0.0,
             duplicate: 0.0,
             ops_per_sec: 20.0,
+            ipam_ops_per_sec: 10.0,
             faults: vec![Fault::Crash {
                 node: 1,
                 at: 8000,
@@ -256,6 +267,7 @@ fn fixed_cases_converge() {
             loss: 0.1,
             duplicate: 0.05,
             ops_per_sec: 40.0,
+            ipam_ops_per_sec: 20.0,
             faults: vec![
                 Fault::Split {
                     group: vec![0, 1, 2],
@@ -294,6 +306,7 @@ fn fixed_cases_converge() {
             loss: 0.106_613_397_881_345_47,
             duplicate: 0.0,
             ops_per_sec: 55.623_104_255_061_76,
+            ipam_ops_per_sec: 5.0,
             faults: vec![
                 Fault::OneWay {
                     from: 21,

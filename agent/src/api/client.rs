@@ -210,6 +210,19 @@ impl ApiClient {
             .await
     }
 
+    /// `GET /v1/ipam/{network}`.
+    pub async fn pool(&self, network: &str) -> Result<crate::cnm::PoolInfo, ClientError> {
+        self.get(&format!("/v1/ipam/{}", encode(network))).await
+    }
+
+    /// `POST /v1/ipam/reclaim`.
+    pub async fn reclaim(&self, node: &str) -> Result<crate::cnm::ReclaimAnswer, ClientError> {
+        let req = crate::cnm::ReclaimRequest {
+            node: node.to_owned(),
+        };
+        self.send("POST", "/v1/ipam/reclaim", Some(&req)).await
+    }
+
     /// `GET /v1/dns/lookup`.
     pub async fn dns_lookup(&self, query: &DnsQuery) -> Result<DnsAnswer, ClientError> {
         let mut path = format!("/v1/dns/lookup?name={}", encode(&query.name));

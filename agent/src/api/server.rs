@@ -58,6 +58,8 @@ pub struct ApiBindError {
 /// | `GET /v1/sandboxes/{name}` | | the sandbox |
 /// | `DELETE /v1/sandboxes/{name}` | | 204 |
 /// | `GET /v1/dns/lookup?name=N&network=NET` (or `&sandbox=S`; `&type=A\|AAAA\|PTR`) | | [`DnsAnswer`](crate::cnm::DnsAnswer) |
+/// | `GET /v1/ipam/{network}` | | [`PoolInfo`](crate::cnm::PoolInfo) |
+/// | `POST /v1/ipam/reclaim` | [`ReclaimRequest`](crate::cnm::ReclaimRequest) | [`ReclaimAnswer`](crate::cnm::ReclaimAnswer) |
 ///
 /// Every error is JSON [`ErrorBody`] `{"error": "..."}` with 400 (malformed JSON, unknown
 /// field, bad name, CIDR, address, MAC or VNI), 404 (no such object or path), 405, 409
@@ -82,6 +84,8 @@ pub fn router(cnm: Arc<Cnm>) -> Router {
         .route("/v1/endpoints/{network}/{name}/enable", post(enable))
         .route("/v1/sandboxes", get(list_sandboxes).post(create_sandbox))
         .route("/v1/dns/lookup", get(dns_lookup))
+        .route("/v1/ipam/reclaim", post(reclaim))
+        .route("/v1/ipam/{network}", get(get_pool))
         .route(
             "/v1/sandboxes/{name}",
             get(get_sandbox).delete(delete_sandbox),
@@ -255,6 +259,23 @@ async fn dns_lookup(
     match query {
         Ok(Query(q)) => reply(StatusCode::OK, cnm.dns_lookup(q).await),
         Err(e) => ApiError::new(StatusCode::BAD_REQUEST, e.body_text()).into_response(),
+    }
+}
+
+async fn get_pool(State(cnm): Shared, path: Result<UrlPath<String>, PathRejection>) -> Response {
+    match path {
+        Ok(UrlPath(network)) => reply(StatusCode::OK, cnm.pool(&network).await),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+async fn reclaim(State(cnm): Shared, body: Result<Bytes, BytesRejection>) -> Response {
+    match parse::<crate::cnm::ReclaimRequest>(body) {
+        Ok(req) => reply(
+            StatusCode::OK,
+            to_end(async move { cnm.reclaim(req).await }).await,
+        ),
+        Err(e) => e.into_response(),
     }
 }
 

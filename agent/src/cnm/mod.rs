@@ -16,6 +16,6 @@ pub use nodecore::{
     ADOPT_AFTER, DRIVER_OVERLAY, DnsAnswer, DnsQuery, Endpoint, EndpointCreate, FIRST_AUTO_VNI,
     FORMAT_VERSION, GLOBAL_NETWORK, Info, JoinRequest, KnownNetwork, LocalState, MAX_ALIAS_LEN,
     MAX_ALIASES, MAX_NAME_LEN, MAX_PREFIX_LEN, MAX_VNI, MIN_PREFIX_LEN, NETWORKS_TABLE,
-    NetworkCreate, NetworkSpec, RECONCILE_INTERVAL, Sandbox, SandboxCreate, SandboxInfo,
-    ServiceCreate, ServiceInfo, check_aliases, check_name,
+    NetworkCreate, NetworkSpec, PoolInfo, RECONCILE_INTERVAL, ReclaimAnswer, ReclaimRequest,
+    Sandbox, SandboxCreate, SandboxInfo, ServiceCreate, ServiceInfo, check_aliases, check_name,
 };

@@ -407,6 +407,33 @@ impl Cnm {
         })
     }
 
+    // ---- ipam ----
+
+    /// Who owns a network's address blocks, in this node's replica.
+    pub async fn pool(&self, network: &str) -> Result<nodecore::PoolInfo, CnmError> {
+        let network = network.to_owned();
+        Ok(self
+            .core(move |core, db, _| core.pool(db, &network))
+            .await??)
+    }
+
+    /// Takes over the space of a node gone for good (refused while it is alive).
+    pub async fn reclaim(
+        &self,
+        req: nodecore::ReclaimRequest,
+    ) -> Result<nodecore::ReclaimAnswer, CnmError> {
+        let _op = self.ops.lock().await;
+        let node = req.node.clone();
+        let blocks = self
+            .core(move |core, db, now| core.reclaim(db, now, &node))
+            .await??;
+        tracing::warn!(node = %req.node, blocks, "address space of a node gone for good reclaimed");
+        Ok(nodecore::ReclaimAnswer {
+            node: req.node,
+            blocks,
+        })
+    }
+
     // ---- info ----
 
     /// The node's name, address and member count, and the CNM's counts.
