@@ -16,7 +16,7 @@
 //! Node names are NetworkDB names (`name@incarnation`), IPs are the peers' addresses.
 //! Listings are sorted by name or key (Go's come in random map order).
 //!
-//! `/watchtable` registers a NetworkDB watch through the node's [`Client`]; its events reach
+//! `/watchtable` registers a NetworkDB watch through the node's [`Client`](cluster::shell::Client); its events reach
 //! this module only through [`DiagState::on_watch_event`], which the daemon must call for
 //! every watch event the shell delivers (`Handle::take_events`).
 
