@@ -5,7 +5,8 @@
 //! bytes, drops by reason, bulk syncs and their durations), the node core's
 //! (`cluster::NodeStats`: SWIM traffic, membership exchanges) and the shell's
 //! (`cluster::shell::ShellStats`: datagrams, frames, authentication and replay drops); plus
-//! gauges: members by state, the cluster queue and, per network, entries, queues and peers.
+//! gauges: members by state, the cluster queue and, per network, entries, queues and peers;
+//! and the node core's (`nodecore::CoreStats`, `ipam::IpamStats` summed over the pools).
 
 use std::fmt::Write;
 
@@ -38,6 +39,10 @@ pub struct Snapshot {
     pub discovery: DiscoveryStats,
     /// Embedded DNS servers running, and their counters summed.
     pub dns: (usize, DnsStats),
+    /// The node core's counters.
+    pub node_core: nodecore::CoreStats,
+    /// The allocators' counters, summed over every pool, and the number of pools.
+    pub ipam: (usize, ipam::IpamStats),
 }
 
 impl Snapshot {
@@ -45,7 +50,20 @@ impl Snapshot {
     pub async fn take(client: &Client) -> Result<Self, Stopped> {
         let shell = client.stats().await?;
         client
-            .with_node(move |node, _now| {
+            .with_engine(move |engine, _now| {
+                let node_core = engine.stack_ref().core().stats();
+                let pools = engine.stack_ref().core().ipam_stats();
+                let mut ipam = ipam::IpamStats::default();
+                for p in pools.values() {
+                    ipam.local_allocations += p.local_allocations;
+                    ipam.asks += p.asks;
+                    ipam.blocks_granted += p.blocks_granted;
+                    ipam.values_lent += p.values_lent;
+                    ipam.claim_conflicts += p.claim_conflicts;
+                    ipam.malformed += p.malformed;
+                    ipam.blocks_handed_back += p.blocks_handed_back;
+                }
+                let node = engine.stack_ref().node();
                 let db = node.db();
                 let networks = db
                     .networks()
@@ -66,6 +84,8 @@ impl Snapshot {
                     networks,
                     discovery: DiscoveryStats::default(),
                     dns: (0, DnsStats::default()),
+                    node_core,
+                    ipam: (pools.len(), ipam),
                 }
             })
             .await
@@ -154,6 +174,45 @@ impl Snapshot {
         ] {
             out.sample("netagent_dns_queries_total", &[("outcome", what)], v);
         }
+
+        let (pools, ip) = &self.ipam;
+        out.gauge(
+            "netagent_ipam_pools",
+            "Address and VNI pools this node's allocators take part in.",
+            *pools as u64,
+        );
+        out.counter_family(
+            "netagent_ipam_events_total",
+            "What the allocators did, over every pool: values allocated from owned space without a message, asks written, blocks granted and values lent to other nodes, blocks handed back before a leave, claims of one epoch naming two owners (never expected), undecodable entries.",
+        );
+        for (what, v) in [
+            ("local_allocation", ip.local_allocations),
+            ("ask", ip.asks),
+            ("block_granted", ip.blocks_granted),
+            ("value_lent", ip.values_lent),
+            ("block_handed_back", ip.blocks_handed_back),
+            ("claim_conflict", ip.claim_conflicts),
+            ("malformed", ip.malformed),
+        ] {
+            out.sample("netagent_ipam_events_total", &[("event", what)], v);
+        }
+        let nc = &self.node_core;
+        out.counter_family(
+            "netagent_operations_total",
+            "Operations that allocate (endpoint and network creation) by how they were answered: at once from owned space, after waiting for another node, refused after the allocation timeout.",
+        );
+        for (what, v) in [
+            ("at_once", nc.answered_at_once),
+            ("waited", nc.waited),
+            ("timed_out", nc.timed_out),
+        ] {
+            out.sample("netagent_operations_total", &[("answer", what)], v);
+        }
+        out.counter(
+            "netagent_founder_conflicts_total",
+            "Two different cluster founders seen (two clusters joined): no automatic VNIs.",
+            nc.founder_conflicts,
+        );
 
         let d = &self.db;
         let c = &self.core;

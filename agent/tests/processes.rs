@@ -131,6 +131,11 @@ fn three_processes_replicate_through_the_diagnostic_api() {
         "{metrics}"
     );
     assert!(metrics.contains("netagent_network_entries{network=\"test\"} 1"));
+    assert!(
+        metrics.contains("netagent_ipam_events_total{event=\"local_allocation\"}")
+            && metrics.contains("netagent_operations_total{answer=\"waited\"}"),
+        "{metrics}"
+    );
 
     // SIGTERM: a graceful leave; the others drop the leaver at once (no failure timeout).
     let status = agents[2].terminate();

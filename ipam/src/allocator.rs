@@ -9,6 +9,11 @@ use crate::{
     Answer, Ask, BlockId, Claim, Claims, Entry, IpamError, Merge, NodeId, Outcome, Pool, Want,
 };
 
+/// The most blocks of one pool a node hands back before a leave, or reclaims from a dead
+/// node, in one call: each is one claim to write, keep and save, and a pool's origin owns
+/// every block at first (262,080 in the VNI pool). A reclaim can be run again for more.
+pub const MAX_BLOCKS_MOVED: usize = 256;
+
 /// How long an ask may stay unanswered before the asker asks another donor (the first one
 /// may have failed). The first ask is still honoured if its answer comes later.
 pub const DEFAULT_ASK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -262,12 +267,17 @@ impl Allocator {
     /// or the origin when no member owns any (ties to the smallest name). Writes the claims
     /// of the next epoch; the heir writes them again under its own name when it sees them,
     /// so they outlive this node's entries. Blocks with values stay this node's (its
-    /// endpoints are kept for its return). Returns how many blocks were given.
+    /// endpoints are kept for its return). At most [`MAX_BLOCKS_MOVED`] blocks, those it was
+    /// given by others first. Returns how many blocks were given.
     pub fn hand_back(&mut self) -> usize {
         let Some(heir) = self.heir() else {
             return 0;
         };
-        let blocks: Vec<BlockId> = self.empty_blocks().collect();
+        // Blocks the node was given first (they hold the space it took from others), then its
+        // own as the pool's origin; at most MAX_BLOCKS_MOVED.
+        let mut blocks: Vec<BlockId> = self.empty_blocks().collect();
+        blocks.sort_by_key(|b| std::cmp::Reverse(self.state.claims.epoch(*b)));
+        blocks.truncate(MAX_BLOCKS_MOVED);
         for block in &blocks {
             self.grant(*block, &heir);
         }
@@ -279,7 +289,8 @@ impl Allocator {
     /// is lost and will not come back with its state): writes the claims of the next epoch
     /// naming the heir, the live member (this node included) owning the most blocks, ties to
     /// the smallest name, so that two nodes reclaiming at once name the same heir. Refused
-    /// for this node itself and for a live member. Returns how many blocks were claimed.
+    /// for this node itself and for a live member. At most [`MAX_BLOCKS_MOVED`] blocks per
+    /// call (run it again for more). Returns how many blocks were claimed.
     ///
     /// Only the owner of a block may write its next claim; this breaks that rule on the
     /// operator's word. If `dead` was only cut off and still allocates, two nodes own its
@@ -302,6 +313,7 @@ impl Allocator {
             .pool
             .block_ids()
             .filter(|b| self.owner(*b) == dead)
+            .take(MAX_BLOCKS_MOVED)
             .collect();
         for block in &blocks {
             self.grant(*block, &heir);

@@ -433,3 +433,40 @@ fn the_space_of_a_node_gone_for_good_is_reclaimed() {
         assert_eq!(o.get("node0"), Some(&16), "node{i}: {o:?}");
     }
 }
+
+/// Two nodes create one name at the same instant: both succeed locally, and every node ends
+/// with the same network under the name; the loser's creator forgets its own (it has no
+/// endpoint there) and gives its VNI back.
+#[test]
+fn one_name_created_on_two_nodes_at_once_ends_as_one_network() {
+    let mut w = World::new(3, 51);
+    w.run(Duration::from_secs(2));
+    let now = w.h.now();
+    let mut created = Vec::new();
+    for i in [1, 2] {
+        let req = NetworkCreate {
+            name: "twin".into(),
+            subnet: format!("198.18.{}.0/24", 100 + i),
+            ..Default::default()
+        };
+        created.push(w.cores[i].create_network(w.h.db(i), now, req).unwrap());
+    }
+    w.drain();
+    w.run(Duration::from_secs(10));
+    let ids: Vec<String> = (0..3)
+        .map(|i| {
+            let nets = w.cores[i].networks(w.h.db(i));
+            assert_eq!(nets.len(), 1, "node{i}: {nets:?}");
+            nets[0].id.clone()
+        })
+        .collect();
+    assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+    for i in [1, 2] {
+        let known: Vec<&String> = w.cores[i].state().networks.keys().collect();
+        assert!(
+            known.iter().all(|id| **id == ids[0]),
+            "node{i} forgot the loser: {known:?}"
+        );
+    }
+    let _ = created;
+}

@@ -1,7 +1,8 @@
 //! `netsim`: a deterministic discrete-event simulator of the real node core.
 //!
-//! Thousands of [`cluster::Node`]s (foca SWIM + [`networkdb::NetworkDb`], the very code the
-//! daemon runs) live in one process on virtual time. Every datagram, stream message, timer,
+//! Thousands of [`nodecore::Stack`]s (foca SWIM + [`networkdb::NetworkDb`] + the node core:
+//! the very code the daemon runs, CNM, IPAM and feeds included) live in one process on
+//! virtual time. Every datagram, stream message, timer,
 //! API call and fault is an event in one queue ordered by `(virtual time, sequence)`; one
 //! master seed derives every node's seed and the network's and workload's randomness, so the
 //! same [`SimOptions`] give the same run, event for event, and the same final digest. Nothing
