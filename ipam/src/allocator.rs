@@ -920,4 +920,39 @@ mod tests {
         assert_eq!(b.stats().asks, 1);
         assert_eq!(a.stats().blocks_granted, 1);
     }
+
+    /// Found by the IPAM bench: the founder, origin of the whole VNI pool, handed back all
+    /// 262,080 blocks on shutdown (as many claims written and saved) and its shutdown hung.
+    /// A hand-back and a reclaim move at most MAX_BLOCKS_MOVED blocks.
+    #[test]
+    fn hand_back_and_reclaim_are_bounded() {
+        let now = epoch();
+        let mut founder = Allocator::new("a".into(), "a".into(), Pool::vnis(), Snapshot::default());
+        founder.set_members(now, members(&["a", "b"]));
+        assert_eq!(founder.hand_back(), MAX_BLOCKS_MOVED);
+        let writes = std::iter::from_fn(|| founder.poll_output())
+            .filter(|o| matches!(o, Output::Write(Entry::Claim(..))))
+            .count();
+        assert_eq!(writes, MAX_BLOCKS_MOVED);
+        assert_eq!(
+            founder.owners().get(&NodeId::from("b")),
+            Some(&(MAX_BLOCKS_MOVED as u32))
+        );
+
+        let mut other = Allocator::new("c".into(), "a".into(), Pool::vnis(), Snapshot::default());
+        other.set_members(now, members(&["c"]));
+        assert_eq!(
+            other.reclaim(now, &NodeId::from("b")),
+            Ok(0),
+            "b owns nothing in c's replica"
+        );
+        assert_eq!(
+            other.reclaim(now, &NodeId::from("a")).unwrap(),
+            MAX_BLOCKS_MOVED
+        );
+        assert_eq!(
+            other.reclaim(now, &NodeId::from("c")),
+            Err(IpamError::Alive(NodeId::from("c")))
+        );
+    }
 }
