@@ -14,6 +14,10 @@ use crate::{
 /// every block at first (262,080 in the VNI pool). A reclaim can be run again for more.
 pub const MAX_BLOCKS_MOVED: usize = 256;
 
+/// The most asks given up on that the allocator remembers (to give back a loan that comes
+/// late); beyond it the oldest are forgotten, and such a late loan stays with its donor.
+pub const MAX_ABANDONED: usize = 4096;
+
 /// How long an ask may stay unanswered before the asker asks another donor (the first one
 /// may have failed). The first ask is still honoured if its answer comes later.
 pub const DEFAULT_ASK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -356,6 +360,19 @@ impl Allocator {
         }
     }
 
+    /// The asker withdrew (deleted) its ask `seq`: it has the answer. This node's answer to it,
+    /// if any, is deleted and forgotten, so the answers table and the memo of answers stay
+    /// as small as the asks in flight. Call it only for a deletion by the asker (a tombstone),
+    /// not for an entry hidden because its writer failed.
+    pub fn handle_ask_withdrawn(&mut self, asker: &NodeId, seq: u64) {
+        if self.answered.remove(&(asker.clone(), seq)).is_some() {
+            self.out.push_back(Output::Delete {
+                table: crate::ANSWERS_TABLE,
+                key: format!("{}/{asker}/{seq}", self.me),
+            });
+        }
+    }
+
     /// Asks another donor for every ask unanswered past its deadline.
     pub fn handle_timeout(&mut self, now: Instant) {
         let late: Vec<u64> = self
@@ -366,7 +383,7 @@ impl Allocator {
             .collect();
         for seq in late {
             if let Some(o) = self.outstanding.remove(&seq) {
-                self.abandoned.insert(seq);
+                self.abandon(seq);
                 // The silent donor is skipped until the claims change; a value only its owner
                 // can give is refused rather than asked for again and again.
                 self.exhausted.insert(o.ask.donor.clone());
@@ -403,6 +420,14 @@ impl Allocator {
             return Some(Output::Persist);
         }
         self.out.pop_front()
+    }
+
+    /// Remembers an ask given up on, forgetting the oldest beyond [`MAX_ABANDONED`].
+    fn abandon(&mut self, seq: u64) {
+        self.abandoned.insert(seq);
+        while self.abandoned.len() > MAX_ABANDONED {
+            self.abandoned.pop_first();
+        }
     }
 
     // ---- local space ----
@@ -535,7 +560,7 @@ impl Allocator {
             .collect();
         for seq in gone {
             if let Some(o) = self.outstanding.remove(&seq) {
-                self.abandoned.insert(seq);
+                self.abandon(seq);
                 for (ticket, request) in o.tickets {
                     self.rewait(now, ticket, request);
                 }
@@ -954,5 +979,32 @@ mod tests {
             other.reclaim(now, &NodeId::from("c")),
             Err(IpamError::Alive(NodeId::from("c")))
         );
+    }
+
+    /// An answer lives as long as its ask: once the asker withdraws the ask, the donor deletes
+    /// its answer and forgets it.
+    #[test]
+    fn a_withdrawn_ask_takes_its_answer_with_it() {
+        let now = epoch();
+        let mut a = Allocator::new("a".into(), "a".into(), pool(), Snapshot::default());
+        a.set_members(now, members(&["a", "b"]));
+        let ask = Ask {
+            asker: "b".into(),
+            seq: 7,
+            donor: "a".into(),
+            want: Want::Space,
+        };
+        a.handle_entry(now, Entry::Ask(ask));
+        let _: Vec<Output> = std::iter::from_fn(|| a.poll_output()).collect();
+        a.handle_ask_withdrawn(&NodeId::from("b"), 7);
+        assert_eq!(
+            a.poll_output(),
+            Some(Output::Delete {
+                table: crate::ANSWERS_TABLE,
+                key: "a/b/7".into()
+            })
+        );
+        a.handle_ask_withdrawn(&NodeId::from("b"), 7);
+        assert_eq!(a.poll_output(), None, "once");
     }
 }

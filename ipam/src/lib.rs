@@ -42,8 +42,8 @@ mod pool;
 mod protocol;
 
 pub use allocator::{
-    Allocation, Allocator, DEFAULT_ASK_TIMEOUT, IpamStats, MAX_BLOCKS_MOVED, Output, Request,
-    Snapshot, Ticket,
+    Allocation, Allocator, DEFAULT_ASK_TIMEOUT, IpamStats, MAX_ABANDONED, MAX_BLOCKS_MOVED, Output,
+    Request, Snapshot, Ticket,
 };
 pub use claim::{Claim, Claims, Merge};
 pub use error::IpamError;

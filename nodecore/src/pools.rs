@@ -193,6 +193,19 @@ impl Pools {
         }
     }
 
+    /// An ask of the `ipam_asks` table (key `<pool>/<asker>/<seq>`) was deleted by its asker.
+    pub(crate) fn handle_ask_withdrawn(&mut self, key: &str) {
+        let mut parts = key.splitn(3, '/');
+        let (Some(pool), Some(asker), Some(seq)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return;
+        };
+        let Ok(seq) = seq.parse() else { return };
+        if let Some(a) = self.pools.get_mut(pool) {
+            a.handle_ask_withdrawn(&NodeId::from(asker), seq);
+        }
+    }
+
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
         for a in self.pools.values_mut() {
             if a.poll_timeout().is_some_and(|t| t <= now) {

@@ -200,6 +200,15 @@ fn endpoints_created_at_once_on_every_node_get_distinct_addresses() {
             Started::Done(_)
         ));
     }
+    // Every ask was withdrawn once answered, and every answer with it: the IPAM tables hold
+    // only claims, not the history of the traffic.
+    w.run(Duration::from_secs(3));
+    for table in [ipam::ASKS_TABLE, ipam::ANSWERS_TABLE] {
+        for i in 0..3 {
+            let left = w.h.db(i).table_by_network(table, nodecore::GLOBAL_NETWORK);
+            assert!(left.is_empty(), "node{i}: {table}: {:?}", left.keys());
+        }
+    }
 }
 
 #[test]
