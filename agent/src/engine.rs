@@ -1,6 +1,6 @@
 //! [`AgentEngine`]: the node core's [`Stack`] as the cluster shell drives it, with the
 //! effects of the core's events carried out inside the node's task, in order: the state is
-//! saved before anything that follows it, peer-table changes go to the overlay driver, name
+//! saved before anything that follows it (an agent that cannot save stops, exit status 70), peer-table changes go to the overlay driver, name
 //! changes to the service-discovery directory, and answers to the API calls that waited.
 
 use std::collections::HashMap;
@@ -9,10 +9,10 @@ use std::time::Instant;
 
 use cluster::{Engine, Node, Output};
 use networkdb::WatchEvent;
-use nodecore::{Answer, Event, RequestId, Stack, Step};
+use nodecore::{Answer, Event, LocalState, RequestId, Stack, Step};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::cnm::{StoreError, save_state};
+use crate::cnm::save_state;
 use crate::dns::directory::Directory;
 
 /// The node's shell engine: a [`Stack`] and where its events go.
@@ -22,9 +22,13 @@ pub struct AgentEngine {
     directory: Directory,
     peers: mpsc::UnboundedSender<WatchEvent>,
     waiters: HashMap<RequestId, oneshot::Sender<Answer>>,
-    /// The last save that failed, until an operation reports it.
-    save_error: Option<StoreError>,
 }
+
+/// How many times a save is tried before the agent stops.
+const SAVE_TRIES: u32 = 3;
+
+/// The exit status of an agent that cannot save its state (`EX_SOFTWARE`-like: 70).
+pub const EXIT_CANNOT_SAVE: i32 = 70;
 
 impl AgentEngine {
     /// An engine saving the state in `state_dir`, feeding `directory` and sending peer-table
@@ -41,7 +45,6 @@ impl AgentEngine {
             directory,
             peers,
             waiters: HashMap::new(),
-            save_error: None,
         }
     }
 
@@ -62,19 +65,9 @@ impl AgentEngine {
         rx
     }
 
-    /// The last save that failed since the last call, if any.
-    pub fn take_save_error(&mut self) -> Option<StoreError> {
-        self.save_error.take()
-    }
-
     fn carry_out(&mut self, event: Event) {
         match event {
-            Event::Persist(state) => {
-                if let Err(e) = save_state(&state, &self.state_dir) {
-                    tracing::error!(error = %e, "cannot save the node's state");
-                    self.save_error = Some(e);
-                }
-            }
+            Event::Persist(state) => self.save(&state),
             Event::Peer(event) => {
                 let _ = self.peers.send(event);
             }
@@ -85,6 +78,26 @@ impl AgentEngine {
                 }
             }
             _ => {}
+        }
+    }
+}
+
+impl AgentEngine {
+    /// Saves the state, or stops the agent: the core carries out the writes that depend on
+    /// this state (claims given away, records) as soon as this returns, and a node that
+    /// published them without saving could, after a restart, hand out space it gave away.
+    fn save(&self, state: &LocalState) {
+        let mut last = None;
+        for _ in 0..SAVE_TRIES {
+            match save_state(state, &self.state_dir) {
+                Ok(()) => return,
+                Err(e) => last = Some(e),
+            }
+        }
+        if let Some(e) = last {
+            tracing::error!(error = %e, "cannot save the node's state: stopping");
+            eprintln!("netagent: cannot save the node's state, stopping: {e}");
+            std::process::exit(EXIT_CANNOT_SAVE);
         }
     }
 }

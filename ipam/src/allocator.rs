@@ -18,6 +18,9 @@ pub const MAX_BLOCKS_MOVED: usize = 256;
 /// late); beyond it the oldest are forgotten, and such a late loan stays with its donor.
 pub const MAX_ABANDONED: usize = 4096;
 
+/// An ask nobody waits on is withdrawn after this many ask timeouts without an answer.
+const STALE_ASK_FACTOR: u32 = 10;
+
 /// How long an ask may stay unanswered before the asker asks another donor (the first one
 /// may have failed). The first ask is still honoured if its answer comes later.
 pub const DEFAULT_ASK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -401,6 +404,30 @@ impl Allocator {
                 }
             }
         }
+        // An ask nobody waits on (a release, or an ask for space served meanwhile) is
+        // withdrawn once its donor stayed silent for STALE_ASK_FACTOR timeouts, so asks to
+        // donors gone for good do not stay in the table forever. A release withdrawn so
+        // leaves its value lent at that donor.
+        let stale: Vec<u64> = self
+            .outstanding
+            .iter()
+            .filter(|(_, o)| o.tickets.is_empty() && self.stale_at(o) <= now)
+            .map(|(seq, _)| *seq)
+            .collect();
+        for seq in stale {
+            if self.outstanding.remove(&seq).is_some() {
+                self.abandon(seq);
+                self.out.push_back(Output::Delete {
+                    table: crate::ASKS_TABLE,
+                    key: format!("{}/{seq}", self.me),
+                });
+            }
+        }
+    }
+
+    /// When an ask nobody waits on is withdrawn.
+    fn stale_at(&self, o: &Outstanding) -> Instant {
+        o.deadline + self.ask_timeout * (STALE_ASK_FACTOR - 1)
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) should next run.
@@ -408,8 +435,13 @@ impl Allocator {
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.outstanding
             .values()
-            .filter(|o| !o.tickets.is_empty())
-            .map(|o| o.deadline)
+            .map(|o| {
+                if o.tickets.is_empty() {
+                    self.stale_at(o)
+                } else {
+                    o.deadline
+                }
+            })
             .min()
     }
 
@@ -1006,5 +1038,54 @@ mod tests {
         );
         a.handle_ask_withdrawn(&NodeId::from("b"), 7);
         assert_eq!(a.poll_output(), None, "once");
+    }
+
+    /// Found by review: an ask nobody waits on (here the release of a borrowed value) to a
+    /// donor that never answers stayed in the table forever. It is withdrawn after
+    /// STALE_ASK_FACTOR timeouts.
+    #[test]
+    fn an_ask_nobody_waits_on_is_withdrawn_in_the_end() {
+        let now = epoch();
+        let mut b = Allocator::new("b".into(), "a".into(), pool(), Snapshot::default());
+        b.set_members(now, members(&["a", "b"]));
+        let Allocation::Pending(_) = b.allocate(now, Request::Any).unwrap() else {
+            panic!("b owns nothing");
+        };
+        let ask = std::iter::from_fn(|| b.poll_output())
+            .find_map(|o| match o {
+                Output::Write(Entry::Ask(a)) => Some(a),
+                _ => None,
+            })
+            .unwrap();
+        b.handle_entry(
+            now,
+            Entry::Answer(Answer {
+                donor: "a".into(),
+                asker: "b".into(),
+                seq: ask.seq,
+                outcome: Outcome::Lent(u32::from(std::net::Ipv4Addr::new(198, 18, 10, 9))),
+            }),
+        );
+        let _: Vec<Output> = std::iter::from_fn(|| b.poll_output()).collect();
+        b.release(now, u32::from(std::net::Ipv4Addr::new(198, 18, 10, 9)));
+        let release = std::iter::from_fn(|| b.poll_output())
+            .find_map(|o| match o {
+                Output::Write(Entry::Ask(a)) => Some(a),
+                _ => None,
+            })
+            .unwrap();
+        assert!(matches!(release.want, Want::Release(_)));
+        let deadline = b.poll_timeout().expect("the release has a deadline");
+        assert_eq!(deadline, now + DEFAULT_ASK_TIMEOUT * STALE_ASK_FACTOR);
+        b.handle_timeout(deadline);
+        let outs: Vec<Output> = std::iter::from_fn(|| b.poll_output()).collect();
+        assert!(
+            outs.contains(&Output::Delete {
+                table: crate::ASKS_TABLE,
+                key: format!("b/{}", release.seq)
+            }),
+            "{outs:?}"
+        );
+        assert_eq!(b.poll_timeout(), None);
     }
 }

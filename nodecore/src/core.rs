@@ -74,6 +74,8 @@ pub struct CoreStats {
     pub timed_out: u64,
     /// Two different founders seen (two clusters merged): no automatic VNIs.
     pub founder_conflicts: u64,
+    /// Values of a restored state (format 1) found held elsewhere.
+    pub restore_conflicts: u64,
 }
 
 /// Everything one node decides: the CNM (networks, endpoints, sandboxes, join and leave,
@@ -106,6 +108,10 @@ pub struct NodeCore {
     pub(crate) names_external: BTreeSet<String>,
     pub(crate) next_reconcile: Instant,
     pub(crate) stats: CoreStats,
+    /// Claims of restored values in flight (see `claim_restored`), by (pool, ticket).
+    pub(crate) restoring: BTreeMap<(String, ipam::Ticket), (String, u32)>,
+    /// Restored values taken elsewhere: not asked for again.
+    pub(crate) restore_failed: BTreeSet<(String, u32)>,
     names_watch: WatchId,
     peers_watch: WatchId,
     global_watch: WatchId,
@@ -144,6 +150,8 @@ impl NodeCore {
             names_external: BTreeSet::new(),
             next_reconcile: now,
             stats: CoreStats::default(),
+            restoring: BTreeMap::new(),
+            restore_failed: BTreeSet::new(),
             names_watch,
             peers_watch,
             global_watch,
@@ -162,7 +170,8 @@ impl NodeCore {
             core.handle_watch(db, now, watch, event);
         }
         core.ensure_pools(db, now);
-        core.restore_holdings(now);
+        core.claim_restored(now);
+        core.drain_pools(db, now);
         core
     }
 
@@ -541,24 +550,45 @@ impl NodeCore {
         }
     }
 
-    /// Claims again the addresses of restored endpoints the allocator does not hold (a state
-    /// file of format 1, written before IPAM).
-    fn restore_holdings(&mut self, now: Instant) {
-        let wanted: Vec<(String, u32)> = self
+    /// Claims the values this node's state holds but its allocators do not: the addresses of
+    /// its endpoints and the VNIs of the networks it created, from a state file of format 1
+    /// (written before IPAM). Run at every reconciliation until each is held: at start the
+    /// members (the owners to ask) are not known yet. A value taken elsewhere is given up on
+    /// and counted (`restore_conflicts`); one whose owner is unreachable is asked again.
+    pub(crate) fn claim_restored(&mut self, now: Instant) {
+        let mut wanted: Vec<(String, u32)> = self
             .state
             .endpoints
             .values()
             .map(|e| (e.network_id.clone(), u32::from(e.ip)))
             .collect();
+        wanted.extend(
+            self.state
+                .networks
+                .values()
+                .filter(|k| k.created_here && k.spec.vni >= crate::FIRST_AUTO_VNI)
+                .map(|k| (crate::VNI_POOL.to_owned(), k.spec.vni)),
+        );
         for (pool, value) in wanted {
-            let held = self
-                .pools
-                .get(&pool)
-                .is_some_and(|a| a.held().contains(&value));
-            if !held {
-                // Best effort: taken elsewhere, or owned by an unreachable node, the
-                // endpoint keeps its address as before.
-                let _ = self.pools.allocate(now, &pool, ipam::Request::Value(value));
+            let Some(allocator) = self.pools.get(&pool) else {
+                continue;
+            };
+            let key = (pool.clone(), value);
+            if allocator.held().contains(&value)
+                || self.restoring.values().any(|k| *k == key)
+                || self.restore_failed.contains(&key)
+            {
+                continue;
+            }
+            match self.pools.allocate(now, &pool, ipam::Request::Value(value)) {
+                Some(Ok(ipam::Allocation::Pending(ticket))) => {
+                    self.restoring.insert((pool, ticket), key);
+                }
+                Some(Err(ipam::IpamError::Taken(_))) => {
+                    self.stats.restore_conflicts += 1;
+                    self.restore_failed.insert(key);
+                }
+                _ => {}
             }
         }
     }

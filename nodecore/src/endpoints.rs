@@ -360,12 +360,14 @@ impl NodeCore {
             .next()
             .is_none();
         if last
-            && self
-                .state
-                .networks
-                .get(&endpoint.network_id)
-                .is_some_and(|k| !k.created_here || k.removed)
+            && let Some(known) = self.state.networks.get(&endpoint.network_id)
+            && (!known.created_here || known.removed)
         {
+            // A network this node created and the catalogue removed gives its VNI back.
+            if known.created_here {
+                let vni = known.spec.vni;
+                self.pools.release(now, crate::VNI_POOL, vni);
+            }
             self.state.networks.remove(&endpoint.network_id);
         }
         self.commit();

@@ -92,13 +92,17 @@ impl NodeCore {
             return Ok(Started::Done(self.finish_network(db, now, spec)));
         };
         if !self.pools.contains(VNI_POOL) {
-            if vni.is_some() {
-                // The catalogue check above is all this node can do without the pool.
-                return Ok(Started::Done(self.finish_network(db, now, spec)));
-            }
-            return Err(CoreError::Unavailable(
+            // Without the pool a VNI of its range cannot be claimed, given or not.
+            return Err(CoreError::Unavailable(format!(
                 "no VNI: this node does not know the cluster's founder (the origin of the VNI \
-                 pool) yet; give a VNI, or retry once it is connected to the cluster"
+                 pool) yet; retry once it is connected to the cluster, or give a VNI below \
+                 {FIRST_AUTO_VNI}"
+            )));
+        }
+        if self.stats.founder_conflicts > 0 && vni.is_none() {
+            return Err(CoreError::Unavailable(
+                "no automatic VNI: two cluster founders were seen (two clusters joined \
+                 together), so VNIs of the pool could be given twice; give a VNI"
                     .into(),
             ));
         }

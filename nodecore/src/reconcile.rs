@@ -120,6 +120,8 @@ impl NodeCore {
             self.drop_pool(db, &id);
         }
         self.ensure_pools(db, now);
+        self.claim_restored(now);
+        self.drain_pools(db, now);
     }
 
     fn catalogue_statuses(&mut self, db: &NetworkDb, now: Instant) {
@@ -214,6 +216,15 @@ impl NodeCore {
         ticket: Ticket,
         value: Result<u32, IpamError>,
     ) {
+        if let Some(key) = self.restoring.remove(&(pool.to_owned(), ticket)) {
+            // A restored value: held now, or asked again at the next reconciliation (taken
+            // elsewhere: given up on).
+            if let Err(ipam::IpamError::Taken(_)) = value {
+                self.stats.restore_conflicts += 1;
+                self.restore_failed.insert(key);
+            }
+            return;
+        }
         let waiter = match self.pending.take(pool, ticket) {
             Ok(w) => w,
             Err(abandoned) => {

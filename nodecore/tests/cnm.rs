@@ -479,3 +479,72 @@ fn one_name_created_on_two_nodes_at_once_ends_as_one_network() {
     }
     let _ = created;
 }
+
+/// Found by review: a node that did not know the founder yet published a network with a
+/// given VNI of the pool's range after a catalogue check only, so the founder could hand the
+/// same VNI out later. Without the pool, such a VNI is refused (503); one below the pool's
+/// range is fine.
+#[test]
+fn a_vni_of_the_pool_needs_the_pool() {
+    let mut h = Harness::cluster(1, Config::default(), 61);
+    let now = h.now();
+    let lone = Settings::new("lone", IpAddr::V4(Ipv4Addr::new(198, 18, 0, 9)), false, 1);
+    let mut core = NodeCore::new(h.db_mut(0), now, lone, Default::default());
+    let req = |name: &str, subnet: &str, vni| NetworkCreate {
+        name: name.into(),
+        subnet: subnet.into(),
+        vni: Some(vni),
+        ..Default::default()
+    };
+    let err = core
+        .create_network(h.db(0), now, req("a", "198.18.110.0/24", 5000))
+        .unwrap_err();
+    assert_eq!(err.status(), 503, "{err}");
+    assert!(matches!(
+        core.create_network(h.db(0), now, req("b", "198.18.111.0/24", 100)),
+        Ok(Started::Done(_))
+    ));
+}
+
+/// Found by review: two founders seen (two clusters joined together) were only counted, and
+/// both kept handing out VNIs of the pool. Automatic VNIs are refused then.
+#[test]
+fn two_founders_stop_automatic_vnis() {
+    let mut h = Harness::cluster(2, Config::default(), 71);
+    let now = h.now();
+    let mut cores: Vec<NodeCore> = (0..2)
+        .map(|i| {
+            let s = Settings::new(
+                format!("f{i}"),
+                IpAddr::V4(Ipv4Addr::new(198, 18, 0, 20 + i as u8)),
+                true,
+                i as u64,
+            );
+            NodeCore::new(h.db_mut(i), now, s, Default::default())
+        })
+        .collect();
+    for _ in 0..150 {
+        h.run_for(Duration::from_millis(20));
+        let now = h.now();
+        for (i, core) in cores.iter_mut().enumerate() {
+            for (watch, event) in h.take_watch_events(i) {
+                if core.owns_watch(watch) {
+                    core.handle_watch(h.db(i), now, watch, event);
+                }
+            }
+            if core.poll_timeout() <= now {
+                core.handle_timeout(h.db(i), now);
+            }
+            while core.poll_event(h.db_mut(i), now).is_some() {}
+        }
+    }
+    assert!(cores[0].stats().founder_conflicts > 0);
+    let now = h.now();
+    let req = NetworkCreate {
+        name: "n".into(),
+        subnet: "198.18.120.0/24".into(),
+        ..Default::default()
+    };
+    let err = cores[0].create_network(h.db(0), now, req).unwrap_err();
+    assert_eq!(err.status(), 503, "{err}");
+}

@@ -24,8 +24,8 @@ pub enum CnmError {
     /// The cluster node has stopped (HTTP 503). Local state is unchanged.
     #[error("the cluster node has stopped")]
     Stopped,
-    /// The state file could not be written (HTTP 500). The change is in effect in memory and
-    /// saved with the next change that saves.
+    /// The state file could not be read or written (HTTP 500). (A running agent that cannot
+    /// save stops instead: it must not publish what its saved state does not hold.)
     #[error(transparent)]
     Store(#[from] StoreError),
     /// No randomness for a new ID (HTTP 500). Nothing changed.

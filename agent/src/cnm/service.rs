@@ -77,31 +77,29 @@ impl Cnm {
         &self.settings
     }
 
-    /// Runs `f` on the core and its NetworkDB; a failed save is reported.
+    /// Runs `f` on the core and its NetworkDB; the answer comes once what `f` changed is
+    /// saved (an agent that cannot save stops: see [`AgentEngine`]).
     async fn core<R: Send + 'static>(
         &self,
         f: impl FnOnce(&mut nodecore::NodeCore, &mut networkdb::NetworkDb, std::time::Instant) -> R
         + Send
         + 'static,
     ) -> Result<R, CnmError> {
-        let (result, saved) = self
+        Ok(self
             .client
             .with_engine(move |e: &mut AgentEngine, now| {
                 let (core, db) = e.stack().split();
-                let r = f(core, db, now);
-                (r, e.take_save_error())
+                f(core, db, now)
             })
-            .await?;
-        if let Some(e) = saved {
-            return Err(e.into());
-        }
-        Ok(result)
+            .await?)
     }
 
     /// Runs an operation that may wait for the cluster, registering for its answer in the
-    /// same step.
+    /// same step. The operations lock (`op`) is released before the wait, so one slow owner
+    /// does not hold up every other operation of the agent.
     async fn started<T: Send + 'static>(
         &self,
+        op: tokio::sync::MutexGuard<'_, ()>,
         f: impl FnOnce(
             &mut nodecore::NodeCore,
             &mut networkdb::NetworkDb,
@@ -111,20 +109,17 @@ impl Cnm {
         + 'static,
         unwrap: impl FnOnce(Answer) -> Option<Result<T, CoreError>>,
     ) -> Result<T, CnmError> {
-        let (started, saved) = self
+        let started = self
             .client
             .with_engine(move |e: &mut AgentEngine, now| {
                 let (core, db) = e.stack().split();
-                let started = f(core, db, now).map(|s| match s {
+                f(core, db, now).map(|s| match s {
                     Started::Done(v) => Ok(v),
                     Started::Waiting(id) => Err(e.await_answer(id)),
-                });
-                (started, e.take_save_error())
+                })
             })
             .await?;
-        if let Some(e) = saved {
-            return Err(e.into());
-        }
+        drop(op);
         match started? {
             Ok(v) => Ok(v),
             Err(rx) => {
@@ -151,9 +146,10 @@ impl Cnm {
 
     /// Creates a network in the catalogue.
     pub async fn create_network(&self, req: NetworkCreate) -> Result<NetworkSpec, CnmError> {
-        let _op = self.ops.lock().await;
+        let op = self.ops.lock().await;
         let spec = self
             .started(
+                op,
                 move |core, db, now| core.create_network(db, now, req),
                 |a| match a {
                     Answer::Network(r) => Some(r),
@@ -197,9 +193,10 @@ impl Cnm {
     /// Creates an endpoint with an address from the cluster-wide allocator (or the one
     /// given, claimed through the same rules).
     pub async fn create_endpoint(&self, req: EndpointCreate) -> Result<Endpoint, CnmError> {
-        let _op = self.ops.lock().await;
+        let op = self.ops.lock().await;
         let endpoint = self
             .started(
+                op,
                 move |core, db, now| core.create_endpoint(db, now, req),
                 |a| match a {
                     Answer::Endpoint(r) => Some(r),
