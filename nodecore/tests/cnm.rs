@@ -548,3 +548,90 @@ fn two_founders_stop_automatic_vnis() {
     let err = cores[0].create_network(h.db(0), now, req).unwrap_err();
     assert_eq!(err.status(), 503, "{err}");
 }
+
+/// Found by review: the creator of a network that lost its name to another (the catalogue
+/// kept the other) while it had endpoints forgot the network with its last endpoint but kept
+/// its VNI held forever. The VNI is given back.
+#[test]
+fn a_lost_network_gives_its_vni_back_with_its_last_endpoint() {
+    let mut w = World::new(3, 81);
+    w.run(Duration::from_secs(2));
+    let now = w.h.now();
+    let mut waiting = Vec::new();
+    for i in [1, 2] {
+        let req = NetworkCreate {
+            name: "dup".into(),
+            subnet: format!("198.18.{}.0/24", 130 + i),
+            ..Default::default()
+        };
+        let Started::Waiting(id) = w.cores[i].create_network(w.h.db(i), now, req).unwrap() else {
+            panic!("node{i} owns no VNI");
+        };
+        waiting.push((i, id));
+    }
+    w.drain();
+    let mut specs = Vec::new();
+    let step = Duration::from_millis(20);
+    for _ in 0..250 {
+        w.run(step);
+        if waiting.iter().all(|k| w.answers.contains_key(k)) {
+            break;
+        }
+    }
+    for (i, id) in waiting {
+        match w.answers.remove(&(i, id)) {
+            Some(Answer::Network(Ok(spec))) => specs.push((i, spec)),
+            other => panic!("node{i}: both creations succeed locally: {other:?}"),
+        }
+    }
+    // Each creator puts an endpoint on its own network before the catalogue settles.
+    for (i, spec) in &specs {
+        let now = w.h.now();
+        let req = EndpointCreate {
+            network: spec.id.clone(),
+            name: format!("e{i}"),
+            ..Default::default()
+        };
+        let started = w.cores[*i].create_endpoint(w.h.db(*i), now, req).unwrap();
+        assert!(
+            matches!(started, Started::Done(_)),
+            "the creator owns its pool"
+        );
+    }
+    w.drain();
+    w.run(Duration::from_secs(5));
+    let winner = w.cores[0].networks(w.h.db(0))[0].id.clone();
+    let (loser, lost) = specs
+        .iter()
+        .find(|(_, s)| s.id != winner)
+        .map(|(i, s)| (*i, s.clone()))
+        .unwrap();
+    assert!(w.cores[loser].state().networks[&lost.id].removed);
+    let now = w.h.now();
+    w.cores[loser]
+        .remove_endpoint(now, &lost.id, &format!("e{loser}"))
+        .unwrap();
+    w.drain();
+    w.run(Duration::from_secs(3));
+    // Its VNI is free again: the loser (its holder) can give it to a new network.
+    let now = w.h.now();
+    let again = NetworkCreate {
+        name: "reuse".into(),
+        subnet: "198.18.140.0/24".into(),
+        vni: Some(lost.vni),
+        ..Default::default()
+    };
+    let started = w.cores[loser].create_network(w.h.db(loser), now, again);
+    let answered = match started {
+        Ok(Started::Done(spec)) => Ok(spec),
+        Ok(Started::Waiting(id)) => {
+            w.run(Duration::from_secs(5));
+            match w.answers.remove(&(loser, id)) {
+                Some(Answer::Network(r)) => r,
+                other => panic!("{other:?}"),
+            }
+        }
+        Err(e) => Err(e),
+    };
+    assert_eq!(answered.unwrap().vni, lost.vni);
+}
