@@ -677,26 +677,11 @@ impl NetworkDb {
         prev: Option<Bytes>,
         value: Option<Bytes>,
     ) {
-        if prev == value {
-            return;
-        }
-        for (id, filter) in &self.watches {
-            if filter.matches(table, network) {
-                self.outputs.push_back(Output::Watch {
-                    watch: *id,
-                    event: WatchEvent {
-                        table: table.clone(),
-                        network: network.clone(),
-                        key: key.clone(),
-                        prev: prev.clone(),
-                        value: value.clone(),
-                    },
-                });
-            }
-        }
+        self.emit(table, network, key, prev, value, false);
     }
 
-    /// Emits a watch event of this node's own write to the watches that asked for them.
+    /// Emits a watch event of this node's own write to the watches that asked for them
+    /// (`WatchFilter::own`).
     fn notify_own(
         &mut self,
         table: &TableName,
@@ -705,11 +690,23 @@ impl NetworkDb {
         prev: Option<Bytes>,
         value: Option<Bytes>,
     ) {
+        self.emit(table, network, key, prev, value, true);
+    }
+
+    fn emit(
+        &mut self,
+        table: &TableName,
+        network: &NetworkId,
+        key: &Key,
+        prev: Option<Bytes>,
+        value: Option<Bytes>,
+        own_write: bool,
+    ) {
         if prev == value {
             return;
         }
         for (id, filter) in &self.watches {
-            if filter.own && filter.matches(table, network) {
+            if (filter.own || !own_write) && filter.matches(table, network) {
                 self.outputs.push_back(Output::Watch {
                     watch: *id,
                     event: WatchEvent {

@@ -321,7 +321,7 @@ impl NodeCore {
         }
         self.pools.handle_timeout(now);
         self.drain_pools(db, now);
-        self.expire_pending(db, now);
+        self.expire_pending(now);
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) should next run.
@@ -423,19 +423,9 @@ impl NodeCore {
     /// starting from the entries NetworkDB holds already (the network may have been joined
     /// before, by the diagnostic API or a previous endpoint whose leave is not reaped yet).
     pub(crate) fn attach(&mut self, db: &NetworkDb, network_id: &str) {
+        self.names_external.remove(network_id);
         if self.names_attached.insert(network_id.to_owned()) {
-            self.outbox
-                .event(Event::Names(NamesChange::Attach(network_id.to_owned())));
-            for (key, elem) in db.table_by_network(discovery::ENDPOINT_TABLE, network_id) {
-                self.outbox
-                    .event(Event::Names(NamesChange::Record(WatchEvent {
-                        table: discovery::ENDPOINT_TABLE.into(),
-                        network: network_id.into(),
-                        key,
-                        prev: None,
-                        value: Some(elem.value),
-                    })));
-            }
+            self.names_snapshot(db, network_id);
         }
         self.outbox.push(Deferred::Join(network_id.to_owned()));
     }

@@ -22,6 +22,16 @@ pub enum Started<T> {
     Waiting(RequestId),
 }
 
+impl<T> Started<T> {
+    /// The same start with the value of `Done` mapped by `f`.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Started<U> {
+        match self {
+            Self::Done(v) => Started::Done(f(v)),
+            Self::Waiting(id) => Started::Waiting(id),
+        }
+    }
+}
+
 /// The answer to an operation that waited.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Answer {

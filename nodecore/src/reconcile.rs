@@ -246,7 +246,7 @@ impl NodeCore {
     }
 
     /// Refuses the operations that waited too long.
-    pub(crate) fn expire_pending(&mut self, db: &NetworkDb, now: Instant) {
+    pub(crate) fn expire_pending(&mut self, now: Instant) {
         for w in self.pending.expired(now) {
             self.stats.timed_out += 1;
             let secs = self.settings.allocation_timeout.as_secs();
@@ -265,7 +265,6 @@ impl NodeCore {
             };
             self.outbox.event(Event::Answer(w.request, answer));
         }
-        let _ = db;
     }
 }
 

@@ -16,8 +16,12 @@ use crate::sim::Simulation;
 /// The subnet of the workload's network `k`: `198.18.0.0/<prefix>` and the next ones, each
 /// at least a /24 apart.
 pub(crate) fn subnet(k: usize, prefix: u8) -> String {
-    let base = u32::from(Ipv4Addr::new(198, 18, 0, 0)) + (k as u32) * stride(prefix);
-    format!("{}/{prefix}", Ipv4Addr::from(base))
+    format!("{}/{prefix}", Ipv4Addr::from(subnet_base(k, prefix)))
+}
+
+/// The network address of the workload's network `k`.
+fn subnet_base(k: usize, prefix: u8) -> u32 {
+    u32::from(Ipv4Addr::new(198, 18, 0, 0)) + (k as u32) * stride(prefix)
 }
 
 /// The distance between two of the workload's subnets.
@@ -234,8 +238,7 @@ impl Simulation {
                 // A host address of the network's subnet, never its network, gateway or
                 // broadcast address.
                 let k: usize = network["ipam".len()..].parse().unwrap_or(0);
-                let base = u32::from(Ipv4Addr::new(198, 18, 0, 0))
-                    + (k as u32) * stride(self.opts.ipam_prefix);
+                let base = subnet_base(k, self.opts.ipam_prefix);
                 let hosts = (1u32 << (32 - u32::from(self.opts.ipam_prefix))) - 3;
                 let offset = 2 + self.ipam_rng.random_range(0..hosts);
                 Ipv4Addr::from(base + offset).to_string()
@@ -310,7 +313,7 @@ impl Simulation {
             }
             Ok(started)
         });
-        self.ipam_started(i, result.map(|r| r.map(|s| s.map_done())));
+        self.ipam_started(i, result.map(|r| r.map(|s| s.map(drop))));
     }
 
     fn ipam_create_network(&mut self, i: usize) {
@@ -325,7 +328,7 @@ impl Simulation {
             ..Default::default()
         };
         let result = self.call_core(i, |core, db, now| core.create_network(db, now, req));
-        self.ipam_started(i, result.map(|r| r.map(|s| s.map_done())));
+        self.ipam_started(i, result.map(|r| r.map(|s| s.map(drop))));
     }
 
     /// Books the start of an operation: done, waiting, or refused.
@@ -387,20 +390,6 @@ impl Simulation {
         }
         for detail in found {
             self.violation("ipam", detail);
-        }
-    }
-}
-
-/// The unit of an operation's answer, for booking.
-trait MapDone {
-    fn map_done(self) -> Started<()>;
-}
-
-impl<T> MapDone for Started<T> {
-    fn map_done(self) -> Started<()> {
-        match self {
-            Started::Done(_) => Started::Done(()),
-            Started::Waiting(id) => Started::Waiting(id),
         }
     }
 }

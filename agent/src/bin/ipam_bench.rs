@@ -24,12 +24,14 @@
 //! Bounded: at most 200 trials and 4000 endpoints; each call given up after 10 s, each phase
 //! of part 2 after 120 s, each agent's shutdown after 20 s.
 
+#[path = "common/mod.rs"]
+mod common;
+
+use common::pair::BenchResult;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use agent::cnm::{EndpointCreate, NetworkCreate};
-use agent::config::AgentConfig;
 use agent::daemon::Daemon;
 use networkdb::{NetworkDb, NodeName, Output};
 use nodecore::{LocalState, NodeCore, Settings, Started};
@@ -45,8 +47,6 @@ const PHASE_LIMIT: Duration = Duration::from_secs(120);
 const SHUTDOWN_LIMIT: Duration = Duration::from_secs(20);
 /// NetworkDB's default gossip interval: table events leave a node only on its gossip tick.
 const GOSSIP: Duration = Duration::from_millis(200);
-
-type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
 
 fn main() -> BenchResult<()> {
     let mut args = std::env::args().skip(1);
@@ -83,25 +83,8 @@ fn main() -> BenchResult<()> {
     Ok(())
 }
 
-async fn start(name: &str, dir: PathBuf, seed: Option<SocketAddr>) -> BenchResult<Daemon> {
-    let mut config = AgentConfig::local(name, dir);
-    config.join = seed.into_iter().collect();
-    config.dns = false;
-    Ok(Daemon::start(&config).await?)
-}
-
 async fn run(trials: usize, endpoints: usize) -> BenchResult<()> {
-    let root = std::env::temp_dir().join(format!("netagent-ipam-bench-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    let a = start("bench-a", root.join("a"), None).await?;
-    let b = start("bench-b", root.join("b"), Some(a.identity().addr)).await?;
-    let deadline = Instant::now() + GIVE_UP;
-    while a.cnm().info().await?.members < 2 || b.cnm().info().await?.members < 2 {
-        if Instant::now() > deadline {
-            return Err("the two agents did not form a cluster".into());
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let (root, a, b) = common::pair::start_pair("ipam").await?;
 
     let mut firsts = Vec::with_capacity(trials);
     let mut seconds = Vec::with_capacity(trials);

@@ -11,12 +11,13 @@
 //!
 //! Bounded: at most 1000 trials, each given up after 10 s.
 
-use std::path::PathBuf;
+#[path = "common/mod.rs"]
+mod common;
+
+use common::pair::BenchResult;
 use std::time::{Duration, Instant};
 
 use agent::cnm::{EndpointCreate, NetworkCreate, SandboxCreate};
-use agent::config::AgentConfig;
-use agent::daemon::Daemon;
 use agent::dns::directory::Directory;
 use agent::dns::server::Names;
 use discovery::{Family, Lookup};
@@ -25,8 +26,6 @@ const TRIALS: usize = 100;
 const MAX_TRIALS: usize = 1000;
 const GIVE_UP: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_micros(50);
-
-type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
 
 fn main() -> BenchResult<()> {
     let trials = std::env::args()
@@ -40,17 +39,6 @@ fn main() -> BenchResult<()> {
         .enable_all()
         .build()?;
     runtime.block_on(run(trials))
-}
-
-async fn start(
-    name: &str,
-    dir: PathBuf,
-    seed: Option<std::net::SocketAddr>,
-) -> BenchResult<Daemon> {
-    let mut config = AgentConfig::local(name, dir);
-    config.join = seed.into_iter().collect();
-    config.dns = false;
-    Ok(Daemon::start(&config).await?)
 }
 
 /// Polls `directory` on a thread until `name` resolves on `network` (or stops resolving,
@@ -76,17 +64,7 @@ fn wait_on_thread(
 }
 
 async fn run(trials: usize) -> BenchResult<()> {
-    let root = std::env::temp_dir().join(format!("netagent-sd-bench-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    let a = start("bench-a", root.join("a"), None).await?;
-    let b = start("bench-b", root.join("b"), Some(a.identity().addr)).await?;
-    let deadline = Instant::now() + GIVE_UP;
-    while a.cnm().info().await?.members < 2 || b.cnm().info().await?.members < 2 {
-        if Instant::now() > deadline {
-            return Err("the two agents did not form a cluster".into());
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let (root, a, b) = common::pair::start_pair("sd").await?;
     let net = a
         .cnm()
         .create_network(NetworkCreate {

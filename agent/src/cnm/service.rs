@@ -235,7 +235,7 @@ impl Cnm {
         if let Some(dp) = &self.settings.dataplane {
             dp.join(join_request(&plan), false)
                 .await
-                .map_err(CnmError::Conflict)?;
+                .map_err(|e| CnmError::from(CoreError::Conflict(e)))?;
         }
         let joined = self
             .core(move |core, db, _| core.join(db, &network, &name, &sandbox))
@@ -256,7 +256,7 @@ impl Cnm {
         if let Some(dp) = &self.settings.dataplane {
             dp.leave(&endpoint.network_id, endpoint.ip)
                 .await
-                .map_err(CnmError::Conflict)?;
+                .map_err(|e| CnmError::from(CoreError::Conflict(e)))?;
         }
         let left = self
             .core(move |core, db, _| core.leave(db, &network, &name))
@@ -333,9 +333,9 @@ impl Cnm {
             None => "A".to_owned(),
             Some(t) if ["A", "AAAA", "PTR"].contains(&t.as_str()) => t,
             Some(t) => {
-                return Err(CnmError::Invalid(format!(
+                return Err(CnmError::from(CoreError::Invalid(format!(
                     "invalid type {t:?}: A, AAAA or PTR"
-                )));
+                ))));
             }
         };
         let (network, sandbox) = (query.network.clone(), query.sandbox.clone());
@@ -374,10 +374,10 @@ impl Cnm {
         let resolver = self.settings.directory.networks(ids);
         let (outcome, answers) = if record_type == "PTR" {
             let Some(ip) = ip else {
-                return Err(CnmError::Invalid(format!(
+                return Err(CnmError::from(CoreError::Invalid(format!(
                     "invalid address {:?} for a PTR lookup",
                     query.name
-                )));
+                ))));
             };
             match resolver.reverse(ip) {
                 Some(name) => ("answer", vec![format!("{name}.")]),

@@ -1,0 +1,3 @@
+//! What the benchmark binaries share.
+
+pub(crate) mod pair;
