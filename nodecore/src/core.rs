@@ -554,6 +554,12 @@ impl NodeCore {
             .collect();
         wanted.extend(
             self.state
+                .reserved
+                .iter()
+                .flat_map(|(net, ips)| ips.iter().map(move |ip| (net.clone(), u32::from(*ip)))),
+        );
+        wanted.extend(
+            self.state
                 .networks
                 .values()
                 .filter(|k| k.created_here && k.spec.vni >= crate::FIRST_AUTO_VNI)

@@ -144,6 +144,22 @@ impl NodeCore {
                 spec.name
             )));
         }
+        if let Some(ip) = ip
+            && self.is_reserved(&spec.id, ip)
+        {
+            // An address this node reserved for the engine creating the endpoint: held already.
+            addressing::check_address(spec.subnet, ip, "address")?;
+            if self.state.endpoints_on(&spec.id).any(|e| e.ip == ip) || vip == Some(ip) {
+                return Err(taken());
+            }
+            self.ensure_pools(db, now);
+            self.stats.answered_at_once += 1;
+            let endpoint = self.new_endpoint(&spec, req.name, mac, service, req.aliases);
+            let endpoint =
+                self.finish_endpoint(now, endpoint, &spec, mac.is_some(), u32::from(ip))?;
+            self.attach(db, &spec.id);
+            return Ok(Started::Done(endpoint));
+        }
         let request = match ip {
             Some(ip) => {
                 addressing::check_address(spec.subnet, ip, "address")?;
@@ -159,24 +175,7 @@ impl NodeCore {
             None => Request::Any,
         };
         self.ensure_pools(db, now);
-        let endpoint = Endpoint {
-            id: self.random_id(),
-            name: req.name,
-            network: spec.name.clone(),
-            network_id: spec.id.clone(),
-            ip: Ipv4Addr::UNSPECIFIED,
-            prefix_len: spec.subnet.prefix_len(),
-            mac: mac.unwrap_or_default(),
-            service: service.map(|(name, vip, aliases)| ServiceInfo {
-                id: service_id(&spec.id, &name),
-                name,
-                vip,
-                aliases,
-                disabled: false,
-            }),
-            aliases: req.aliases,
-            sandbox: None,
-        };
+        let endpoint = self.new_endpoint(&spec, req.name, mac, service, req.aliases);
         let allocation = self
             .pools
             .allocate(now, &spec.id, request)
@@ -204,6 +203,35 @@ impl NodeCore {
                 ))
             }
             Err(e) => Err(address_error(&spec, &e)),
+        }
+    }
+
+    /// An endpoint of `spec` complete but for its address.
+    fn new_endpoint(
+        &mut self,
+        spec: &NetworkSpec,
+        name: String,
+        mac: Option<Mac>,
+        service: Option<(String, Option<Ipv4Addr>, Vec<String>)>,
+        aliases: Vec<String>,
+    ) -> Endpoint {
+        Endpoint {
+            id: self.random_id(),
+            name,
+            network: spec.name.clone(),
+            network_id: spec.id.clone(),
+            ip: Ipv4Addr::UNSPECIFIED,
+            prefix_len: spec.subnet.prefix_len(),
+            mac: mac.unwrap_or_default(),
+            service: service.map(|(name, vip, aliases)| ServiceInfo {
+                id: service_id(&spec.id, &name),
+                name,
+                vip,
+                aliases,
+                disabled: false,
+            }),
+            aliases,
+            sandbox: None,
         }
     }
 
@@ -352,24 +380,16 @@ impl NodeCore {
             )));
         }
         self.state.endpoints.remove(&endpoint.id);
-        self.pools
-            .release(now, &endpoint.network_id, u32::from(endpoint.ip));
+        if !self.is_reserved(&endpoint.network_id, endpoint.ip) {
+            self.pools
+                .release(now, &endpoint.network_id, u32::from(endpoint.ip));
+        }
         let last = self
             .state
             .endpoints_on(&endpoint.network_id)
             .next()
             .is_none();
-        if last
-            && let Some(known) = self.state.networks.get(&endpoint.network_id)
-            && (!known.created_here || known.removed)
-        {
-            // A network this node created and the catalogue removed gives its VNI back.
-            if known.created_here {
-                let vni = known.spec.vni;
-                self.pools.release(now, crate::VNI_POOL, vni);
-            }
-            self.state.networks.remove(&endpoint.network_id);
-        }
+        self.forget_unused_network(now, &endpoint.network_id);
         self.commit();
         if last {
             self.detach(&endpoint.network_id);
@@ -531,11 +551,11 @@ pub(crate) fn sandbox_not_found(name: &str) -> CoreError {
     CoreError::NotFound(format!("sandbox {name} not found"))
 }
 
-fn taken() -> CoreError {
+pub(crate) fn taken() -> CoreError {
     CoreError::Conflict("Address already in use".into())
 }
 
-fn address_error(spec: &NetworkSpec, e: &IpamError) -> CoreError {
+pub(crate) fn address_error(spec: &NetworkSpec, e: &IpamError) -> CoreError {
     match e {
         IpamError::Taken(_) => taken(),
         IpamError::Exhausted { capacity } => CoreError::Conflict(format!(

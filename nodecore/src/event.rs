@@ -39,6 +39,8 @@ pub enum Answer {
     Network(Result<NetworkSpec, CoreError>),
     /// An endpoint was created.
     Endpoint(Result<Endpoint, CoreError>),
+    /// An address was reserved.
+    Address(Result<std::net::Ipv4Addr, CoreError>),
 }
 
 /// Service discovery's view of the node: which networks it resolves on, what each network

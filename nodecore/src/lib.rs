@@ -43,6 +43,7 @@ mod pending;
 mod pools;
 mod reconcile;
 mod records;
+mod reservations;
 mod sandboxes;
 mod stack;
 mod state;

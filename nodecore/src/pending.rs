@@ -22,6 +22,8 @@ pub(crate) enum Draft {
     },
     /// A network, complete but for its VNI.
     Network(NetworkSpec),
+    /// An address reservation on this network.
+    Reservation(NetworkSpec),
 }
 
 /// One waiting operation.

@@ -202,6 +202,7 @@ impl NodeCore {
             let answer = match w.draft {
                 Draft::Endpoint { .. } => Answer::Endpoint(Err(gone())),
                 Draft::Network(_) => Answer::Network(Err(gone())),
+                Draft::Reservation(_) => Answer::Address(Err(gone())),
             };
             self.outbox.event(Event::Answer(w.request, answer));
         }
@@ -241,6 +242,7 @@ impl NodeCore {
                 mac_given,
             } => self.endpoint_allocated(db, now, *endpoint, &spec, mac_given, value),
             Draft::Network(spec) => self.network_allocated(db, now, spec, value),
+            Draft::Reservation(spec) => self.reservation_allocated(&spec, value),
         };
         self.outbox.event(Event::Answer(waiter.request, answer));
     }
@@ -260,6 +262,11 @@ impl NodeCore {
                 }
                 Draft::Network(spec) => Answer::Network(Err(CoreError::Unavailable(format!(
                     "no VNI for network {} within {secs} s: no node that owns free VNIs answered",
+                    spec.name
+                )))),
+                Draft::Reservation(spec) => Answer::Address(Err(CoreError::Unavailable(format!(
+                    "no address on network {} within {secs} s: no node that owns free \
+                     addresses there answered",
                     spec.name
                 )))),
             };

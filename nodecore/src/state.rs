@@ -2,7 +2,8 @@
 //! every address and VNI pool. The shell saves it whenever the core says so
 //! ([`Event::Persist`](crate::Event::Persist)), before anything that depends on it happens.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
@@ -47,6 +48,10 @@ pub struct LocalState {
     /// address pool, [`VNI_POOL`] for VNIs.
     #[serde(default)]
     pub ipam: BTreeMap<String, ipam::Snapshot>,
+    /// Addresses reserved for a container engine's IPAM driver, by network ID (see
+    /// [`NodeCore::reserve_address`](crate::NodeCore::reserve_address)).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub reserved: BTreeMap<String, BTreeSet<Ipv4Addr>>,
     /// The name of the cluster's founder (the origin of the VNI pool), once known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub founder: Option<String>,
@@ -60,6 +65,7 @@ impl Default for LocalState {
             endpoints: BTreeMap::new(),
             sandboxes: BTreeMap::new(),
             ipam: BTreeMap::new(),
+            reserved: BTreeMap::new(),
             founder: None,
         }
     }

@@ -634,3 +634,96 @@ fn a_lost_network_gives_its_vni_back_with_its_last_endpoint() {
     };
     assert_eq!(answered.unwrap().vni, lost.vni);
 }
+
+impl World {
+    /// Reserves an address on host `i`, waiting for the answer if need be.
+    fn reserve(
+        &mut self,
+        i: usize,
+        network: &str,
+        ip: Option<&str>,
+    ) -> Result<Ipv4Addr, CoreError> {
+        let now = self.h.now();
+        let ip = ip.map(|t| t.parse().unwrap());
+        let started = self.cores[i].reserve_address(self.h.db(i), now, network, ip)?;
+        self.drain();
+        match started {
+            Started::Done(ip) => Ok(ip),
+            Started::Waiting(id) => {
+                self.run(Duration::from_secs(5));
+                match self.answers.remove(&(i, id)) {
+                    Some(Answer::Address(r)) => r,
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
+    }
+}
+
+/// An engine's IPAM driver reserves addresses before it creates the endpoints that use them
+/// (Docker): a reservation is claimed cluster-wide like an endpoint's address; an endpoint on
+/// a reserved address uses it without a second claim; removing that endpoint leaves it
+/// reserved until it is released; a restart keeps the reservations.
+#[test]
+fn reserved_addresses_are_claimed_cluster_wide_and_used_by_their_endpoints() {
+    let mut w = World::new(3, 21);
+    let spec = w.create_network(0, "dock", "198.18.90.0/24");
+    w.run(Duration::from_secs(2));
+    // Node 1 owns nothing yet: its first reservation waits for an answer.
+    let a = w.reserve(1, "dock", None).unwrap();
+    let b = w.reserve(1, "dock", Some("198.18.90.77")).unwrap();
+    assert_eq!(b, Ipv4Addr::new(198, 18, 90, 77));
+    assert_ne!(a, b);
+    w.run(Duration::from_secs(2));
+    // Held anywhere: refused elsewhere, for a reservation and for an endpoint.
+    let err = w.reserve(2, "dock", Some("198.18.90.77")).unwrap_err();
+    assert_eq!(err.status(), 409, "{err}");
+    let err = match w.create_endpoint(2, "dock", "x", Some("198.18.90.77")) {
+        Err(e) => e,
+        Ok(Started::Waiting(id)) => {
+            w.run(Duration::from_secs(3));
+            match w.answers.remove(&(2, id)) {
+                Some(Answer::Endpoint(Err(e))) => e,
+                other => panic!("{other:?}"),
+            }
+        }
+        Ok(Started::Done(e)) => panic!("taken twice: {e:?}"),
+    };
+    assert_eq!(err.status(), 409, "{err}");
+    // The endpoint on a reserved address is created at once, without a second claim.
+    let Started::Done(e) = w
+        .create_endpoint(1, "dock", "c1", Some(&b.to_string()))
+        .unwrap()
+    else {
+        panic!("a reserved address is held already");
+    };
+    assert_eq!(e.ip, b);
+    // Removing the endpoint keeps the reservation: the address is still refused elsewhere.
+    let now = w.h.now();
+    w.cores[1].remove_endpoint(now, "dock", "c1").unwrap();
+    w.drain();
+    assert_eq!(w.cores[1].reserved(&spec.id).count(), 2);
+    let err = w.reserve(2, "dock", Some("198.18.90.77")).unwrap_err();
+    assert_eq!(err.status(), 409, "{err}");
+    // A restart keeps them.
+    w.restart(1);
+    w.run(Duration::from_secs(3));
+    assert_eq!(
+        w.cores[1].reserved(&spec.id).collect::<Vec<_>>(),
+        vec![a, b]
+            .into_iter()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect::<Vec<_>>()
+    );
+    // Released, the address is free for anyone.
+    let now = w.h.now();
+    assert!(w.cores[1].release_address(now, &spec.id, b).unwrap());
+    assert!(
+        !w.cores[1].release_address(now, &spec.id, b).unwrap(),
+        "twice is a no-op"
+    );
+    w.drain();
+    w.run(Duration::from_secs(2));
+    assert_eq!(w.reserve(2, "dock", Some("198.18.90.77")).unwrap(), b);
+}

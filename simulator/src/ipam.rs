@@ -82,6 +82,7 @@ impl IpamWork {
         let result = match answer {
             Answer::Endpoint(r) => r.as_ref().map(|_| ()),
             Answer::Network(r) => r.as_ref().map(|_| ()),
+            Answer::Address(r) => r.as_ref().map(|_| ()),
         };
         match result {
             Ok(()) => {

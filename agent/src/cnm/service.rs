@@ -153,7 +153,7 @@ impl Cnm {
                 move |core, db, now| core.create_network(db, now, req),
                 |a| match a {
                     Answer::Network(r) => Some(r),
-                    Answer::Endpoint(_) => None,
+                    _ => None,
                 },
             )
             .await?;
@@ -200,7 +200,7 @@ impl Cnm {
                 move |core, db, now| core.create_endpoint(db, now, req),
                 |a| match a {
                     Answer::Endpoint(r) => Some(r),
-                    Answer::Network(_) => None,
+                    _ => None,
                 },
             )
             .await?;
