@@ -567,6 +567,7 @@ async fn sandbox(
                 name,
                 netns: netns.to_string_lossy().into_owned(),
                 resolv_conf: resolv_conf.map(|p| p.to_string_lossy().into_owned()),
+                engine: None,
             };
             out.line(client.create_sandbox(&req).await?.name);
         }

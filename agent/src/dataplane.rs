@@ -15,12 +15,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
+#[cfg(test)]
+use std::path::PathBuf;
 use std::time::Duration;
 
 use ipnet::Ipv4Net;
 use networkdb::{NetworkId, WatchEvent};
-use overlay::netlink::{NetlinkConfig, NetlinkDataplane, NetworkSpec};
+use overlay::netlink::{ContainerSide, NetlinkConfig, NetlinkDataplane, NetworkSpec};
 use overlay::{Mac, PEER_TABLE, PeerDb, plan};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -71,8 +73,19 @@ pub struct JoinRequest {
     pub addr: Ipv4Net,
     /// The endpoint's MAC address.
     pub mac: Mac,
-    /// The sandbox's network namespace.
-    pub netns: PathBuf,
+    /// Where the container end goes: configured in the sandbox's namespace, or handed over
+    /// to a container engine.
+    pub side: ContainerSide,
+}
+
+impl JoinRequest {
+    /// The sandbox's namespace, when the driver configures the container end itself.
+    fn netns(&self) -> Option<&Path> {
+        match &self.side {
+            ContainerSide::Namespace { netns, .. } => Some(netns),
+            ContainerSide::HandOver => None,
+        }
+    }
 }
 
 /// An input of the driver.
@@ -81,7 +94,7 @@ enum Input {
     Join {
         req: JoinRequest,
         restore: bool,
-        reply: oneshot::Sender<Result<(), String>>,
+        reply: oneshot::Sender<Result<Option<String>, String>>,
     },
     Leave {
         network_id: String,
@@ -117,10 +130,11 @@ impl DataplaneHandle {
         let _ = self.tx.send(Input::Watch(ev)).await;
     }
 
-    /// Attaches a local endpoint; `Ok` once its dataplane is ready (or when the driver runs
-    /// without a kernel). With `restore`, a failure is logged and retried in the background
-    /// instead of being returned.
-    pub async fn join(&self, req: JoinRequest, restore: bool) -> Result<(), String> {
+    /// Attaches a local endpoint; `Ok` once its dataplane is ready, with the name of the
+    /// container end (`None` when the driver runs without a kernel, or the sandbox's
+    /// namespace does not exist). With `restore`, a failure is logged and retried in the
+    /// background instead of being returned.
+    pub async fn join(&self, req: JoinRequest, restore: bool) -> Result<Option<String>, String> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Input::Join {
@@ -290,18 +304,21 @@ impl Driver {
         }
     }
 
-    async fn join(&mut self, req: JoinRequest, restore: bool) -> Result<(), String> {
+    async fn join(&mut self, req: JoinRequest, restore: bool) -> Result<Option<String>, String> {
         if self.kernel.is_none() {
-            return Ok(());
+            return Ok(None);
         }
-        if !req.netns.exists() {
+        if let Some(netns) = req.netns()
+            && !netns.exists()
+        {
             tracing::warn!(
-                netns = %req.netns.display(),
+                netns = %netns.display(),
                 endpoint = %req.addr,
                 "sandbox namespace does not exist: endpoint is control plane only"
             );
-            return Ok(());
+            return Ok(None);
         }
+        let handover = req.netns().is_none();
         let nid = NetworkId::from(req.network_id.as_str());
         let ip = req.addr.addr();
         self.locals.entry(nid.clone()).or_default().insert(
@@ -312,13 +329,19 @@ impl Driver {
             },
         );
         match self.attach(&nid, ip).await {
-            Ok(()) => {
-                tracing::info!(network = %nid, endpoint = %req.addr, netns = %req.netns.display(), "endpoint attached");
-                Ok(())
+            Ok(ifname) => {
+                tracing::info!(network = %nid, endpoint = %req.addr, interface = ?ifname, "endpoint attached");
+                if handover {
+                    // The engine owns the container end from now on: nothing to retry.
+                    if let Some(local) = self.locals.get_mut(&nid).and_then(|l| l.get_mut(&ip)) {
+                        local.attached = true;
+                    }
+                }
+                Ok(ifname)
             }
-            Err(e) if restore => {
+            Err(e) if restore && !handover => {
                 tracing::warn!(network = %nid, endpoint = %req.addr, error = %e, "restored endpoint not attached yet; retrying");
-                Ok(())
+                Ok(None)
             }
             Err(e) => {
                 self.forget(&nid, ip).await;
@@ -327,13 +350,14 @@ impl Driver {
         }
     }
 
-    /// Builds the network if needed and attaches the local endpoint `ip`.
-    async fn attach(&mut self, nid: &NetworkId, ip: Ipv4Addr) -> Result<(), String> {
+    /// Builds the network if needed and attaches the local endpoint `ip`; returns the name
+    /// of the container end.
+    async fn attach(&mut self, nid: &NetworkId, ip: Ipv4Addr) -> Result<Option<String>, String> {
         let Some(kernel) = self.kernel.as_mut() else {
-            return Ok(());
+            return Ok(None);
         };
         let Some(local) = self.locals.get(nid).and_then(|l| l.get(&ip)) else {
-            return Ok(());
+            return Ok(None);
         };
         let req = local.req.clone();
         if !kernel.has_network(nid) {
@@ -348,14 +372,14 @@ impl Driver {
             tracing::info!(network = %nid, netns = %path.display(), vni = req.vni, "overlay network created");
             self.db.network_ready(nid);
         }
-        kernel
-            .attach_endpoint(nid, &req.netns, req.addr, req.mac, MTU)
+        let ifname = kernel
+            .attach_endpoint_to(nid, &req.side, req.addr, req.mac, MTU)
             .await
             .map_err(|e| e.to_string())?;
         if let Some(local) = self.locals.get_mut(nid).and_then(|l| l.get_mut(&ip)) {
             local.attached = true;
         }
-        Ok(())
+        Ok(Some(ifname))
     }
 
     /// Retries the attachment of restored endpoints that failed.
@@ -371,7 +395,7 @@ impl Driver {
             .collect();
         for (nid, ip) in pending {
             match self.attach(&nid, ip).await {
-                Ok(()) => tracing::info!(network = %nid, endpoint = %ip, "endpoint attached"),
+                Ok(_) => tracing::info!(network = %nid, endpoint = %ip, "endpoint attached"),
                 Err(e) => self.log_error("endpoint attach retry failed", &nid, &e),
             }
         }
@@ -512,9 +536,13 @@ mod tests {
             gateway: "198.18.100.1/24".parse().unwrap(),
             addr: "198.18.100.2/24".parse().unwrap(),
             mac: "02:42:c6:12:64:02".parse().unwrap(),
-            netns: PathBuf::from("/run/netns/none"),
+            side: ContainerSide::Namespace {
+                netns: PathBuf::from("/run/netns/none"),
+                ifname: "eth0".into(),
+                default_route: true,
+            },
         };
-        assert_eq!(dp.join(req, false).await, Ok(()));
+        assert_eq!(dp.join(req, false).await, Ok(None));
         assert_eq!(
             dp.leave("net", Ipv4Addr::new(198, 18, 100, 2)).await,
             Ok(())

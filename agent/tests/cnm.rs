@@ -407,6 +407,7 @@ async fn endpoints_join_publishes_records_and_leave_withdraws_them() {
                 name: "c1".into(),
                 netns: "netns/c1".into(),
                 resolv_conf: None,
+                engine: None,
             })
             .await,
         400,
@@ -417,6 +418,7 @@ async fn endpoints_join_publishes_records_and_leave_withdraws_them() {
             name: "c1".into(),
             netns: "/var/run/netns/c1".into(),
             resolv_conf: None,
+            engine: None,
         })
         .await
         .unwrap();
@@ -548,6 +550,7 @@ async fn a_restarted_agent_restores_and_republishes_its_endpoints() {
             name: "c1".into(),
             netns: "/var/run/netns/c1".into(),
             resolv_conf: None,
+            engine: None,
         })
         .await
         .unwrap();
@@ -847,6 +850,7 @@ async fn service_discovery_follows_the_endpoint_table_across_agents() {
                 name: sandbox.clone(),
                 netns: format!("/var/run/netns/netagent-test-none-{name}"),
                 resolv_conf: None,
+                engine: None,
             })
             .await
             .unwrap();
@@ -996,6 +1000,7 @@ async fn service_discovery_follows_the_endpoint_table_across_agents() {
                     name: "sb-bad".into(),
                     netns: "/var/run/netns/x".into(),
                     resolv_conf: Some(path.into()),
+                    engine: None,
                 })
                 .await,
             400,

@@ -61,7 +61,7 @@ pub use crate::endpoints::JoinPlan;
 pub use crate::error::CoreError;
 pub use crate::event::{Answer, Event, NamesChange, RequestId, Started};
 pub use crate::model::{
-    DRIVER_OVERLAY, DnsAnswer, DnsQuery, Endpoint, EndpointCreate, Info, JoinRequest,
+    DRIVER_OVERLAY, DnsAnswer, DnsQuery, Endpoint, EndpointCreate, Engine, Info, JoinRequest,
     MAX_ALIAS_LEN, MAX_ALIASES, MAX_NAME_LEN, NetworkCreate, NetworkSpec, PoolInfo, ReclaimAnswer,
     ReclaimRequest, Sandbox, SandboxCreate, SandboxInfo, ServiceCreate, ServiceInfo, check_aliases,
     check_name,

@@ -100,6 +100,21 @@ pub struct Sandbox {
     /// to the container runtime.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolv_conf: Option<PathBuf>,
+    /// The container engine that configures the sandbox's interfaces, if not the agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<Engine>,
+}
+
+/// A container engine that moves and configures a sandbox's interfaces itself: the agent
+/// hands each joined endpoint's container end over to it, and its embedded DNS server
+/// listens where the engine's own resolver forwards to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    /// Docker, through libnetwork's remote network driver protocol: dockerd moves the
+    /// interface into the container and names it; its resolver at 127.0.0.11 answers this
+    /// host's containers and forwards other names to the agent's server.
+    Docker,
 }
 
 /// A sandbox as the API shows it: with the endpoints joined to it.
@@ -112,6 +127,9 @@ pub struct SandboxInfo {
     /// The `resolv.conf` the agent manages for it, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolv_conf: Option<PathBuf>,
+    /// The container engine that configures its interfaces, if not the agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<Engine>,
     /// The endpoints joined to it, as `network/name`, sorted.
     pub endpoints: Vec<String>,
 }
@@ -199,6 +217,9 @@ pub struct SandboxCreate {
     /// at the embedded DNS server); default: not managed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolv_conf: Option<String>,
+    /// The container engine that configures the sandbox's interfaces; default: the agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<Engine>,
 }
 
 /// The query of `GET /v1/dns/lookup`: what a container would get for a name.

@@ -74,6 +74,7 @@ impl NodeCore {
             name: req.name,
             netns,
             resolv_conf,
+            engine: req.engine,
         };
         self.state
             .sandboxes
@@ -109,6 +110,7 @@ fn sandbox_info(state: &LocalState, sandbox: &Sandbox) -> SandboxInfo {
         name: sandbox.name.clone(),
         netns: sandbox.netns.clone(),
         resolv_conf: sandbox.resolv_conf.clone(),
+        engine: sandbox.engine,
         endpoints,
     }
 }

@@ -289,6 +289,7 @@ fn cnm_rules() {
             name: "c1".into(),
             netns: "/run/netns/c1".into(),
             resolv_conf: None,
+            engine: None,
         })
         .unwrap();
     let db = w.h.db(0);

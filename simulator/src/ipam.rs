@@ -308,6 +308,7 @@ impl Simulation {
                         name: SANDBOX.into(),
                         netns: "/run/netns/netsim".into(),
                         resolv_conf: None,
+                        engine: None,
                     })?;
                 }
                 core.join(db, &e.network, &e.name, SANDBOX)?;

@@ -474,6 +474,10 @@ fn join_request(plan: &nodecore::JoinPlan) -> crate::dataplane::JoinRequest {
         gateway: plan.gateway,
         addr: plan.addr,
         mac: plan.mac,
-        netns: plan.sandbox.netns.clone(),
+        side: overlay::netlink::ContainerSide::Namespace {
+            netns: plan.sandbox.netns.clone(),
+            ifname: overlay::netlink::CONTAINER_IFNAME.to_owned(),
+            default_route: true,
+        },
     }
 }

@@ -138,6 +138,7 @@ mod tests {
                 name: "c1".into(),
                 netns: "/var/run/netns/c1".into(),
                 resolv_conf: None,
+                engine: None,
             },
         );
         save_state(&s, &d).unwrap();

@@ -150,6 +150,7 @@ async fn drive(lab: &mut Lab) -> Result<(), DemoError> {
                 // Mounted over /etc/resolv.conf where `getent` runs: the container's
                 // resolver then asks the agent's embedded DNS server at 127.0.0.11.
                 resolv_conf: Some(lab.resolv_conf(h).display().to_string()),
+                engine: None,
             })
             .await
             .map_err(|e| DemoError(format!("sandbox create on {}: {e}", node_name(h))))?;

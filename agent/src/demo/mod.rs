@@ -173,6 +173,7 @@ async fn run_in(dir: &Path) -> Result<(), DemoError> {
             name: sandbox.clone(),
             netns: format!("/var/run/netns/demo-{sandbox}"),
             resolv_conf: None,
+            engine: None,
         })
         .await
         .map_err(fail)?;

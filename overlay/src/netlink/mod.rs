@@ -207,6 +207,7 @@ struct Network {
     bridge: u32,
     vxlan: u32,
     gateway: Ipv4Net,
+    vni: u32,
 }
 
 impl NetlinkDataplane {
@@ -375,11 +376,51 @@ impl NetlinkDataplane {
         mac: Mac,
         mtu: u32,
     ) -> Result<(), NetlinkError> {
+        let side = ContainerSide::Namespace {
+            netns: container_netns.to_path_buf(),
+            ifname: CONTAINER_IFNAME.to_owned(),
+            default_route: true,
+        };
+        self.attach_endpoint_to(network, &side, addr, mac, mtu)
+            .await
+            .map(drop)
+    }
+
+    /// Connects a container to `network`: a veth pair whose host end `ve<ip hex>` joins
+    /// `br0` and whose other end goes where `side` says. Returns the name of the container
+    /// end. On failure the pair is deleted.
+    pub async fn attach_endpoint_to(
+        &self,
+        network: &NetworkId,
+        side: &ContainerSide,
+        addr: Ipv4Net,
+        mac: Mac,
+        mtu: u32,
+    ) -> Result<String, NetlinkError> {
         let net = self.network(network)?;
         let (host, peer) = veth_names(addr.addr());
-        let result = self
-            .attach(net, &host, &peer, container_netns, addr, mac, mtu)
-            .await;
+        let result = match side {
+            ContainerSide::Namespace {
+                netns,
+                ifname,
+                default_route,
+            } => {
+                let target = Target {
+                    netns,
+                    ifname,
+                    default_route: *default_route,
+                };
+                self.attach(net, &host, &peer, &target, addr, mac, mtu)
+                    .await
+                    .map(|()| ifname.clone())
+            }
+            ContainerSide::HandOver => {
+                let peer = handover_name(net.vni, addr.addr());
+                self.attach_handover(net, &host, &peer, mac, mtu)
+                    .await
+                    .map(|()| peer)
+            }
+        };
         if result.is_err()
             && let Ok(Some(idx)) = self.link_index(&net.conn, &host).await
         {
@@ -491,23 +532,18 @@ impl NetlinkDataplane {
             bridge,
             vxlan,
             gateway: gw,
+            vni: spec.vni,
         })
     }
 
-    #[allow(
-        clippy::too_many_arguments,
-        reason = "private helper of attach_endpoint"
-    )]
-    async fn attach(
+    /// Creates the veth pair and puts its host end on the bridge; returns the peer's index.
+    async fn create_pair(
         &self,
         net: &Network,
         host: &str,
         peer: &str,
-        container_netns: &Path,
-        addr: Ipv4Net,
-        mac: Mac,
         mtu: u32,
-    ) -> Result<(), NetlinkError> {
+    ) -> Result<u32, NetlinkError> {
         let links = net.conn.handle.link();
         self.run(
             "create veth",
@@ -523,7 +559,61 @@ impl NetlinkDataplane {
             .build();
         self.run("veth to bridge", links.set(enslave).execute())
             .await?;
-        let peer_idx = self.need_index(&net.conn, peer).await?;
+        self.need_index(&net.conn, peer).await
+    }
+
+    /// The container end, named `peer`, with `mac` and `mtu`, moved to the underlay
+    /// namespace (where the engine runs) and left down and without address: the engine moves
+    /// it into the container and configures it. A stale link of that name there (a failed
+    /// earlier attempt) is deleted first.
+    async fn attach_handover(
+        &self,
+        net: &Network,
+        host: &str,
+        peer: &str,
+        mac: Mac,
+        mtu: u32,
+    ) -> Result<(), NetlinkError> {
+        if let Some(stale) = self.link_index(&self.underlay, peer).await? {
+            self.run(
+                "delete stale veth",
+                self.underlay.handle.link().del(stale).execute(),
+            )
+            .await?;
+        }
+        let peer_idx = self.create_pair(net, host, peer, mtu).await?;
+        let underlay_file = match &self.config.underlay_netns {
+            Some(path) => open_ns(path)?,
+            None => open_ns(Path::new("/proc/self/ns/net"))?,
+        };
+        let setup = LinkUnspec::new_with_index(peer_idx)
+            .address(mac.octets().to_vec())
+            .setns_by_fd(underlay_file.as_raw_fd())
+            .build();
+        self.run(
+            "hand veth over",
+            net.conn.handle.link().set(setup).execute(),
+        )
+        .await
+    }
+
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "private helper of attach_endpoint_to"
+    )]
+    async fn attach(
+        &self,
+        net: &Network,
+        host: &str,
+        peer: &str,
+        target: &Target<'_>,
+        addr: Ipv4Net,
+        mac: Mac,
+        mtu: u32,
+    ) -> Result<(), NetlinkError> {
+        let links = net.conn.handle.link();
+        let peer_idx = self.create_pair(net, host, peer, mtu).await?;
+        let container_netns = target.netns;
         let container_file = open_ns(container_netns)?;
         let mv = LinkUnspec::new_with_index(peer_idx)
             .setns_by_fd(container_file.as_raw_fd())
@@ -538,7 +628,7 @@ impl NetlinkDataplane {
         self.set_up(&c, lo, "container lo up").await?;
         let idx = self.need_index(&c, peer).await?;
         let setup = LinkUnspec::new_with_index(idx)
-            .name(CONTAINER_IFNAME)
+            .name(target.ifname.to_owned())
             .address(mac.octets().to_vec())
             .mtu(mtu)
             .build();
@@ -553,6 +643,9 @@ impl NetlinkDataplane {
         )
         .await?;
         self.set_up(&c, idx, "eth0 up").await?;
+        if !target.default_route {
+            return Ok(());
+        }
         let route = RouteMessageBuilder::<Ipv4Addr>::new()
             .gateway(net.gateway.addr())
             .build();
@@ -611,6 +704,37 @@ async fn find_link(
         }
         Err(e) => Err(e),
     }
+}
+
+/// Where the container end of an endpoint's veth pair goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ContainerSide {
+    /// Into the namespace at `netns`, configured there: named `ifname`, with the address,
+    /// MAC and MTU, up, and a default route via the network's gateway if `default_route`.
+    Namespace {
+        /// The container's network namespace.
+        netns: PathBuf,
+        /// The interface's name in it.
+        ifname: String,
+        /// Whether to add a default route via the gateway.
+        default_route: bool,
+    },
+    /// Into the underlay namespace with its MAC and MTU, for a container engine to move into
+    /// the container and configure (Docker's remote driver `Join` answers its name).
+    HandOver,
+}
+
+/// A [`ContainerSide::Namespace`], borrowed.
+struct Target<'a> {
+    netns: &'a Path,
+    ifname: &'a str,
+    default_route: bool,
+}
+
+/// The name of a container end handed over to an engine: unique in the underlay namespace
+/// per network and address (`dk`, the VNI's low 12 bits, the address), 13 bytes.
+fn handover_name(vni: u32, ip: Ipv4Addr) -> String {
+    format!("dk{:03x}{:08x}", vni & 0xfff, u32::from(ip))
 }
 
 /// Host-side and (temporary) container-side veth names for an endpoint; 10 bytes, unique
