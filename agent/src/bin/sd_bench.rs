@@ -82,6 +82,7 @@ async fn run(trials: usize) -> BenchResult<()> {
                 name: name.into(),
                 netns: format!("/run/netns/netagent-sd-bench-none-{name}"),
                 resolv_conf: None,
+                engine: None,
             })
             .await?;
     }
