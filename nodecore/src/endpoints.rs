@@ -36,6 +36,10 @@ pub struct JoinPlan {
     pub mac: Mac,
     /// The sandbox.
     pub sandbox: Sandbox,
+    /// The endpoint's position among the sandbox's joined endpoints: for a join, how many
+    /// were joined before it; for [`NodeCore::joined_plans`], its index in the order of
+    /// network and endpoint name. An engine names interfaces by such a count (`eth<k>`).
+    pub position: usize,
 }
 
 impl NodeCore {
@@ -427,7 +431,13 @@ impl NodeCore {
                 endpoint.network, endpoint.name
             )));
         }
-        plan(&known.spec, endpoint, sb)
+        let position = self
+            .state
+            .endpoints
+            .values()
+            .filter(|o| o.sandbox.as_deref() == Some(sandbox))
+            .count();
+        plan(&known.spec, endpoint, sb, position)
     }
 
     /// The join plans of every joined endpoint: what a restarted node's overlay driver
@@ -439,7 +449,15 @@ impl NodeCore {
             .filter_map(|e| {
                 let sb = self.state.sandboxes.get(e.sandbox.as_deref()?)?;
                 let known = self.state.networks.get(&e.network_id)?;
-                plan(&known.spec, e, sb).ok()
+                let position = self
+                    .state
+                    .endpoints
+                    .values()
+                    .filter(|o| {
+                        o.sandbox == e.sandbox && (&o.network, &o.name) < (&e.network, &e.name)
+                    })
+                    .count();
+                plan(&known.spec, e, sb, position).ok()
             })
             .collect()
     }
@@ -527,7 +545,12 @@ impl NodeCore {
     }
 }
 
-fn plan(spec: &NetworkSpec, endpoint: &Endpoint, sb: &Sandbox) -> Result<JoinPlan, CoreError> {
+fn plan(
+    spec: &NetworkSpec,
+    endpoint: &Endpoint,
+    sb: &Sandbox,
+    position: usize,
+) -> Result<JoinPlan, CoreError> {
     let (Ok(gateway), Ok(addr)) = (
         Ipv4Net::new(spec.gateway, spec.subnet.prefix_len()),
         Ipv4Net::new(endpoint.ip, endpoint.prefix_len),
@@ -544,6 +567,7 @@ fn plan(spec: &NetworkSpec, endpoint: &Endpoint, sb: &Sandbox) -> Result<JoinPla
         addr,
         mac: endpoint.mac,
         sandbox: sb.clone(),
+        position,
     })
 }
 

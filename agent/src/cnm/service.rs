@@ -1,7 +1,9 @@
 //! [`Cnm`]: the control API's operations, run by the node core inside the node's task, with
 //! the I/O they need around them.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use overlay::netlink::ContainerSide;
 use std::sync::Arc;
 
 use discovery::{Family, Lookup};
@@ -63,7 +65,7 @@ impl Cnm {
             .await?;
         for plan in plans {
             if let Some(dp) = &cnm.settings.dataplane
-                && let Err(e) = dp.join(join_request(&plan), true).await
+                && let Err(e) = dp.join(restore_request(&plan), true).await
             {
                 tracing::warn!(network = %plan.network_id, error = %e, "cannot restore an endpoint's dataplane");
             }
@@ -226,23 +228,44 @@ impl Cnm {
         name: &str,
         sandbox: &str,
     ) -> Result<Endpoint, CnmError> {
+        Ok(self.join_sandbox(network, name, sandbox).await?.0)
+    }
+
+    /// Joins an endpoint to a sandbox: the dataplane first, then the records. Also returns
+    /// the name of the container end the agent handed over, for a sandbox whose engine
+    /// configures its interfaces (see [`nodecore::Engine`]).
+    pub async fn join_sandbox(
+        &self,
+        network: &str,
+        name: &str,
+        sandbox: &str,
+    ) -> Result<(Endpoint, Option<String>), CnmError> {
         let _op = self.ops.lock().await;
         let (network, name, sandbox) = (network.to_owned(), name.to_owned(), sandbox.to_owned());
         let (n, e, s) = (network.clone(), name.clone(), sandbox.clone());
         let plan = self
             .core(move |core, _, _| core.join_plan(&n, &e, &s))
             .await??;
+        let mut handed_over = None;
         if let Some(dp) = &self.settings.dataplane {
-            dp.join(join_request(&plan), false)
+            handed_over = dp
+                .join(join_request(&plan), false)
                 .await
                 .map_err(|e| CnmError::from(CoreError::Conflict(e)))?;
+        }
+        if plan.sandbox.engine.is_some() && handed_over.is_none() {
+            return Err(CnmError::from(CoreError::Unavailable(
+                "this agent runs no overlay dataplane (it needs root and netlink), so it has \
+                 no interface to give the container engine"
+                    .into(),
+            )));
         }
         let joined = self
             .core(move |core, db, _| core.join(db, &network, &name, &sandbox))
             .await??;
         self.start_dns(&plan.sandbox).await;
         tracing::info!(endpoint = %joined.name, network = %joined.network, sandbox = %plan.sandbox.name, "endpoint joined");
-        Ok(joined)
+        Ok((joined, handed_over))
     }
 
     /// Leaves an endpoint's sandbox: the dataplane first, then the records are withdrawn.
@@ -276,6 +299,35 @@ impl Cnm {
         let (network, name) = (network.to_owned(), name.to_owned());
         Ok(self
             .core(move |core, db, _| core.set_service_enabled(db, &network, &name, enabled))
+            .await??)
+    }
+
+    /// Reserves an address on a network (by name or ID) for a container engine's IPAM
+    /// driver: `ip`, or any free one.
+    pub async fn reserve_address(
+        &self,
+        network: &str,
+        ip: Option<Ipv4Addr>,
+    ) -> Result<Ipv4Addr, CnmError> {
+        let op = self.ops.lock().await;
+        let network = network.to_owned();
+        self.started(
+            op,
+            move |core, db, now| core.reserve_address(db, now, &network, ip),
+            |a| match a {
+                Answer::Address(r) => Some(r),
+                _ => None,
+            },
+        )
+        .await
+    }
+
+    /// Gives a reserved address back; returns whether it was reserved.
+    pub async fn release_address(&self, network_id: &str, ip: Ipv4Addr) -> Result<bool, CnmError> {
+        let _op = self.ops.lock().await;
+        let network_id = network_id.to_owned();
+        Ok(self
+            .core(move |core, _, now| core.release_address(now, &network_id, ip))
             .await??)
     }
 
@@ -467,17 +519,44 @@ impl Cnm {
     }
 }
 
+/// What the overlay driver does for a join: configure the container end in the sandbox, or
+/// hand it over to the sandbox's engine.
 fn join_request(plan: &nodecore::JoinPlan) -> crate::dataplane::JoinRequest {
+    let side = match plan.sandbox.engine {
+        Some(nodecore::Engine::Docker) => ContainerSide::HandOver,
+        None => ContainerSide::Namespace {
+            netns: plan.sandbox.netns.clone(),
+            ifname: overlay::netlink::CONTAINER_IFNAME.to_owned(),
+            default_route: true,
+        },
+    };
+    request(plan, side)
+}
+
+/// What the overlay driver does for a joined endpoint after the agent restarted (its
+/// previous run's networks, and the veths in them, are gone): configure the container end in
+/// the sandbox again. For an engine's sandbox, as the engine did: `eth<k>` (`k`: the
+/// endpoint's position among the sandbox's, in the order the core lists them), no default
+/// route (Docker joins without a gateway).
+fn restore_request(plan: &nodecore::JoinPlan) -> crate::dataplane::JoinRequest {
+    let side = match plan.sandbox.engine {
+        Some(nodecore::Engine::Docker) => ContainerSide::Namespace {
+            netns: plan.sandbox.netns.clone(),
+            ifname: format!("eth{}", plan.position),
+            default_route: false,
+        },
+        None => return join_request(plan),
+    };
+    request(plan, side)
+}
+
+fn request(plan: &nodecore::JoinPlan, side: ContainerSide) -> crate::dataplane::JoinRequest {
     crate::dataplane::JoinRequest {
         network_id: plan.network_id.clone(),
         vni: plan.vni,
         gateway: plan.gateway,
         addr: plan.addr,
         mac: plan.mac,
-        side: overlay::netlink::ContainerSide::Namespace {
-            netns: plan.sandbox.netns.clone(),
-            ifname: overlay::netlink::CONTAINER_IFNAME.to_owned(),
-            default_route: true,
-        },
+        side,
     }
 }

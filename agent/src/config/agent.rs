@@ -89,7 +89,21 @@ pub struct AgentConfig {
     pub dns_forward: bool,
     /// TTL of local answers in seconds. Default [`dns::DEFAULT_TTL`]; 0..=[`MAX_DNS_TTL`].
     pub dns_ttl: u32,
+    /// The Docker plugin's name, if the agent serves the plugin protocol. Default `None`;
+    /// 1..=64 ASCII letters, digits, '.', '_' and '-'.
+    pub docker_plugin: Option<String>,
+    /// The directory of the plugin's socket. Default [`DEFAULT_DOCKER_PLUGIN_DIR`]; not
+    /// empty.
+    pub docker_plugin_dir: PathBuf,
+    /// dockerd's API socket. Default [`DEFAULT_DOCKER_API`]; not empty.
+    pub docker_api: PathBuf,
 }
+
+/// Default `docker_plugin_dir`: where dockerd looks for plugin sockets.
+pub const DEFAULT_DOCKER_PLUGIN_DIR: &str = "/run/docker/plugins";
+
+/// Default `docker_api`: dockerd's default API socket.
+pub const DEFAULT_DOCKER_API: &str = "/var/run/docker.sock";
 
 /// The format of the agent's logs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -148,6 +162,9 @@ impl AgentConfig {
             dns_upstreams: Vec::new(),
             dns_forward: false,
             dns_ttl: dns::DEFAULT_TTL,
+            docker_plugin: None,
+            docker_plugin_dir: PathBuf::from(DEFAULT_DOCKER_PLUGIN_DIR),
+            docker_api: PathBuf::from(DEFAULT_DOCKER_API),
         }
     }
 

@@ -42,6 +42,9 @@ pub(super) struct FileConfig {
     pub(super) dns_upstreams: Option<Vec<String>>,
     pub(super) dns_forward: Option<bool>,
     pub(super) dns_ttl: Option<i64>,
+    pub(super) docker_plugin: Option<String>,
+    pub(super) docker_plugin_dir: Option<PathBuf>,
+    pub(super) docker_api: Option<PathBuf>,
 }
 
 /// Parses the TOML `text` of the file at `path` (named in errors).
@@ -133,4 +136,14 @@ dns_forward = true
 
 # TTL of the embedded DNS server's answers, in seconds: 0..=2147483647.
 dns_ttl = 600
+
+# Serve the Docker plugin protocol (remote network driver and IPAM driver) under this
+# name: `docker network create -d netctl --ipam-driver netctl ...`. Not served by default.
+# docker_plugin = "netctl"
+
+# Where dockerd looks for plugin sockets: the socket is <dir>/<docker_plugin>.sock.
+docker_plugin_dir = "/run/docker/plugins"
+
+# dockerd's API socket, asked for the names of networks and containers.
+docker_api = "/var/run/docker.sock"
 "#;

@@ -177,6 +177,22 @@ pub struct RunArgs {
         value_parser = parse_dns_ttl
     )]
     pub dns_ttl: Option<u32>,
+
+    /// Serve the Docker plugin protocol (a remote network driver and IPAM driver) under this
+    /// name, the one `docker network create -d NAME --ipam-driver NAME` uses; 1..=64
+    /// letters, digits, '.', '_' and '-' [default: not served].
+    #[arg(long, value_name = "NAME")]
+    pub docker_plugin: Option<String>,
+
+    /// Directory of the Docker plugin's socket, NAME.sock, where dockerd looks for plugins
+    /// [default: /run/docker/plugins].
+    #[arg(long, value_name = "DIR")]
+    pub docker_plugin_dir: Option<PathBuf>,
+
+    /// dockerd's API socket, asked for the names of networks and containers (the plugin
+    /// protocol does not carry them) [default: /var/run/docker.sock].
+    #[arg(long, value_name = "SOCKET")]
+    pub docker_api: Option<PathBuf>,
 }
 
 impl RunArgs {
@@ -207,6 +223,9 @@ impl RunArgs {
             dns_upstreams,
             dns_forward,
             dns_ttl,
+            docker_plugin,
+            docker_plugin_dir,
+            docker_api,
         } = self;
         Self {
             config: config.or(lower.config),
@@ -236,6 +255,9 @@ impl RunArgs {
             },
             dns_forward: dns_forward.or(lower.dns_forward),
             dns_ttl: dns_ttl.or(lower.dns_ttl),
+            docker_plugin: docker_plugin.or(lower.docker_plugin),
+            docker_plugin_dir: docker_plugin_dir.or(lower.docker_plugin_dir),
+            docker_api: docker_api.or(lower.docker_api),
         }
     }
 
@@ -266,6 +288,9 @@ impl RunArgs {
             dns_upstreams,
             dns_forward,
             dns_ttl,
+            docker_plugin,
+            docker_plugin_dir,
+            docker_api,
         } = self;
         match id {
             "config" => config.is_some(),
@@ -291,6 +316,9 @@ impl RunArgs {
             "dns_upstreams" => !dns_upstreams.is_empty(),
             "dns_forward" => dns_forward.is_some(),
             "dns_ttl" => dns_ttl.is_some(),
+            "docker_plugin" => docker_plugin.is_some(),
+            "docker_plugin_dir" => docker_plugin_dir.is_some(),
+            "docker_api" => docker_api.is_some(),
             _ => false,
         }
     }

@@ -232,6 +232,37 @@ fn merge(args: &RunArgs, file: FileConfig, host: &Host) -> Result<AgentConfig, C
         (None, None) => dns::DEFAULT_TTL,
     };
 
+    let docker_plugin = args.docker_plugin.clone().or(file.docker_plugin);
+    if let Some(name) = &docker_plugin
+        && (name.is_empty()
+            || name.len() > 64
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)))
+    {
+        return Err(invalid(
+            "docker_plugin",
+            format!("{name:?}"),
+            "1..=64 ASCII letters, digits, '.', '_' and '-'",
+        ));
+    }
+    let docker_plugin_dir = args
+        .docker_plugin_dir
+        .clone()
+        .or(file.docker_plugin_dir)
+        .unwrap_or_else(|| PathBuf::from(super::agent::DEFAULT_DOCKER_PLUGIN_DIR));
+    if docker_plugin_dir.as_os_str().is_empty() {
+        return Err(invalid("docker_plugin_dir", "\"\"", "a directory path"));
+    }
+    let docker_api = args
+        .docker_api
+        .clone()
+        .or(file.docker_api)
+        .unwrap_or_else(|| PathBuf::from(super::agent::DEFAULT_DOCKER_API));
+    if docker_api.as_os_str().is_empty() {
+        return Err(invalid("docker_api", "\"\"", "a socket path"));
+    }
+
     let config = AgentConfig {
         name,
         bind,
@@ -254,6 +285,9 @@ fn merge(args: &RunArgs, file: FileConfig, host: &Host) -> Result<AgentConfig, C
         dns_upstreams,
         dns_forward,
         dns_ttl,
+        docker_plugin,
+        docker_plugin_dir,
+        docker_api,
     };
     // The node core owns the packet-size rule and its message.
     config.node_config().validate()?;

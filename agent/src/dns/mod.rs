@@ -9,6 +9,20 @@ use std::net::Ipv4Addr;
 /// `resolverIPSandbox`).
 pub const SANDBOX_DNS_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 11);
 
+/// Where the embedded DNS server listens in a Docker container's namespace: dockerd's own
+/// resolver holds 127.0.0.11:53 there (its iptables rules redirect it), answers the names of
+/// this host's containers and forwards every other name to the container's `--dns`
+/// servers, from inside the namespace; `docker run --dns 127.0.0.12` makes that this server.
+pub const DOCKER_DNS_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 12);
+
+/// The address the embedded DNS server listens at in a sandbox.
+pub fn listen_ip(sandbox: &nodecore::Sandbox) -> Ipv4Addr {
+    match sandbox.engine {
+        Some(nodecore::Engine::Docker) => DOCKER_DNS_IP,
+        None => SANDBOX_DNS_IP,
+    }
+}
+
 /// At most this many upstream resolvers are used (libnetwork `maxExtDNS`).
 pub const MAX_UPSTREAMS: usize = 3;
 

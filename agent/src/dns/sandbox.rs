@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use tokio::sync::Mutex;
 
-use super::SANDBOX_DNS_IP;
 use super::directory::Directory;
 use super::resolv_conf::ResolvConf;
 use super::server::{DnsConfig, DnsServer, DnsStats};
@@ -27,9 +26,11 @@ const BIND_TIMEOUT: Duration = Duration::from_secs(5);
 /// Why a sandbox's DNS server did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxDnsError {
-    /// Binding 127.0.0.11:53 inside the namespace failed.
-    #[error("cannot listen at 127.0.0.11:53 in {netns}: {source}")]
+    /// Binding the server's address (port 53) inside the namespace failed.
+    #[error("cannot listen at {ip}:53 in {netns}: {source}")]
     Bind {
+        /// The address.
+        ip: std::net::Ipv4Addr,
         /// The namespace.
         netns: PathBuf,
         /// Why.
@@ -119,7 +120,8 @@ impl SandboxDns {
         if self.running.lock().await.contains_key(&sandbox.name) {
             return Ok(());
         }
-        let (udp, tcp) = bind_in(&sandbox.netns).await?;
+        let ip = super::listen_ip(sandbox);
+        let (udp, tcp) = bind_in(&sandbox.netns, ip).await?;
         let mut running = self.running.lock().await;
         if running.contains_key(&sandbox.name) {
             // Another call won the race; these sockets close here.
@@ -135,7 +137,7 @@ impl SandboxDns {
         }
         let names = Arc::new(self.directory.sandbox(&sandbox.name));
         let server = DnsServer::start(udp, tcp, names, self.config.clone());
-        tracing::info!(sandbox = %sandbox.name, netns = %sandbox.netns.display(), "embedded DNS listening at 127.0.0.11:53");
+        tracing::info!(sandbox = %sandbox.name, netns = %sandbox.netns.display(), %ip, "embedded DNS listening on port 53");
         running.insert(sandbox.name.clone(), server);
         Ok(())
     }
@@ -189,11 +191,12 @@ impl SandboxDns {
     }
 }
 
-/// Binds UDP and TCP 127.0.0.11:53 inside the namespace at `netns`.
+/// Binds UDP and TCP `ip`:53 inside the namespace at `netns`.
 async fn bind_in(
     netns: &Path,
+    ip: std::net::Ipv4Addr,
 ) -> Result<(tokio::net::UdpSocket, tokio::net::TcpListener), SandboxDnsError> {
-    let addr = SocketAddr::from((SANDBOX_DNS_IP, 53));
+    let addr = SocketAddr::from((ip, 53));
     let (udp, tcp) = overlay::netlink::run_in_netns(netns, BIND_TIMEOUT, move || {
         let udp = std::net::UdpSocket::bind(addr)?;
         udp.set_nonblocking(true)?;
@@ -203,10 +206,12 @@ async fn bind_in(
     })
     .await
     .map_err(|source| SandboxDnsError::Bind {
+        ip,
         netns: netns.to_owned(),
         source,
     })?;
     let err = |source: io::Error| SandboxDnsError::Bind {
+        ip,
         netns: netns.to_owned(),
         source: overlay::netlink::NetlinkError::Netns {
             name: netns.display().to_string(),
