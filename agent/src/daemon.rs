@@ -22,6 +22,7 @@ use crate::dataplane::{self, DataplaneHandle};
 use crate::diag::{self, DiagState};
 use crate::dns::directory::Directory;
 use crate::dns::sandbox::SandboxDns;
+use crate::docker;
 use crate::engine::AgentEngine;
 use crate::metrics::Snapshot;
 use crate::os_random;
@@ -82,6 +83,9 @@ pub struct Daemon {
     dataplane: DataplaneHandle,
     /// The overlay driver's task, stopped after the others (it removes its networks).
     dataplane_task: Tasks,
+    /// The Docker plugin's socket, if served: removed when the agent stops, or every docker
+    /// command would wait for it about 15 s.
+    plugin_socket: Option<ApiAddr>,
     /// Held for the daemon's life: one agent per state directory.
     _lock: std::fs::File,
 }
@@ -258,6 +262,25 @@ impl Daemon {
                 tracing::error!(error = %e, "control API stopped");
             }
         }));
+        let mut plugin_guard = SocketGuard(None);
+        if let Some(name) = &config.docker_plugin {
+            let plugin = docker::Plugin::new(
+                name,
+                Arc::clone(&cnm),
+                &config.docker_api,
+                &config.state_dir,
+            )?;
+            let listener = docker::bind(&config.docker_plugin_dir, name).await?;
+            let addr = listener.local_addr();
+            tracing::info!(plugin = %name, socket = %addr, docker_api = %config.docker_api.display(), "serving the Docker plugin (network and IPAM driver)");
+            plugin_guard = SocketGuard(Some(addr));
+            let router = docker::router(plugin);
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = listener.serve(router).await {
+                    tracing::error!(error = %e, "Docker plugin stopped");
+                }
+            }));
+        }
         if !config.join.is_empty() {
             // The node keeps announcing to these every second while it has no member.
             let _ = handle.join(config.join.clone()).await;
@@ -271,6 +294,7 @@ impl Daemon {
             "netagent started"
         );
         socket_guard.disarm();
+        let plugin_socket = plugin_guard.0.take();
         Ok(Self {
             handle,
             identity,
@@ -280,6 +304,7 @@ impl Daemon {
             tasks,
             dataplane: dp,
             dataplane_task,
+            plugin_socket,
             _lock: lock,
         })
     }
@@ -316,6 +341,9 @@ impl Daemon {
         // change local state the departing node no longer publishes.
         drop(self.tasks);
         api::remove_socket(&self.api_addr);
+        if let Some(addr) = &self.plugin_socket {
+            api::remove_socket(addr);
+        }
         if let Some(dns) = &self.cnm.settings().dns {
             dns.shutdown().await;
         }
@@ -351,6 +379,9 @@ impl Daemon {
         // As a crash: the overlay namespaces stay; the next start removes them.
         drop(self.dataplane_task);
         api::remove_socket(&self.api_addr);
+        if let Some(addr) = &self.plugin_socket {
+            api::remove_socket(addr);
+        }
     }
 }
 

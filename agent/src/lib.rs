@@ -16,6 +16,7 @@ pub mod dataplane;
 pub mod demo;
 pub mod diag;
 pub mod dns;
+pub mod docker;
 pub mod engine;
 pub mod metrics;
 pub mod os_random;

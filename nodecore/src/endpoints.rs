@@ -545,6 +545,34 @@ impl NodeCore {
     }
 }
 
+impl NodeCore {
+    /// Replaces an endpoint's container-level aliases; a joined endpoint publishes its
+    /// records again with them.
+    pub fn set_aliases(
+        &mut self,
+        db: &NetworkDb,
+        network: &str,
+        name: &str,
+        aliases: Vec<String>,
+    ) -> Result<Endpoint, CoreError> {
+        check_aliases(&aliases)?;
+        let endpoint = self.endpoint(network, name)?.clone();
+        if endpoint.aliases == aliases {
+            return Ok(endpoint);
+        }
+        let changed = Endpoint {
+            aliases,
+            ..endpoint
+        };
+        self.state
+            .endpoints
+            .insert(changed.id.clone(), changed.clone());
+        self.commit();
+        self.sync_records(db, &changed.network_id);
+        Ok(changed)
+    }
+}
+
 fn plan(
     spec: &NetworkSpec,
     endpoint: &Endpoint,

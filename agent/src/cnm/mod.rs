@@ -11,7 +11,7 @@ mod store;
 
 pub use self::error::CnmError;
 pub use self::service::{Cnm, CnmSettings};
-pub use self::store::{STATE_FILE, StoreError, load_state, save_state};
+pub use self::store::{STATE_FILE, StoreError, load_state, save_json, save_state};
 pub use nodecore::{
     ADOPT_AFTER, DRIVER_OVERLAY, DnsAnswer, DnsQuery, Endpoint, EndpointCreate, FIRST_AUTO_VNI,
     FORMAT_VERSION, GLOBAL_NETWORK, Info, JoinRequest, KnownNetwork, LocalState, MAX_ALIAS_LEN,

@@ -40,6 +40,13 @@ pub struct CnmSettings {
     pub dns: Option<Arc<SandboxDns>>,
 }
 
+/// How long the agent waits for an engine to create a sandbox's namespace before it gives
+/// up starting the sandbox's DNS server.
+const ENGINE_NETNS_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// How often it tries meanwhile.
+const ENGINE_NETNS_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// The CNM of one agent. Operations run one at a time (the dataplane of a join must be ready
 /// before the core publishes, with nothing in between).
 #[derive(Debug)]
@@ -331,6 +338,20 @@ impl Cnm {
             .await??)
     }
 
+    /// Replaces an endpoint's container-level aliases (a joined one publishes them).
+    pub async fn set_aliases(
+        &self,
+        network: &str,
+        name: &str,
+        aliases: Vec<String>,
+    ) -> Result<Endpoint, CnmError> {
+        let _op = self.ops.lock().await;
+        let (network, name) = (network.to_owned(), name.to_owned());
+        Ok(self
+            .core(move |core, db, _| core.set_aliases(db, &network, &name, aliases))
+            .await??)
+    }
+
     // ---- sandboxes ----
 
     /// This agent's sandboxes, sorted by name.
@@ -510,12 +531,33 @@ impl Cnm {
 
     /// Starts the sandbox's embedded DNS server (when this agent runs them). A failure is
     /// logged: the endpoint is joined and reachable; only its names are not served there.
+    /// An engine's sandbox may not exist yet when its first endpoint joins (dockerd creates
+    /// the container's namespace after the plugin's `Join`): its server starts in the
+    /// background once the namespace can be entered, within [`ENGINE_NETNS_WAIT`].
     async fn start_dns(&self, sandbox: &nodecore::Sandbox) {
-        if let Some(dns) = &self.settings.dns
-            && let Err(e) = dns.ensure(sandbox).await
-        {
-            tracing::warn!(sandbox = %sandbox.name, error = %e, "embedded DNS not started");
+        let Some(dns) = &self.settings.dns else {
+            return;
+        };
+        if sandbox.engine.is_none() {
+            if let Err(e) = dns.ensure(sandbox).await {
+                tracing::warn!(sandbox = %sandbox.name, error = %e, "embedded DNS not started");
+            }
+            return;
         }
+        let (dns, sandbox) = (Arc::clone(dns), sandbox.clone());
+        tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + ENGINE_NETNS_WAIT;
+            loop {
+                match dns.ensure(&sandbox).await {
+                    Ok(()) => return,
+                    Err(e) if tokio::time::Instant::now() >= deadline => {
+                        tracing::warn!(sandbox = %sandbox.name, error = %e, "embedded DNS not started");
+                        return;
+                    }
+                    Err(_) => tokio::time::sleep(ENGINE_NETNS_POLL).await,
+                }
+            }
+        });
     }
 }
 

@@ -84,17 +84,23 @@ pub fn load_state(state_dir: &Path) -> Result<LocalState, StoreError> {
 /// directory flushed). Runs in the node's task: the core publishes nothing that depends on
 /// the state before it is saved.
 pub fn save_state(state: &LocalState, state_dir: &Path) -> Result<(), StoreError> {
-    let path = state_dir.join(STATE_FILE);
-    let tmp = state_dir.join(format!("{STATE_FILE}.tmp"));
+    save_json(state, state_dir, STATE_FILE)
+}
+
+/// Writes `value` as JSON to `dir/name` atomically: a temporary file, flushed to disk, renamed
+/// over the file, the directory flushed; a crash leaves the old or the new version.
+pub fn save_json<T: serde::Serialize>(value: &T, dir: &Path, name: &str) -> Result<(), StoreError> {
+    let path = dir.join(name);
+    let tmp = dir.join(format!("{name}.tmp"));
     let write = |source| StoreError::Write {
         path: tmp.clone(),
         source,
     };
-    let mut text = serde_json::to_vec_pretty(state)
+    let mut text = serde_json::to_vec_pretty(value)
         .map_err(|e| write(io::Error::new(io::ErrorKind::InvalidData, e)))?;
     text.push(b'\n');
-    std::fs::create_dir_all(state_dir).map_err(|source| StoreError::Write {
-        path: state_dir.to_owned(),
+    std::fs::create_dir_all(dir).map_err(|source| StoreError::Write {
+        path: dir.to_owned(),
         source,
     })?;
     let mut file = std::fs::File::create(&tmp).map_err(write)?;
@@ -107,12 +113,12 @@ pub fn save_state(state: &LocalState, state_dir: &Path) -> Result<(), StoreError
     })?;
     // The rename is durable once the directory is: an acknowledged change survives a
     // power loss.
-    let dir = std::fs::File::open(state_dir).map_err(|source| StoreError::Write {
-        path: state_dir.to_owned(),
+    let dir_file = std::fs::File::open(dir).map_err(|source| StoreError::Write {
+        path: dir.to_owned(),
         source,
     })?;
-    dir.sync_all().map_err(|source| StoreError::Write {
-        path: state_dir.to_owned(),
+    dir_file.sync_all().map_err(|source| StoreError::Write {
+        path: dir.to_owned(),
         source,
     })
 }
