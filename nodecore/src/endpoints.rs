@@ -546,21 +546,36 @@ impl NodeCore {
 }
 
 impl NodeCore {
-    /// Replaces an endpoint's container-level aliases; a joined endpoint publishes its
-    /// records again with them.
-    pub fn set_aliases(
+    /// Renames an endpoint and replaces its container-level aliases (a container engine
+    /// that tells names only after the join); a joined endpoint publishes its records again
+    /// with them. The new name is unique among this node's endpoints on the network.
+    pub fn set_names(
         &mut self,
         db: &NetworkDb,
         network: &str,
         name: &str,
+        new_name: &str,
         aliases: Vec<String>,
     ) -> Result<Endpoint, CoreError> {
+        check_name("endpoint", new_name)?;
         check_aliases(&aliases)?;
         let endpoint = self.endpoint(network, name)?.clone();
-        if endpoint.aliases == aliases {
+        if endpoint.name == new_name && endpoint.aliases == aliases {
             return Ok(endpoint);
         }
+        if endpoint.name != new_name
+            && self
+                .state
+                .endpoint(&endpoint.network_id, new_name)
+                .is_some()
+        {
+            return Err(CoreError::Conflict(format!(
+                "endpoint with name {new_name} already exists in network {}",
+                endpoint.network
+            )));
+        }
         let changed = Endpoint {
+            name: new_name.to_owned(),
             aliases,
             ..endpoint
         };

@@ -338,17 +338,19 @@ impl Cnm {
             .await??)
     }
 
-    /// Replaces an endpoint's container-level aliases (a joined one publishes them).
-    pub async fn set_aliases(
+    /// Renames an endpoint and replaces its container-level aliases (a joined one publishes
+    /// them).
+    pub async fn set_names(
         &self,
         network: &str,
         name: &str,
+        new_name: &str,
         aliases: Vec<String>,
     ) -> Result<Endpoint, CnmError> {
         let _op = self.ops.lock().await;
-        let (network, name) = (network.to_owned(), name.to_owned());
+        let (network, name, new_name) = (network.to_owned(), name.to_owned(), new_name.to_owned());
         Ok(self
-            .core(move |core, db, _| core.set_aliases(db, &network, &name, aliases))
+            .core(move |core, db, _| core.set_names(db, &network, &name, &new_name, aliases))
             .await??)
     }
 

@@ -46,6 +46,13 @@ const NAME_WAIT: Duration = Duration::from_secs(10);
 /// How often it asks meanwhile.
 const NAME_POLL: Duration = Duration::from_millis(50);
 
+/// How long a join waits for dockerd to tell the container's name.
+const JOIN_NAME_WAIT: Duration = Duration::from_millis(500);
+
+/// How long the plugin keeps asking dockerd for a joined container's names: dockerd does
+/// not answer while it restores its containers after a restart.
+const RESTORE_WAIT: Duration = Duration::from_secs(120);
+
 /// The prefix of the agent's sandboxes for Docker containers.
 const SANDBOX_PREFIX: &str = "docker-";
 
@@ -130,8 +137,11 @@ impl Plugin {
             Ok(json) => json,
             Err(e) => {
                 tracing::warn!(method, error = %e, "Docker plugin call refused");
-                serde_json::to_value(ErrorAnswer { err: e.to_string() })
-                    .unwrap_or(serde_json::Value::Null)
+                serde_json::to_value(ErrorAnswer {
+                    err: e.to_string(),
+                    error: e.to_string(),
+                })
+                .unwrap_or(serde_json::Value::Null)
             }
         };
         serde_json::to_vec(&json).unwrap_or_else(|_| b"{}".to_vec())
@@ -512,7 +522,7 @@ impl Plugin {
     }
 
     async fn join(
-        &self,
+        self: &Arc<Self>,
         state: &mut DockerState,
         req: Join,
     ) -> Result<serde_json::Value, PluginError> {
@@ -529,7 +539,16 @@ impl Plugin {
             .get(&req.network_id)
             .and_then(|n| n.name.clone())
             .unwrap_or_default();
-        let name = self.container_name(&req.network_id, &req.endpoint_id).await;
+        // dockerd answers at once, except while it restores its containers after a
+        // restart: the join then goes on under a placeholder name, replaced once known.
+        let name = Self::container_name(
+            &self.engine,
+            &req.network_id,
+            &req.endpoint_id,
+            JOIN_NAME_WAIT,
+        )
+        .await
+        .unwrap_or_else(|| fallback_name(&req.endpoint_id));
         let sandbox = sandbox_name(&req.sandbox_key)?;
         if self.cnm.sandbox(&sandbox).await.is_err() {
             self.cnm
@@ -576,7 +595,7 @@ impl Plugin {
             e.sandbox = Some(sandbox);
         }
         tracing::info!(container = %name, network = %docker_name, interface = %ifname, "Docker container joined");
-        self.publish_aliases(name, docker_name, cluster_id);
+        self.learn_names(req.endpoint_id.clone(), req.network_id.clone(), name);
         answer(JoinAnswer {
             interface_name: InterfaceName {
                 src_name: ifname,
@@ -678,8 +697,18 @@ impl Plugin {
         if let Some(reason) = network.refused {
             return Err(PluginError::Refused(reason));
         }
-        if let Some(cluster_id) = network.cluster_id {
-            return Ok(cluster_id);
+        if let (Some(cluster_id), Some(name)) = (&network.cluster_id, &network.name) {
+            // Still the catalogue's network of that name (two hosts that created one name
+            // at once end with one of the two networks)?
+            match self.cnm.network(name).await {
+                Ok(spec) if spec.id == *cluster_id => return Ok(spec.id),
+                // Out of sight for now (its owner away): the mapping stands.
+                Err(CnmError::Core(CoreError::NotFound(_))) => return Ok(cluster_id.clone()),
+                Ok(_) => {
+                    tracing::warn!(docker_network = %id, network = %name, "the cluster network of this name was replaced: mapping again");
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         let name = match network.name {
             Some(name) => name,
@@ -741,64 +770,128 @@ impl Plugin {
         Ok(spec.id)
     }
 
-    /// The container's name, asked of dockerd; the endpoint ID's first 12 characters if
-    /// dockerd does not say.
-    async fn container_name(&self, network_id: &str, endpoint_id: &str) -> String {
-        let fallback = endpoint_id.chars().take(12).collect::<String>();
-        let name = match self.engine.network(network_id).await {
-            Ok(Some(info)) => info.endpoints.get(endpoint_id).cloned(),
-            Ok(None) => None,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot ask dockerd for the container's name");
-                None
-            }
-        };
-        name.filter(|n| nodecore::check_name("endpoint", n).is_ok())
-            .unwrap_or(fallback)
+    /// The container's name, asked of dockerd within `wait`; `None` if dockerd does not say
+    /// (it does not answer while it restores its containers after a restart).
+    async fn container_name(
+        engine: &EngineApi,
+        network_id: &str,
+        endpoint_id: &str,
+        wait: Duration,
+    ) -> Option<String> {
+        match tokio::time::timeout(wait, engine.network(network_id)).await {
+            Ok(Ok(Some(info))) => info
+                .endpoints
+                .get(endpoint_id)
+                .cloned()
+                .filter(|n| nodecore::check_name("endpoint", n).is_ok()),
+            _ => None,
+        }
     }
 
-    /// Publishes the container's `--network-alias`es (and the short ID dockerd adds): dockerd
-    /// tells them only once the container has started, after `Join`; asked in the background
-    /// until then (bounded).
-    fn publish_aliases(&self, container: String, network_name: String, cluster_id: String) {
-        let engine = self.engine.clone();
-        let cnm = Arc::clone(&self.cnm);
+    /// Learns the container's name (if the join had to do without it) and its
+    /// `--network-alias`es (and the short ID dockerd adds), which dockerd tells only once the
+    /// container has started, after `Join`: asked in the background until then (bounded),
+    /// then published.
+    fn learn_names(
+        self: &Arc<Self>,
+        endpoint_id: String,
+        docker_network: String,
+        joined_as: String,
+    ) {
+        let plugin = Arc::clone(self);
         tokio::spawn(async move {
-            let deadline = tokio::time::Instant::now() + NAME_WAIT;
+            let deadline = tokio::time::Instant::now() + RESTORE_WAIT;
+            let name = if joined_as == fallback_name(&endpoint_id) {
+                loop {
+                    if let Some(name) = Self::container_name(
+                        &plugin.engine,
+                        &docker_network,
+                        &endpoint_id,
+                        NAME_POLL * 20,
+                    )
+                    .await
+                    {
+                        break name;
+                    }
+                    if tokio::time::Instant::now() >= deadline {
+                        tracing::warn!(endpoint = %endpoint_id, "dockerd did not tell the container's name: it resolves by its endpoint ID's prefix only");
+                        return;
+                    }
+                    tokio::time::sleep(NAME_POLL).await;
+                }
+            } else {
+                joined_as.clone()
+            };
+            let network_name = {
+                let state = plugin.state.lock().await;
+                state
+                    .networks
+                    .get(&docker_network)
+                    .and_then(|n| n.name.clone())
+                    .unwrap_or_default()
+            };
             let aliases = loop {
-                match engine.aliases(&container, &network_name).await {
+                match plugin.engine.aliases(&name, &network_name).await {
                     Ok(Some(a)) => break a,
                     Ok(None) => return,
                     Err(e) if tokio::time::Instant::now() >= deadline => {
-                        tracing::warn!(%container, error = %e, "cannot ask dockerd for the container's aliases");
-                        return;
+                        tracing::warn!(container = %name, error = %e, "cannot ask dockerd for the container's aliases");
+                        break Vec::new();
                     }
                     Err(_) => tokio::time::sleep(NAME_POLL).await,
                 }
             };
             let mut aliases: Vec<String> = aliases
                 .into_iter()
-                .filter(|a| {
-                    *a != container && nodecore::check_aliases(std::slice::from_ref(a)).is_ok()
-                })
+                .filter(|a| *a != name && nodecore::check_aliases(std::slice::from_ref(a)).is_ok())
                 .collect();
             aliases.sort();
             aliases.dedup();
             aliases.truncate(nodecore::MAX_ALIASES);
-            if aliases.is_empty() {
+            if name == joined_as && aliases.is_empty() {
                 return;
             }
-            match cnm
-                .set_aliases(&cluster_id, &container, aliases.clone())
+            // Under the plugin's lock: a leave cannot run in between.
+            let mut state = plugin.state.lock().await;
+            let Some(endpoint) = state.endpoints.get(&endpoint_id) else {
+                return;
+            };
+            if endpoint.name.as_deref() != Some(joined_as.as_str()) {
+                return;
+            }
+            let Some(cluster_id) = state
+                .networks
+                .get(&docker_network)
+                .and_then(|n| n.cluster_id.clone())
+            else {
+                return;
+            };
+            match plugin
+                .cnm
+                .set_names(&cluster_id, &joined_as, &name, aliases.clone())
                 .await
             {
-                Ok(_) => tracing::info!(%container, ?aliases, "container aliases published"),
-                // The container left meanwhile.
-                Err(CnmError::Core(CoreError::NotFound(_))) => {}
-                Err(e) => tracing::warn!(%container, error = %e, "container aliases not published"),
+                Ok(_) => {
+                    if let Some(e) = state.endpoints.get_mut(&endpoint_id) {
+                        e.name = Some(name.clone());
+                    }
+                    if let Err(e) = state.save(&plugin.state_dir) {
+                        tracing::error!(error = %e, "cannot save the Docker plugin's state");
+                    }
+                    tracing::info!(container = %name, ?aliases, "container names published");
+                }
+                Err(e) => {
+                    tracing::warn!(container = %name, error = %e, "container names not published")
+                }
             }
         });
     }
+}
+
+/// The name of a container's endpoint until dockerd tells the container's name: the
+/// endpoint ID's first 12 characters.
+fn fallback_name(endpoint_id: &str) -> String {
+    endpoint_id.chars().take(12).collect()
 }
 
 /// The agent's sandbox for a container's namespace.

@@ -274,10 +274,14 @@ pub struct OperInfo {
     pub value: BTreeMap<String, String>,
 }
 
-/// An error answer.
+/// An error answer. The network driver protocol reads `Err`, the IPAM driver protocol
+/// `Error`: both carry the message.
 #[derive(Debug, Serialize)]
-#[serde(rename_all = "PascalCase")]
 pub struct ErrorAnswer {
-    /// The message dockerd shows.
+    /// The message, for a network driver call.
+    #[serde(rename = "Err")]
     pub err: String,
+    /// The message, for an IPAM driver call.
+    #[serde(rename = "Error")]
+    pub error: String,
 }

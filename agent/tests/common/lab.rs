@@ -44,6 +44,50 @@ pub fn run_root_tests(file: &str, tests: Vec<(&'static str, fn())>) -> ! {
     libtest_mimic::run(&args, trials).exit()
 }
 
+/// [`run_root_tests`] for tests that also need programs a fresh machine may lack: without
+/// root, or without one of `programs` (`(program, Debian package)`) on `PATH`, each test is
+/// reported as ignored and stderr says why.
+pub fn run_root_tests_needing(
+    file: &str,
+    programs: &[(&str, &str)],
+    tests: Vec<(&'static str, fn())>,
+) -> ! {
+    let args = Arguments::from_args();
+    let missing: Vec<String> = programs
+        .iter()
+        .filter(|(program, _)| find_program(program).is_none())
+        .map(|(program, package)| format!("{program} (Debian package {package})"))
+        .collect();
+    let skip = lab::missing_privileges()
+        .map(str::to_owned)
+        .or_else(|| (!missing.is_empty()).then(|| format!("needs {}", missing.join(", "))));
+    let trials = tests
+        .into_iter()
+        .map(|(name, test)| {
+            if let Some(why) = &skip {
+                eprintln!("NOT RUN: {file} {name}: {why}");
+            }
+            Trial::test(name, move || {
+                test();
+                Ok(())
+            })
+            .with_ignored_flag(skip.is_some())
+        })
+        .collect();
+    libtest_mimic::run(&args, trials).exit()
+}
+
+/// The path of executable `program` on `PATH`, if any.
+pub fn find_program(program: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|p| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
 /// Runs `f` on a new thread that first moved into the network namespace `/run/netns/<name>`
 /// (sockets it creates stay there, whichever thread uses them later).
 pub fn spawn_in_netns<T: Send + 'static>(
@@ -198,6 +242,16 @@ impl Lab {
     /// Starts host `h`'s agent (joining host 1's unless it is host 1) and waits until its API
     /// answers.
     pub fn start_agent(&mut self, h: usize) {
+        self.start_agent_with(h, lab::spawn_in);
+    }
+
+    /// [`Lab::start_agent`], the process started by `spawn` in host `h`'s namespace (a
+    /// private mount namespace, say).
+    pub fn start_agent_with(
+        &mut self,
+        h: usize,
+        spawn: impl FnOnce(&Path, Command) -> Result<Child, overlay::netlink::NetlinkError>,
+    ) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -224,7 +278,7 @@ impl Lab {
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log);
-        let child = lab::spawn_in(&netns_path(&self.host(h)), cmd).unwrap();
+        let child = spawn(&netns_path(&self.host(h)), cmd).unwrap();
         self.agents[h] = Some(child);
         self.wait_for(h, &["info"], |_| true);
     }
@@ -285,6 +339,25 @@ impl Lab {
         match lab::vxlan_state(&netns_path(name), "vxlan0") {
             Ok(state) => state.neighbours.into_keys().collect(),
             Err(e) => panic!("h{h} neighbours of {name}: {e}"),
+        }
+    }
+
+    /// The process ID of host `h`'s agent, if it runs.
+    pub fn agent_pid(&self, h: usize) -> Option<u32> {
+        self.agents[h].as_ref().map(Child::id)
+    }
+
+    /// Stops host `h`'s agent with SIGTERM (it leaves gracefully) and waits for it (15 s at
+    /// most, then SIGKILL).
+    pub fn stop_agent(&mut self, h: usize) {
+        if let Some(mut child) = self.agents[h].take() {
+            signal(&child, Signal::SIGTERM);
+            let _ = try_poll(Duration::from_secs(15), || match child.try_wait() {
+                Ok(None) => Err(()),
+                _ => Ok(()),
+            });
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 

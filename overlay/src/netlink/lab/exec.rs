@@ -27,6 +27,76 @@ pub fn spawn_in(ns: &Path, cmd: Command) -> Result<Child, NetlinkError> {
     })
 }
 
+/// Starts `cmd` inside network namespace `ns` and a private mount namespace of its own
+/// where each `(source, target)` of `binds` is bind-mounted (a host of a lab with its own
+/// view of fixed paths, such as dockerd's plugin directory). Nothing mounted there reaches
+/// the caller's mount namespace; it lasts as long as a process uses it. Other processes
+/// join it with [`spawn_in_mounts_of`].
+pub fn spawn_in_private_mounts(
+    ns: &Path,
+    binds: &[(PathBuf, PathBuf)],
+    cmd: Command,
+) -> Result<Child, NetlinkError> {
+    let path = ns.to_owned();
+    let binds = binds.to_vec();
+    on_thread_blocking(&ns.display().to_string(), move || {
+        let mut cmd = cmd;
+        enter(&path, None)?;
+        private_mounts()?;
+        for (source, target) in &binds {
+            bind(source, target)?;
+        }
+        cmd.spawn()
+    })
+}
+
+/// Starts `cmd` inside network namespace `ns` and the mount namespace of process `pid` (one
+/// started by [`spawn_in_private_mounts`], or a process of its namespace).
+pub fn spawn_in_mounts_of(ns: &Path, pid: u32, cmd: Command) -> Result<Child, NetlinkError> {
+    let path = ns.to_owned();
+    on_thread_blocking(&ns.display().to_string(), move || {
+        let mut cmd = cmd;
+        enter(&path, None)?;
+        let mounts = File::open(format!("/proc/{pid}/ns/mnt"))?;
+        // A thread that shares its filesystem attributes cannot change mount namespace.
+        nix::sched::unshare(CloneFlags::CLONE_FS)?;
+        nix::sched::setns(&mounts, CloneFlags::CLONE_NEWNS)?;
+        cmd.spawn()
+    })
+}
+
+/// Moves the calling thread into a mount namespace of its own, private: what is mounted in
+/// it does not propagate back.
+fn private_mounts() -> io::Result<()> {
+    nix::sched::unshare(CloneFlags::CLONE_NEWNS)?;
+    nix::mount::mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )?;
+    Ok(())
+}
+
+/// Bind-mounts `source` over `target` in the calling thread's mount namespace.
+fn bind(source: &Path, target: &Path) -> io::Result<()> {
+    nix::mount::mount(
+        Some(source),
+        target,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(|e| {
+        io::Error::other(format!(
+            "bind-mount {} over {}: {e}",
+            source.display(),
+            target.display()
+        ))
+    })
+}
+
 /// Runs `cmd` to its end inside network namespace `ns`; its output. With `resolv_conf`, the
 /// command runs in a private mount namespace where that file is bind-mounted over
 /// `/etc/resolv.conf`, as `ip netns exec` does with `/etc/netns/<name>/resolv.conf`: a
@@ -79,28 +149,9 @@ fn enter(ns: &Path, resolv_conf: Option<PathBuf>) -> io::Result<()> {
     let file = File::open(ns)?;
     nix::sched::setns(&file, CloneFlags::CLONE_NEWNET)?;
     if let Some(resolv_conf) = resolv_conf {
-        nix::sched::unshare(CloneFlags::CLONE_NEWNS)?;
         // Private first: the bind mount below must not propagate to the host's namespace.
-        nix::mount::mount(
-            None::<&str>,
-            "/",
-            None::<&str>,
-            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-            None::<&str>,
-        )?;
-        nix::mount::mount(
-            Some(&resolv_conf),
-            RESOLV_CONF,
-            None::<&str>,
-            MsFlags::MS_BIND,
-            None::<&str>,
-        )
-        .map_err(|e| {
-            io::Error::other(format!(
-                "bind-mount {} over {RESOLV_CONF}: {e}",
-                resolv_conf.display()
-            ))
-        })?;
+        private_mounts()?;
+        bind(&resolv_conf, Path::new(RESOLV_CONF))?;
     }
     Ok(())
 }

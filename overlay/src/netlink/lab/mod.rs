@@ -15,6 +15,8 @@
 //! * [`spawn_in`], [`output_in`]: a process in a namespace (with a container's own
 //!   `resolv.conf` bind-mounted over `/etc/resolv.conf` in a private mount namespace, as
 //!   `ip netns exec` does);
+//! * [`spawn_in_private_mounts`], [`spawn_in_mounts_of`]: processes of one host sharing a
+//!   private mount namespace (an agent and the dockerd it serves a plugin to);
 //! * [`ping`]: one ICMP echo from a namespace (a raw socket: root).
 //!
 //! Root is required ([`missing_privileges`] says why a caller cannot use it).
@@ -25,7 +27,7 @@ mod links;
 
 use std::time::Duration;
 
-pub use exec::{output_in, spawn_in};
+pub use exec::{output_in, spawn_in, spawn_in_mounts_of, spawn_in_private_mounts};
 pub use icmp::ping;
 pub use links::{
     LinkFacts, VxlanFacts, add_addr, add_bridge, add_netns, add_veth, del_netns, ipv4_addrs,
