@@ -224,16 +224,20 @@ impl Daemon {
         })?;
         let metrics_client = handle.client();
         let (metrics_directory, metrics_dns) = (directory.clone(), dns.clone());
+        let plugin_stats = Arc::new(docker::PluginStats::default());
+        let metrics_plugin = Arc::clone(&plugin_stats);
         let app = diag::router(diag_state).route(
             "/metrics",
             get(move || {
                 let client = metrics_client.clone();
                 let directory = metrics_directory.clone();
                 let dns = metrics_dns.clone();
+                let plugin = Arc::clone(&metrics_plugin);
                 async move {
                     match Snapshot::take(&client).await {
                         Ok(mut s) => {
                             s.discovery = directory.stats();
+                            s.docker = plugin.snapshot();
                             if let Some(dns) = dns {
                                 s.dns = dns.stats().await;
                             }
@@ -269,6 +273,7 @@ impl Daemon {
                 Arc::clone(&cnm),
                 &config.docker_api,
                 &config.state_dir,
+                plugin_stats,
             )?;
             let listener = docker::bind(&config.docker_plugin_dir, name).await?;
             let addr = listener.local_addr();

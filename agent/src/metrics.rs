@@ -43,6 +43,9 @@ pub struct Snapshot {
     pub node_core: nodecore::CoreStats,
     /// The allocators' counters, summed over every pool, and the number of pools.
     pub ipam: (usize, ipam::IpamStats),
+    /// The Docker plugin's calls by method and outcome (set by the caller; empty when the
+    /// plugin is not served).
+    pub docker: std::collections::BTreeMap<(String, &'static str), u64>,
 }
 
 impl Snapshot {
@@ -86,6 +89,7 @@ impl Snapshot {
                     dns: (0, DnsStats::default()),
                     node_core,
                     ipam: (pools.len(), ipam),
+                    docker: Default::default(),
                 }
             })
             .await
@@ -149,6 +153,19 @@ impl Snapshot {
             ("unattached_network", sd.unattached),
         ] {
             out.sample("netagent_sd_changes_total", &[("result", what)], v);
+        }
+        if !self.docker.is_empty() {
+            out.counter_family(
+                "netagent_docker_plugin_calls_total",
+                "Calls of the Docker plugin (network and IPAM driver) by method and outcome (refused: answered with an error).",
+            );
+            for ((method, outcome), v) in &self.docker {
+                out.sample(
+                    "netagent_docker_plugin_calls_total",
+                    &[("method", method), ("outcome", outcome)],
+                    *v,
+                );
+            }
         }
         let (servers, q) = &self.dns;
         out.gauge(

@@ -322,6 +322,21 @@ async fn the_plugin_protocol_maps_docker_networks_and_refuses_bad_input_clearly(
         "network other exists in the cluster with subnet 198.18.111.0/24",
     );
 
+    // Every call is counted by method and outcome; unknown methods share one series.
+    let diag = daemon.diag_addr();
+    let metrics = tokio::task::spawn_blocking(move || {
+        common::try_http(diag, "GET", "/metrics").unwrap_or_default()
+    })
+    .await
+    .unwrap();
+    for line in [
+        r#"netagent_docker_plugin_calls_total{method="other",outcome="refused"} 1"#,
+        r#"netagent_docker_plugin_calls_total{method="NetworkDriver.Join",outcome="refused"} 2"#,
+        r#"netagent_docker_plugin_calls_total{method="Plugin.Activate",outcome="ok"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "{line} in:\n{metrics}");
+    }
+
     // The socket goes with the agent; the mapping survives a restart.
     daemon.shutdown().await;
     assert!(!socket.exists(), "a stopped agent leaves no plugin socket");

@@ -546,12 +546,28 @@ impl Cnm {
             }
             return;
         }
-        let (dns, sandbox) = (Arc::clone(dns), sandbox.clone());
+        let (dns, sandbox, client) = (Arc::clone(dns), sandbox.clone(), self.client.clone());
+        // Whether the sandbox is still there (a container that stopped before its namespace
+        // came must not get a server that would keep the namespace alive).
+        let exists = move |client: NodeClient, name: String| async move {
+            client
+                .with_engine(move |e: &mut AgentEngine, _| e.stack().core().sandbox(&name).is_ok())
+                .await
+                .unwrap_or(false)
+        };
         tokio::spawn(async move {
             let deadline = tokio::time::Instant::now() + ENGINE_NETNS_WAIT;
             loop {
+                if !exists(client.clone(), sandbox.name.clone()).await {
+                    return;
+                }
                 match dns.ensure(&sandbox).await {
-                    Ok(()) => return,
+                    Ok(()) => {
+                        if !exists(client.clone(), sandbox.name.clone()).await {
+                            dns.stop(&sandbox.name).await;
+                        }
+                        return;
+                    }
                     Err(e) if tokio::time::Instant::now() >= deadline => {
                         tracing::warn!(sandbox = %sandbox.name, error = %e, "embedded DNS not started");
                         return;

@@ -7,6 +7,7 @@ pub mod engine_api;
 pub mod plugin;
 pub mod protocol;
 pub mod state;
+pub mod stats;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
 pub use self::plugin::{Plugin, PluginError};
+pub use self::stats::PluginStats;
 use crate::api::{ApiBindError, ApiListener};
 use crate::config::ApiAddr;
 

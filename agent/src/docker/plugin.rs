@@ -37,6 +37,7 @@ use super::protocol::{
     REQUEST_ADDRESS_TYPE, ReleaseAddress, ReleasePool, RequestAddress, RequestPool,
 };
 use super::state::{DockerState, EndpointState, NetworkState, PoolState};
+use super::stats::PluginStats;
 use crate::cnm::{Cnm, CnmError, StoreError};
 
 /// How long the plugin waits for dockerd to store a network it just created, to learn its
@@ -95,6 +96,7 @@ pub struct Plugin {
     state_dir: PathBuf,
     /// Every call but `EndpointOperInfo` runs under this lock, one at a time.
     state: Mutex<DockerState>,
+    stats: Arc<PluginStats>,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -107,12 +109,13 @@ impl std::fmt::Debug for Plugin {
 
 impl Plugin {
     /// The plugin `name` of the agent's `cnm`, asking dockerd at `docker_api`, with its
-    /// state in `state_dir/docker.json` (loaded now).
+    /// state in `state_dir/docker.json` (loaded now), counting its calls in `stats`.
     pub fn new(
         name: &str,
         cnm: Arc<Cnm>,
         docker_api: &Path,
         state_dir: &Path,
+        stats: Arc<PluginStats>,
     ) -> Result<Arc<Self>, StoreError> {
         let state = DockerState::load(state_dir)?;
         Ok(Arc::new(Self {
@@ -121,6 +124,7 @@ impl Plugin {
             engine: EngineApi::new(docker_api),
             state_dir: state_dir.to_path_buf(),
             state: Mutex::new(state),
+            stats,
         }))
     }
 
@@ -133,6 +137,7 @@ impl Plugin {
     /// body. Returns the JSON answer; an error is an answer with `Err`.
     pub async fn call(self: &Arc<Self>, method: &str, body: &[u8]) -> Vec<u8> {
         let result = self.dispatch(method, body).await;
+        self.stats.count(method, result.is_ok());
         let json = match result {
             Ok(json) => json,
             Err(e) => {
