@@ -22,7 +22,7 @@ struct Cli {
 }
 
 /// Every field of the file, in the order of the documentation.
-const FIELDS: [&str; 22] = [
+const FIELDS: [&str; 25] = [
     "name",
     "bind",
     "advertise",
@@ -45,6 +45,9 @@ const FIELDS: [&str; 22] = [
     "dns_upstreams",
     "dns_forward",
     "dns_ttl",
+    "docker_plugin",
+    "docker_plugin_dir",
+    "docker_api",
 ];
 
 /// Flags that make an otherwise default configuration valid (the state directory is given
@@ -503,6 +506,11 @@ fn other_fields_validated() {
             "invalid log_level:",
         ),
         (vec!["--cluster-label", ""], "invalid cluster_label:"),
+        (
+            vec!["--docker-plugin", "net/ctl"],
+            "invalid docker_plugin: \"net/ctl\" (allowed: 1..=64 ASCII letters",
+        ),
+        (vec!["--docker-plugin", ""], "invalid docker_plugin:"),
     ] {
         let e = err(&with_minimal(&flags), None);
         assert!(e.starts_with(prefix), "{flags:?}: {e}");
