@@ -334,6 +334,11 @@ impl Snapshot {
             d.attachment_repairs,
         );
         out.counter(
+            "netagent_join_syncs_deferred_total",
+            "Networks joined with no peer known, bulk-synced with the first peer learnt to be attached.",
+            d.join_syncs_deferred,
+        );
+        out.counter(
             "netagent_backlog_flushes_total",
             "Local backlogs sent on the stream path.",
             d.backlog_flushes,

@@ -249,6 +249,9 @@ impl NetworkDb {
             let networks = self.common_networks(peer);
             self.send_bulk_sync(now, peer, networks, true, true, None);
         }
+        if let Some(local) = self.local.get_mut(&network) {
+            local.joined_alone = peers.is_empty();
+        }
         self.update_in_sync();
         Ok(())
     }

@@ -31,6 +31,9 @@ pub(crate) struct LocalNetwork {
     pub(crate) relay: BroadcastQueue<TableKey>,
     /// Messages sent by gossip since the network was joined.
     pub(crate) messages_sent: u64,
+    /// The join had no peer to bulk-sync with (none known yet): the first peer learnt to be
+    /// attached is asked instead.
+    pub(crate) joined_alone: bool,
 }
 
 impl LocalNetwork {
@@ -43,6 +46,7 @@ impl LocalNetwork {
             local: BroadcastQueue::new(max_queue_len),
             relay: BroadcastQueue::new(max_queue_len),
             messages_sent: 0,
+            joined_alone: false,
         }
     }
 }

@@ -227,6 +227,30 @@ impl NetworkDb {
         true
     }
 
+    /// A network this node joined with no peer known to bulk-sync with (an agent restarted
+    /// with containers joins their networks at once, before its first attachment exchange)
+    /// is synced with the first peer whose attachment exchange lists it, instead of waiting
+    /// for the periodic bulk sync. Only the exchange triggers it: peers that join at the same
+    /// moment learn each other by gossip and have nothing to sync yet, and a bulk sync would
+    /// take their join events out of the epidemic (what arrives by sync is not relayed).
+    pub(crate) fn sync_if_joined_alone(
+        &mut self,
+        now: Instant,
+        network: &NetworkId,
+        peer: &NodeName,
+    ) {
+        let Some(local) = self.local.get_mut(network) else {
+            return;
+        };
+        if !local.joined_alone || local.leaving {
+            return;
+        }
+        local.joined_alone = false;
+        self.stats.join_syncs_deferred += 1;
+        let networks = self.common_networks(peer);
+        self.send_bulk_sync(now, peer, networks, true, false, None);
+    }
+
     /// Applies a table event. Returns whether it changed local state.
     pub(crate) fn handle_table_event(
         &mut self,
@@ -350,6 +374,11 @@ impl NetworkDb {
     fn handle_push_pull(&mut self, now: Instant, pp: PushPull) {
         let sender = pp.node.clone();
         self.apply_attachments(now, &pp.ltime, &pp.node, &pp.networks);
+        for e in &pp.networks {
+            if e.node == sender && !e.leaving {
+                self.sync_if_joined_alone(now, &e.network, &sender);
+            }
+        }
         if !pp.reply && sender != self.me {
             self.send_push_pull(&sender, true);
         }
@@ -421,6 +450,13 @@ impl NetworkDb {
         for e in &bs.attachments {
             let ev = as_event(e);
             self.handle_network_event(now, &ev);
+            // The sender's entries of a network it is attached to are in this sync.
+            if e.node == bs.node
+                && !e.leaving
+                && let Some(local) = self.local.get_mut(&e.network)
+            {
+                local.joined_alone = false;
+            }
         }
         for ev in bs.events {
             self.handle_table_event(now, ev, None, Via::BulkSync);

@@ -35,6 +35,9 @@ pub struct Stats {
     /// the owner's join): a bulk sync with the owner was requested to learn the attachment
     /// and the entries (at most once per owner per `ATTACHMENT_REPAIR_INTERVAL`).
     pub attachment_repairs: u64,
+    /// Networks joined with no peer known, bulk-synced with the first peer learnt to be
+    /// attached.
+    pub join_syncs_deferred: u64,
     /// Events about this node received from others (ignored).
     pub own_events: u64,
     /// Relays skipped because the relay queue was over `max_relay_queue_on_sync` during a

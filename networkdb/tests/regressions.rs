@@ -362,3 +362,24 @@ fn a_watch_can_include_the_nodes_own_writes() {
         "only the own watch reports them, update then delete"
     );
 }
+
+/// Found by the Docker plugin's end-to-end test: an agent restarted with a container joins
+/// the container's network at once, before it has heard which peers are attached to it, so
+/// its join bulk sync has nobody to ask; it then waited for the periodic bulk sync (30 s) to
+/// get the network's entries, and its container could reach nobody meanwhile. A node that
+/// joined a network alone now syncs with the first peer it learns is attached there.
+#[test]
+fn a_network_joined_before_its_peers_are_known_syncs_when_they_are() {
+    let mut h = setup(902);
+    let seeds = vec![h.host(0).addr];
+    h.restart(2, Some(seeds));
+    let now = h.now();
+    h.db_mut(2).join_network(now, NET.into()).expect("join");
+    assert_eq!(
+        h.db(2).peers(NET).len(),
+        1,
+        "the restarted node knows no peer of the network yet"
+    );
+    h.run_for(Duration::from_secs(3));
+    assert_eq!(sees(&h, 2, "k0").as_deref(), Some("v0"));
+}
