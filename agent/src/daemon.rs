@@ -86,6 +86,8 @@ pub struct Daemon {
     /// The Docker plugin's socket, if served: removed when the agent stops, or every docker
     /// command would wait for it about 15 s.
     plugin_socket: Option<ApiAddr>,
+    /// The Docker plugin, if served (its background tasks stop with the agent).
+    docker_plugin: Option<Arc<docker::Plugin>>,
     /// Held for the daemon's life: one agent per state directory.
     _lock: std::fs::File,
 }
@@ -267,6 +269,7 @@ impl Daemon {
             }
         }));
         let mut plugin_guard = SocketGuard(None);
+        let mut docker_plugin = None;
         if let Some(name) = &config.docker_plugin {
             let plugin = docker::Plugin::new(
                 name,
@@ -279,6 +282,7 @@ impl Daemon {
             let addr = listener.local_addr();
             tracing::info!(plugin = %name, socket = %addr, docker_api = %config.docker_api.display(), "serving the Docker plugin (network and IPAM driver)");
             plugin_guard = SocketGuard(Some(addr));
+            docker_plugin = Some(Arc::clone(&plugin));
             let router = docker::router(plugin);
             tasks.push(tokio::spawn(async move {
                 if let Err(e) = listener.serve(router).await {
@@ -310,6 +314,7 @@ impl Daemon {
             dataplane: dp,
             dataplane_task,
             plugin_socket,
+            docker_plugin,
             _lock: lock,
         })
     }
@@ -349,6 +354,9 @@ impl Daemon {
         if let Some(addr) = &self.plugin_socket {
             api::remove_socket(addr);
         }
+        if let Some(plugin) = &self.docker_plugin {
+            plugin.shutdown();
+        }
         if let Some(dns) = &self.cnm.settings().dns {
             dns.shutdown().await;
         }
@@ -386,6 +394,9 @@ impl Daemon {
         api::remove_socket(&self.api_addr);
         if let Some(addr) = &self.plugin_socket {
             api::remove_socket(addr);
+        }
+        if let Some(plugin) = &self.docker_plugin {
+            plugin.shutdown();
         }
     }
 }

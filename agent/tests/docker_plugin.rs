@@ -322,6 +322,57 @@ async fn the_plugin_protocol_maps_docker_networks_and_refuses_bad_input_clearly(
         "network other exists in the cluster with subnet 198.18.111.0/24",
     );
 
+    // A dockerd that deletes a network before it releases its auxiliary addresses (older
+    // versions do) leaves nothing reserved: the address is free for the next network.
+    networks
+        .lock()
+        .unwrap()
+        .insert("d3".into(), ("auxnet".into(), "198.18.113.0/24".into()));
+    assert_ok(&call(&socket, "IpamDriver.RequestPool", &pool("198.18.113.0/24")).await);
+    let aux3 = r#"{"PoolID":"198.18.113.0/24","Address":"198.18.113.250","Options":null}"#;
+    assert_ok(&call(&socket, "IpamDriver.RequestAddress", aux3).await);
+    let create3 = r#"{"NetworkID":"d3","IPv4Data":[{"Pool":"198.18.113.0/24","Gateway":"198.18.113.1/24","AuxAddresses":{"a":"198.18.113.250/24"}}]}"#;
+    assert_ok(&call(&socket, "NetworkDriver.CreateNetwork", create3).await);
+    poll_until_async(
+        "auxnet mapped, its auxiliary address held",
+        PATIENCE,
+        async || {
+            accept(
+                call(&socket, "IpamDriver.RequestAddress", aux3).await,
+                |a| error(a).contains("Address already in use"),
+            )
+        },
+    )
+    .await;
+    assert_ok(
+        &call(
+            &socket,
+            "NetworkDriver.DeleteNetwork",
+            r#"{"NetworkID":"d3"}"#,
+        )
+        .await,
+    );
+    assert_ok(
+        &call(
+            &socket,
+            "IpamDriver.ReleasePool",
+            r#"{"PoolID":"198.18.113.0/24"}"#,
+        )
+        .await,
+    );
+    networks
+        .lock()
+        .unwrap()
+        .insert("d4".into(), ("auxnet".into(), "198.18.113.0/24".into()));
+    assert_ok(&call(&socket, "IpamDriver.RequestPool", &pool("198.18.113.0/24")).await);
+    let create4 =
+        r#"{"NetworkID":"d4","IPv4Data":[{"Pool":"198.18.113.0/24","Gateway":"198.18.113.1/24"}]}"#;
+    assert_ok(&call(&socket, "NetworkDriver.CreateNetwork", create4).await);
+    assert_eq!(
+        call(&socket, "IpamDriver.RequestAddress", aux3).await["Address"],
+        "198.18.113.250/24"
+    );
+
     // Every call is counted by method and outcome; unknown methods share one series.
     let diag = daemon.diag_addr();
     let metrics = tokio::task::spawn_blocking(move || {

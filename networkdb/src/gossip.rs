@@ -236,7 +236,7 @@ impl NetworkDb {
 
     /// Active and failed nodes can be bulk-synced (a failed one may still be alive); left and
     /// unknown ones cannot.
-    fn syncable(&self, node: &NodeName) -> bool {
+    pub(crate) fn syncable(&self, node: &NodeName) -> bool {
         self.nodes
             .get(node)
             .is_some_and(|n| n.state != NodeState::Left)

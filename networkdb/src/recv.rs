@@ -239,15 +239,22 @@ impl NetworkDb {
         network: &NetworkId,
         peer: &NodeName,
     ) {
-        let Some(local) = self.local.get_mut(network) else {
-            return;
-        };
-        if !local.joined_alone || local.leaving {
+        if !self
+            .local
+            .get(network)
+            .is_some_and(|l| l.joined_alone && !l.leaving)
+            || !self.syncable(peer)
+        {
             return;
         }
-        local.joined_alone = false;
-        self.stats.join_syncs_deferred += 1;
+        // One sync covers every network shared with the peer: none of them waits any more.
         let networks = self.common_networks(peer);
+        for n in &networks {
+            if let Some(local) = self.local.get_mut(n) {
+                local.joined_alone = false;
+            }
+        }
+        self.stats.join_syncs_deferred += 1;
         self.send_bulk_sync(now, peer, networks, true, false, None);
     }
 

@@ -36,10 +36,6 @@ pub struct JoinPlan {
     pub mac: Mac,
     /// The sandbox.
     pub sandbox: Sandbox,
-    /// The endpoint's position among the sandbox's joined endpoints: for a join, how many
-    /// were joined before it; for [`NodeCore::joined_plans`], its index in the order of
-    /// network and endpoint name. An engine names interfaces by such a count (`eth<k>`).
-    pub position: usize,
 }
 
 impl NodeCore {
@@ -167,11 +163,10 @@ impl NodeCore {
         let request = match ip {
             Some(ip) => {
                 addressing::check_address(spec.subnet, ip, "address")?;
-                let local = self
-                    .state
-                    .endpoints_on(&spec.id)
-                    .any(|e| e.ip == ip || e.service.as_ref().and_then(|s| s.vip) == Some(ip));
-                if local || users.all().contains(&ip) || vip == Some(ip) {
+                if self.address_used_here(&spec.id, ip)
+                    || users.all().contains(&ip)
+                    || vip == Some(ip)
+                {
                     return Err(taken());
                 }
                 Request::Value(u32::from(ip))
@@ -431,13 +426,7 @@ impl NodeCore {
                 endpoint.network, endpoint.name
             )));
         }
-        let position = self
-            .state
-            .endpoints
-            .values()
-            .filter(|o| o.sandbox.as_deref() == Some(sandbox))
-            .count();
-        plan(&known.spec, endpoint, sb, position)
+        plan(&known.spec, endpoint, sb)
     }
 
     /// The join plans of every joined endpoint: what a restarted node's overlay driver
@@ -449,15 +438,7 @@ impl NodeCore {
             .filter_map(|e| {
                 let sb = self.state.sandboxes.get(e.sandbox.as_deref()?)?;
                 let known = self.state.networks.get(&e.network_id)?;
-                let position = self
-                    .state
-                    .endpoints
-                    .values()
-                    .filter(|o| {
-                        o.sandbox == e.sandbox && (&o.network, &o.name) < (&e.network, &e.name)
-                    })
-                    .count();
-                plan(&known.spec, e, sb, position).ok()
+                plan(&known.spec, e, sb).ok()
             })
             .collect()
     }
@@ -588,12 +569,7 @@ impl NodeCore {
     }
 }
 
-fn plan(
-    spec: &NetworkSpec,
-    endpoint: &Endpoint,
-    sb: &Sandbox,
-    position: usize,
-) -> Result<JoinPlan, CoreError> {
+fn plan(spec: &NetworkSpec, endpoint: &Endpoint, sb: &Sandbox) -> Result<JoinPlan, CoreError> {
     let (Ok(gateway), Ok(addr)) = (
         Ipv4Net::new(spec.gateway, spec.subnet.prefix_len()),
         Ipv4Net::new(endpoint.ip, endpoint.prefix_len),
@@ -610,7 +586,6 @@ fn plan(
         addr,
         mac: endpoint.mac,
         sandbox: sb.clone(),
-        position,
     })
 }
 

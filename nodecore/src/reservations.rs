@@ -149,22 +149,4 @@ impl NodeCore {
             Err(e) => Err(address_error(spec, &e)),
         })
     }
-
-    /// Drops this node's copy of a network it neither created nor uses any more (no
-    /// endpoint, no reservation); a network this node created and the catalogue removed gives
-    /// its VNI back then.
-    pub(crate) fn forget_unused_network(&mut self, now: Instant, network_id: &str) {
-        let unused = self.state.endpoints_on(network_id).next().is_none()
-            && !self.state.reserved.contains_key(network_id);
-        if unused
-            && let Some(known) = self.state.networks.get(network_id)
-            && (!known.created_here || known.removed)
-        {
-            if known.created_here {
-                let vni = known.spec.vni;
-                self.pools.release(now, crate::VNI_POOL, vni);
-            }
-            self.state.networks.remove(network_id);
-        }
-    }
 }

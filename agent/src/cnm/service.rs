@@ -595,14 +595,13 @@ fn join_request(plan: &nodecore::JoinPlan) -> crate::dataplane::JoinRequest {
 
 /// What the overlay driver does for a joined endpoint after the agent restarted (its
 /// previous run's networks, and the veths in them, are gone): configure the container end in
-/// the sandbox again. For an engine's sandbox, as the engine did: `eth<k>` (`k`: the
-/// endpoint's position among the sandbox's, in the order the core lists them), no default
-/// route (Docker joins without a gateway).
+/// the sandbox again. For an engine's sandbox, as the engine did: the first free `eth<k>`,
+/// no default route (Docker joins without a gateway).
 fn restore_request(plan: &nodecore::JoinPlan) -> crate::dataplane::JoinRequest {
     let side = match plan.sandbox.engine {
         Some(nodecore::Engine::Docker) => ContainerSide::Namespace {
             netns: plan.sandbox.netns.clone(),
-            ifname: format!("eth{}", plan.position),
+            ifname: "eth*".to_owned(),
             default_route: false,
         },
         None => return join_request(plan),

@@ -4,6 +4,10 @@
 //! for how Docker's objects map to the cluster's, and the README's "With Docker".
 
 pub mod engine_api;
+mod ipam;
+mod mapping;
+mod names;
+mod network;
 pub mod plugin;
 pub mod protocol;
 pub mod state;

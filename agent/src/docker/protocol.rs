@@ -54,9 +54,9 @@ pub struct IpamCapabilities {
 #[serde(rename_all = "PascalCase")]
 pub struct AddressSpaces {
     /// The local default address space's name.
-    pub local_default_address_space: &'static str,
+    pub local_default_address_space: String,
     /// The global default address space's name.
-    pub global_default_address_space: &'static str,
+    pub global_default_address_space: String,
 }
 
 /// `IpamDriver.RequestPool`.

@@ -47,6 +47,10 @@ pub struct NetworkState {
     /// Its auxiliary addresses.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub aux: BTreeSet<Ipv4Addr>,
+    /// The addresses the IPAM driver reserved for it, with the ID of the cluster network
+    /// each was reserved in (given back there, even if the mapping changed since).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub reserved: BTreeMap<Ipv4Addr, String>,
 }
 
 /// A Docker endpoint of this host.
@@ -58,6 +62,10 @@ pub struct EndpointState {
     pub ip: Ipv4Addr,
     /// Its MAC address.
     pub mac: Mac,
+    /// The cluster network its agent endpoint lives on (where it is found again, with its
+    /// address, at `Leave`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_id: Option<String>,
     /// The name of the agent's endpoint while joined (the container's name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -151,6 +159,7 @@ mod tests {
                 cluster_id: Some("c".repeat(64)),
                 refused: None,
                 aux: [Ipv4Addr::new(198, 18, 100, 250)].into(),
+                reserved: [(Ipv4Addr::new(198, 18, 100, 250), "c".repeat(64))].into(),
             },
         );
         state.save(&dir).unwrap();

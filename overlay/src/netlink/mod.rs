@@ -39,6 +39,7 @@ use std::time::Duration;
 use futures::TryStreamExt;
 use ipnet::Ipv4Net;
 use networkdb::NetworkId;
+use rtnetlink::packet_route::link::LinkAttribute;
 use rtnetlink::{LinkBridge, LinkUnspec, LinkVeth, LinkVxlan, RouteMessageBuilder};
 
 use crate::{KernelState, Mac, NeighOp};
@@ -627,8 +628,12 @@ impl NetlinkDataplane {
         let lo = self.need_index(&c, "lo").await?;
         self.set_up(&c, lo, "container lo up").await?;
         let idx = self.need_index(&c, peer).await?;
+        let ifname = match target.ifname.strip_suffix('*') {
+            Some(prefix) => self.first_free_name(&c, prefix).await?,
+            None => target.ifname.to_owned(),
+        };
         let setup = LinkUnspec::new_with_index(idx)
-            .name(target.ifname.to_owned())
+            .name(ifname)
             .address(mac.octets().to_vec())
             .mtu(mtu)
             .build();
@@ -651,6 +656,28 @@ impl NetlinkDataplane {
             .build();
         self.run("default route", c.handle.route().add(route).execute())
             .await
+    }
+
+    /// `prefix` and the lowest number no link of `conn`'s namespace is named with.
+    async fn first_free_name(&self, conn: &NsConn, prefix: &str) -> Result<String, NetlinkError> {
+        let links: Vec<_> = self
+            .run(
+                "list links",
+                conn.handle.link().get().execute().try_collect::<Vec<_>>(),
+            )
+            .await?;
+        let taken: std::collections::BTreeSet<String> = links
+            .iter()
+            .flat_map(|l| &l.attributes)
+            .filter_map(|a| match a {
+                LinkAttribute::IfName(name) => Some(name.clone()),
+                _ => None,
+            })
+            .collect();
+        Ok((0..)
+            .map(|k| format!("{prefix}{k}"))
+            .find(|n| !taken.contains(n))
+            .unwrap_or_else(|| format!("{prefix}0")))
     }
 
     /// Brings link `index` of `conn`'s namespace up.
@@ -714,7 +741,8 @@ pub enum ContainerSide {
     Namespace {
         /// The container's network namespace.
         netns: PathBuf,
-        /// The interface's name in it.
+        /// The interface's name in it; `PREFIX*`: `PREFIX` and the lowest number free there
+        /// (`eth*`, as a container engine numbers interfaces).
         ifname: String,
         /// Whether to add a default route via the gateway.
         default_route: bool,
