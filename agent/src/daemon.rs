@@ -282,6 +282,7 @@ impl Daemon {
             let addr = listener.local_addr();
             tracing::info!(plugin = %name, socket = %addr, docker_api = %config.docker_api.display(), "serving the Docker plugin (network and IPAM driver)");
             plugin_guard = SocketGuard(Some(addr));
+            plugin.start_reconciling();
             docker_plugin = Some(Arc::clone(&plugin));
             let router = docker::router(plugin);
             tasks.push(tokio::spawn(async move {

@@ -388,10 +388,39 @@ async fn the_plugin_protocol_maps_docker_networks_and_refuses_bad_input_clearly(
         assert!(metrics.contains(line), "{line} in:\n{metrics}");
     }
 
+    // A container (e5 on .78) that dockerd removes, and a network (d4) it deletes, while
+    // the agent is down.
+    let e5 = r#"{"PoolID":"198.18.110.0/24","Address":"198.18.110.78","Options":null}"#;
+    assert_ok(&call(&socket, "IpamDriver.RequestAddress", e5).await);
+    assert_ok(
+        &call(
+            &socket,
+            "NetworkDriver.CreateEndpoint",
+            &ep("d1", "e5", "198.18.110.78/24"),
+        )
+        .await,
+    );
+
     // The socket goes with the agent; the mapping survives a restart.
     daemon.shutdown().await;
     assert!(!socket.exists(), "a stopped agent leaves no plugin socket");
+    networks.lock().unwrap().remove("d4");
     let (daemon, _api, socket) = start(&dir).await;
+    // What dockerd no longer has is withdrawn once the agent asked it: e5's address is free,
+    // and so is d4's pool.
+    poll_until_async("e5's address given back", PATIENCE, async || {
+        accept(call(&socket, "IpamDriver.RequestAddress", e5).await, |a| {
+            error(a).is_empty()
+        })
+    })
+    .await;
+    poll_until_async("d4's pool given back", PATIENCE, async || {
+        accept(
+            call(&socket, "IpamDriver.RequestPool", &pool("198.18.113.0/24")).await,
+            |a| error(a).is_empty(),
+        )
+    })
+    .await;
     assert_ok(
         &call(
             &socket,

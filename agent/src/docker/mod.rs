@@ -10,6 +10,7 @@ mod names;
 mod network;
 pub mod plugin;
 pub mod protocol;
+mod reconcile;
 pub mod state;
 pub mod stats;
 

@@ -71,6 +71,7 @@ impl Plugin {
                 reserved: Default::default(),
             },
         );
+        self.made(&req.network_id);
         tracing::info!(docker_network = %req.network_id, %subnet, "Docker network created; learning its name from dockerd");
         self.map_in_background(req.network_id);
         Ok(serde_json::json!({}))
@@ -116,6 +117,7 @@ impl Plugin {
             })?;
             (mac, String::new())
         };
+        self.made(&req.endpoint_id);
         state.endpoints.insert(
             req.endpoint_id,
             EndpointState {

@@ -91,8 +91,12 @@ pub struct Plugin {
     /// Every call but `EndpointOperInfo` runs under this lock, one at a time.
     pub(super) state: Mutex<DockerState>,
     stats: Arc<PluginStats>,
-    /// The background tasks (learning names), aborted by [`Plugin::shutdown`].
+    /// The background tasks (mapping, learning names, reconciling), aborted by
+    /// [`Plugin::shutdown`].
     tasks: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
+    /// dockerd's networks and endpoints made by this run, and when (see
+    /// [`reconcile`](super::reconcile)).
+    pub(super) fresh: std::sync::Mutex<std::collections::HashMap<String, tokio::time::Instant>>,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -122,6 +126,7 @@ impl Plugin {
             state: Mutex::new(state),
             stats,
             tasks: std::sync::Mutex::new(Vec::new()),
+            fresh: std::sync::Mutex::new(std::collections::HashMap::new()),
         }))
     }
 
