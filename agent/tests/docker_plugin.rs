@@ -267,6 +267,16 @@ async fn the_plugin_protocol_maps_docker_networks_and_refuses_bad_input_clearly(
         .await,
         "unknown network ID nope",
     );
+    // An ID that could not be dockerd's is refused before it goes anywhere.
+    assert_refused(
+        &call(
+            &socket,
+            "NetworkDriver.CreateEndpoint",
+            &ep("../../containers", "e2", "198.18.110.9/24"),
+        )
+        .await,
+        "invalid network ID",
+    );
     assert_refused(
         &call(
             &socket,

@@ -310,7 +310,9 @@ impl NodeCore {
     ) -> Result<Endpoint, CoreError> {
         let ip = Ipv4Addr::from(value);
         if self.state.endpoint(&spec.id, &endpoint.name).is_some() {
-            self.pools.release(now, &spec.id, value);
+            if !self.is_reserved(&spec.id, ip) {
+                self.pools.release(now, &spec.id, value);
+            }
             return Err(CoreError::Conflict(format!(
                 "endpoint with name {} already exists in network {}",
                 endpoint.name, spec.name
@@ -545,10 +547,11 @@ impl NodeCore {
             return Ok(endpoint);
         }
         if endpoint.name != new_name
-            && self
+            && (self
                 .state
                 .endpoint(&endpoint.network_id, new_name)
                 .is_some()
+                || self.pending.endpoint_named(&endpoint.network_id, new_name))
         {
             return Err(CoreError::Conflict(format!(
                 "endpoint with name {new_name} already exists in network {}",

@@ -58,6 +58,7 @@ impl Plugin {
         if state.networks.contains_key(id) {
             return Ok(());
         }
+        self.check_id("network", id)?;
         let unknown = || {
             self.refused(format_args!(
                 "unknown network ID {id}: netagent has no record of it and dockerd does not \

@@ -28,6 +28,7 @@ impl Plugin {
         state: &mut DockerState,
         req: CreateNetwork,
     ) -> Result<serde_json::Value, PluginError> {
+        self.check_id("network", &req.network_id)?;
         if req.ipv6_data.as_ref().is_some_and(|d| !d.is_empty()) {
             return Err(self.refused("IPv6 is not supported"));
         }
@@ -97,6 +98,7 @@ impl Plugin {
         state: &mut DockerState,
         req: CreateEndpoint,
     ) -> Result<serde_json::Value, PluginError> {
+        self.check_id("endpoint", &req.endpoint_id)?;
         let cluster_id = self.bind(state, &req.network_id).await?;
         let iface = req.interface.unwrap_or_default();
         if iface.address.is_empty() {

@@ -164,6 +164,18 @@ impl Plugin {
         }
     }
 
+    /// Checks an ID dockerd gave (a network's or an endpoint's): 1 to 128 ASCII letters and
+    /// digits (dockerd's are 64 hex digits). Anything else is refused before it is used.
+    pub(super) fn check_id(&self, what: &str, id: &str) -> Result<(), PluginError> {
+        if (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            Ok(())
+        } else {
+            Err(self.refused(format_args!(
+                "invalid {what} ID {id:?}: 1 to 128 letters and digits"
+            )))
+        }
+    }
+
     /// A refusal naming the plugin.
     pub(super) fn refused(&self, what: impl std::fmt::Display) -> PluginError {
         PluginError::Refused(format!("{}: {what}", self.name))
