@@ -173,14 +173,8 @@ impl NodeCore {
             }
             None => Request::Any,
         };
-        self.ensure_pools(db, now);
         let endpoint = self.new_endpoint(&spec, req.name, mac, service, req.aliases);
-        let allocation = self
-            .pools
-            .allocate(now, &spec.id, request)
-            .unwrap_or(Err(IpamError::Exhausted { capacity: 0 }));
-        self.drain_pools(db, now);
-        match allocation {
+        match self.allocate_address(db, now, &spec.id, request) {
             Ok(Allocation::Done(v)) => {
                 self.stats.answered_at_once += 1;
                 let endpoint = self.finish_endpoint(now, endpoint, &spec, mac.is_some(), v)?;
@@ -203,6 +197,24 @@ impl NodeCore {
             }
             Err(e) => Err(address_error(&spec, &e)),
         }
+    }
+
+    /// Allocates in the address pool of network `network_id` (started if need be), and
+    /// sends what the allocation asks of other nodes.
+    pub(crate) fn allocate_address(
+        &mut self,
+        db: &NetworkDb,
+        now: Instant,
+        network_id: &str,
+        request: Request,
+    ) -> Result<Allocation, IpamError> {
+        self.ensure_pools(db, now);
+        let allocation = self
+            .pools
+            .allocate(now, network_id, request)
+            .unwrap_or(Err(IpamError::Exhausted { capacity: 0 }));
+        self.drain_pools(db, now);
+        allocation
     }
 
     /// An endpoint of `spec` complete but for its address.
@@ -519,12 +531,7 @@ impl NodeCore {
             }),
             ..endpoint
         };
-        self.state
-            .endpoints
-            .insert(changed.id.clone(), changed.clone());
-        self.commit();
-        self.sync_records(db, &changed.network_id);
-        Ok(changed)
+        Ok(self.replace_endpoint(db, changed))
     }
 }
 
@@ -563,12 +570,17 @@ impl NodeCore {
             aliases,
             ..endpoint
         };
+        Ok(self.replace_endpoint(db, changed))
+    }
+
+    /// Stores a changed endpoint; a joined one publishes its records again.
+    fn replace_endpoint(&mut self, db: &NetworkDb, changed: Endpoint) -> Endpoint {
         self.state
             .endpoints
             .insert(changed.id.clone(), changed.clone());
         self.commit();
         self.sync_records(db, &changed.network_id);
-        Ok(changed)
+        changed
     }
 }
 

@@ -43,13 +43,7 @@ impl NodeCore {
             }
             None => Request::Any,
         };
-        self.ensure_pools(db, now);
-        let allocation = self
-            .pools
-            .allocate(now, &spec.id, request)
-            .unwrap_or(Err(IpamError::Exhausted { capacity: 0 }));
-        self.drain_pools(db, now);
-        match allocation {
+        match self.allocate_address(db, now, &spec.id, request) {
             Ok(Allocation::Done(v)) => {
                 self.stats.answered_at_once += 1;
                 Ok(Started::Done(self.finish_reservation(&spec, v)))

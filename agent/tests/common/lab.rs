@@ -26,22 +26,7 @@ use super::poll::try_poll;
 /// Runs a root-only test file's tests under a harness that, without root, reports each as
 /// ignored and says why on stderr: a test that cannot run never shows as passed.
 pub fn run_root_tests(file: &str, tests: Vec<(&'static str, fn())>) -> ! {
-    let args = Arguments::from_args();
-    let skip = lab::missing_privileges();
-    let trials = tests
-        .into_iter()
-        .map(|(name, test)| {
-            if let Some(why) = skip {
-                eprintln!("NOT RUN: {file} {name}: {why}");
-            }
-            Trial::test(name, move || {
-                test();
-                Ok(())
-            })
-            .with_ignored_flag(skip.is_some())
-        })
-        .collect();
-    libtest_mimic::run(&args, trials).exit()
+    run_root_tests_needing(file, &[], tests)
 }
 
 /// [`run_root_tests`] for tests that also need programs a fresh machine may lack: without

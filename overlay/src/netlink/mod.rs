@@ -666,14 +666,7 @@ impl NetlinkDataplane {
                 conn.handle.link().get().execute().try_collect::<Vec<_>>(),
             )
             .await?;
-        let taken: std::collections::BTreeSet<String> = links
-            .iter()
-            .flat_map(|l| &l.attributes)
-            .filter_map(|a| match a {
-                LinkAttribute::IfName(name) => Some(name.clone()),
-                _ => None,
-            })
-            .collect();
+        let taken: std::collections::BTreeSet<String> = link_names(&links).collect();
         Ok((0..)
             .map(|k| format!("{prefix}{k}"))
             .find(|n| !taken.contains(n))
@@ -714,6 +707,19 @@ impl NetlinkDataplane {
             .await?
             .ok_or_else(|| NetlinkError::LinkNotFound(name.to_owned()))
     }
+}
+
+/// The names of `links`.
+pub(crate) fn link_names(
+    links: &[rtnetlink::packet_route::link::LinkMessage],
+) -> impl Iterator<Item = String> + '_ {
+    links
+        .iter()
+        .flat_map(|l| &l.attributes)
+        .filter_map(|a| match a {
+            LinkAttribute::IfName(name) => Some(name.clone()),
+            _ => None,
+        })
 }
 
 /// The index of link `name` in `handle`'s namespace, `None` when there is none (`ENODEV`).

@@ -151,14 +151,7 @@ pub fn link_names(ns: &Path) -> Result<Vec<String>, NetlinkError> {
             .try_collect()
             .await
             .map_err(failed("list links"))?;
-        let mut names: Vec<String> = links
-            .iter()
-            .flat_map(|l| &l.attributes)
-            .filter_map(|a| match a {
-                LinkAttribute::IfName(name) => Some(name.clone()),
-                _ => None,
-            })
-            .collect();
+        let mut names: Vec<String> = crate::netlink::link_names(&links).collect();
         names.sort();
         Ok(names)
     })
