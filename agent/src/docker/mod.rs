@@ -4,13 +4,13 @@
 //! for how Docker's objects map to the cluster's, and the README's "With Docker".
 
 pub mod engine_api;
-mod ipam;
-mod mapping;
-mod names;
-mod network;
+pub mod ipam;
+pub mod mapping;
+pub mod names;
+pub mod network;
 pub mod plugin;
 pub mod protocol;
-mod reconcile;
+pub mod reconcile;
 pub mod state;
 pub mod stats;
 

@@ -1,9 +1,9 @@
 //! Bringing the plugin's state in line with dockerd's. A container stopped, or a network
 //! removed, while the agent was down (or its socket unreachable) never got its `Leave`,
 //! `DeleteEndpoint` and `ReleaseAddress`: its records would stay published and its address
-//! held for good. Soon after the agent starts, and then every [`RECONCILE_EVERY`], the
+//! held for good. Soon after the agent starts, and then every minute, the
 //! plugin asks dockerd which of its networks and endpoints still exist and withdraws the
-//! others. Objects made in the last [`GRACE`] are left alone (dockerd stores a network or an
+//! others. Objects made in the last minute are left alone (dockerd stores a network or an
 //! endpoint only once the plugin's call returned), and a network dockerd does not answer for
 //! is skipped.
 

@@ -2,7 +2,7 @@
 //! networks and endpoints on this host and the cluster networks they map to. dockerd
 //! replays nothing after its own restart, and the agent may restart under running
 //! containers: both find their mapping here. The file is written whole and atomically after
-//! every change (see [`save_json`](crate::cnm::save_json)).
+//! every change (see [`save_json`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
