@@ -481,14 +481,41 @@ fn docker_containers_on_two_hosts_share_a_cluster_network() {
     );
     let _ = dl.docker(2, &["rm", "-f", "b2"]);
 
-    // network connect / disconnect.
-    let out = run(&dl, 2, net("green", "198.18.104.0/24"));
+    // network connect / disconnect, on a network with an auxiliary address.
+    let mut green = net("green", "198.18.104.0/24");
+    green.insert(2, "--aux-address=gw2=198.18.104.250".into());
+    let out = run(&dl, 2, green);
     assert!(out.status.success(), "{}", text(&out));
     dl.docker_ok(2, &["network", "connect", "green", "c2"]);
     let ip = container_addr(&dl, 2, "c2", "eth1").expect("c2 on green");
     assert!(ip.starts_with("198.18.104."), "{ip}");
     dl.docker_ok(2, &["network", "disconnect", "green", "c2"]);
     assert_eq!(container_addr(&dl, 2, "c2", "eth1"), None);
+    // The auxiliary address is kept from every container while the network exists, and
+    // given back with it: `docker network rm` on h2, then h1 may use it.
+    dl.lab
+        .wait_for(1, &["network", "ls"], |t| t.contains("green"));
+    let out = run(&dl, 1, net("green", "198.18.104.0/24"));
+    assert!(out.status.success(), "{}", text(&out));
+    let mut g1 = c("g1", &["--ip", "198.18.104.250"]);
+    g1[7] = "green".into();
+    let out = run(&dl, 1, g1.clone());
+    assert!(
+        !out.status.success(),
+        "an auxiliary address was given: {}",
+        text(&out)
+    );
+    let _ = dl.docker(1, &["rm", "-f", "g1"]);
+    dl.docker_ok(2, &["network", "rm", "green"]);
+    let out = run(&dl, 1, g1);
+    assert!(out.status.success(), "{}\n{}", text(&out), dl.logs());
+    assert_eq!(
+        container_addr(&dl, 1, "g1", "eth0").as_deref(),
+        Some("198.18.104.250/24")
+    );
+    dl.docker_ok(1, &["rm", "-f", "g1"]);
+    // The cluster network outlives the Docker networks mapped to it.
+    assert!(dl.lab.ok(2, &["network", "ls"]).contains("green"));
 
     // dockerd replays nothing after a restart: a restart-policy container joins again, and
     // is reachable by name again.
