@@ -28,12 +28,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 use overlay::netlink::{lab, netns_path};
 
 mod common;
-use common::lab::{Lab, find_program, run_root_tests_needing};
+use common::lab::{Lab, find_program, run_root_tests_needing, stop};
 use common::poll::try_poll;
 
 const HOSTS: usize = 2;
@@ -163,16 +161,8 @@ impl DockerLab {
 
     /// Stops host `h`'s dockerd (SIGTERM: it stops its containers) and waits for it.
     fn stop_dockerd(&mut self, h: usize) {
-        if let Some(mut child) = self.dockerd[h].take() {
-            if let Ok(pid) = i32::try_from(child.id()) {
-                let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
-            }
-            let _ = try_poll(Duration::from_secs(30), || match child.try_wait() {
-                Ok(None) => Err(()),
-                _ => Ok(()),
-            });
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(child) = self.dockerd[h].take() {
+            stop(child, Duration::from_secs(30));
         }
     }
 

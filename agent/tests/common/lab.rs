@@ -335,14 +335,8 @@ impl Lab {
     /// Stops host `h`'s agent with SIGTERM (it leaves gracefully) and waits for it (15 s at
     /// most, then SIGKILL).
     pub fn stop_agent(&mut self, h: usize) {
-        if let Some(mut child) = self.agents[h].take() {
-            signal(&child, Signal::SIGTERM);
-            let _ = try_poll(Duration::from_secs(15), || match child.try_wait() {
-                Ok(None) => Err(()),
-                _ => Ok(()),
-            });
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(child) = self.agents[h].take() {
+            stop(child, Duration::from_secs(15));
         }
     }
 
@@ -353,6 +347,17 @@ impl Lab {
             let _ = child.wait();
         }
     }
+}
+
+/// Stops `child` with SIGTERM and waits for it, `patience` at most, then SIGKILL.
+pub fn stop(mut child: Child, patience: Duration) {
+    signal(&child, Signal::SIGTERM);
+    let _ = try_poll(patience, || match child.try_wait() {
+        Ok(None) => Err(()),
+        _ => Ok(()),
+    });
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// Sends `sig` to `child` (gone already: nothing to do).
@@ -367,14 +372,8 @@ impl Drop for Lab {
         let prefixes: Vec<String> = (1..=self.hosts)
             .map(|h| agent::dataplane::netns_prefix(&format!("h{h}"), &self.state_dir(h)))
             .collect();
-        for mut child in self.agents.iter_mut().filter_map(Option::take) {
-            signal(&child, Signal::SIGTERM);
-            let _ = try_poll(Duration::from_secs(5), || match child.try_wait() {
-                Ok(None) => Err(()),
-                _ => Ok(()),
-            });
-            let _ = child.kill();
-            let _ = child.wait();
+        for child in self.agents.iter_mut().filter_map(Option::take) {
+            stop(child, Duration::from_secs(5));
         }
         for name in self.netns.iter().rev() {
             if let Err(e) = lab::del_netns(name) {
