@@ -531,7 +531,6 @@ fn docker_containers_on_two_hosts_share_a_cluster_network() {
     dl.start_agent(2);
     dl.wait_ping(2, "c2", "r1");
     dl.wait_ping(1, "r1", "c2");
-    dl.wait_ping(1, "r1", "c2");
     // And it serves dockerd again.
     let out = run(&dl, 2, c("c5", &[]));
     assert!(out.status.success(), "{}\n{}", text(&out), dl.logs());

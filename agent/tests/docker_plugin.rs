@@ -59,6 +59,14 @@ async fn fake_network(
     }
 }
 
+/// The stand-in dockerd knows network `id` as `name` with `subnet` from now on.
+fn docker_knows(networks: &Networks, id: &str, name: &str, subnet: &str) {
+    networks
+        .lock()
+        .unwrap()
+        .insert(id.into(), (name.into(), subnet.into()));
+}
+
 /// Serves the stand-in at `path` until the task is dropped.
 fn fake_dockerd(path: &Path, networks: Networks) -> tokio::task::JoinHandle<()> {
     let listener = UnixListener::bind(path).unwrap();
@@ -204,10 +212,7 @@ async fn the_plugin_protocol_maps_docker_networks_and_refuses_bad_input_clearly(
         call(&socket, "IpamDriver.RequestAddress", aux).await["Address"],
         "198.18.110.250/24"
     );
-    networks
-        .lock()
-        .unwrap()
-        .insert("d1".into(), ("dnet".into(), "198.18.110.0/24".into()));
+    docker_knows(&networks, "d1", "dnet", "198.18.110.0/24");
     let create = r#"{"NetworkID":"d1","Options":{"com.docker.network.enable_ipv6":false,"com.docker.network.generic":{}},
         "IPv4Data":[{"AddressSpace":"l","AuxAddresses":{"a":"198.18.110.250/24"},"Gateway":"198.18.110.1/24","Pool":"198.18.110.0/24"}],"IPv6Data":[]}"#;
     assert_ok(&call(&socket, "NetworkDriver.CreateNetwork", create).await);
@@ -318,10 +323,7 @@ async fn the_plugin_protocol_maps_docker_networks_and_refuses_bad_input_clearly(
     })
     .await
     .unwrap();
-    networks
-        .lock()
-        .unwrap()
-        .insert("d2".into(), ("other".into(), "198.18.112.0/24".into()));
+    docker_knows(&networks, "d2", "other", "198.18.112.0/24");
     assert_ok(&call(&socket, "IpamDriver.RequestPool", &pool("198.18.112.0/24")).await);
     let create2 =
         r#"{"NetworkID":"d2","IPv4Data":[{"Pool":"198.18.112.0/24","Gateway":"198.18.112.1/24"}]}"#;
@@ -334,10 +336,7 @@ async fn the_plugin_protocol_maps_docker_networks_and_refuses_bad_input_clearly(
 
     // A dockerd that deletes a network before it releases its auxiliary addresses (older
     // versions do) leaves nothing reserved: the address is free for the next network.
-    networks
-        .lock()
-        .unwrap()
-        .insert("d3".into(), ("auxnet".into(), "198.18.113.0/24".into()));
+    docker_knows(&networks, "d3", "auxnet", "198.18.113.0/24");
     assert_ok(&call(&socket, "IpamDriver.RequestPool", &pool("198.18.113.0/24")).await);
     let aux3 = r#"{"PoolID":"198.18.113.0/24","Address":"198.18.113.250","Options":null}"#;
     assert_ok(&call(&socket, "IpamDriver.RequestAddress", aux3).await);
@@ -370,10 +369,7 @@ async fn the_plugin_protocol_maps_docker_networks_and_refuses_bad_input_clearly(
         )
         .await,
     );
-    networks
-        .lock()
-        .unwrap()
-        .insert("d4".into(), ("auxnet".into(), "198.18.113.0/24".into()));
+    docker_knows(&networks, "d4", "auxnet", "198.18.113.0/24");
     assert_ok(&call(&socket, "IpamDriver.RequestPool", &pool("198.18.113.0/24")).await);
     let create4 =
         r#"{"NetworkID":"d4","IPv4Data":[{"Pool":"198.18.113.0/24","Gateway":"198.18.113.1/24"}]}"#;

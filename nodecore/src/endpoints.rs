@@ -533,9 +533,7 @@ impl NodeCore {
         };
         Ok(self.replace_endpoint(db, changed))
     }
-}
 
-impl NodeCore {
     /// Renames an endpoint and replaces its container-level aliases (a container engine
     /// that tells names only after the join); a joined endpoint publishes its records again
     /// with them. The new name is unique among this node's endpoints on the network.

@@ -115,7 +115,7 @@ impl Plugin {
             aliases.dedup();
             aliases.truncate(nodecore::MAX_ALIASES);
             // Under the plugin's lock: a leave cannot run in between.
-            let mut state = plugin.state.lock().await;
+            let state = plugin.state.lock().await;
             let Some(endpoint) = state.endpoints.get(&endpoint_id).cloned() else {
                 return;
             };
@@ -134,10 +134,6 @@ impl Plugin {
                 .await
             {
                 Ok(_) => {
-                    if let Some(e) = state.endpoints.get_mut(&endpoint_id) {
-                        e.name = Some(name.clone());
-                    }
-                    plugin.save(&state);
                     tracing::info!(container = %name, ?aliases, "container names published");
                 }
                 Err(e) => {

@@ -127,7 +127,6 @@ impl Plugin {
                 ip: cidr.addr(),
                 mac,
                 cluster_id: Some(cluster_id),
-                name: None,
                 sandbox: None,
             },
         );
@@ -195,7 +194,6 @@ impl Plugin {
         // Recorded first: whatever a crash interrupts, the leave finds the endpoint.
         if let Some(e) = state.endpoints.get_mut(&req.endpoint_id) {
             e.cluster_id = Some(cluster_id.clone());
-            e.name = Some(name.clone());
             e.sandbox = Some(sandbox.clone());
         }
         self.save(state);
@@ -305,7 +303,6 @@ impl Plugin {
 /// Clears what a join recorded of an endpoint.
 fn forget_join(state: &mut DockerState, endpoint_id: &str) {
     if let Some(e) = state.endpoints.get_mut(endpoint_id) {
-        e.name = None;
         e.sandbox = None;
     }
 }

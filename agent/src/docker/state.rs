@@ -66,9 +66,6 @@ pub struct EndpointState {
     /// address, at `Leave`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_id: Option<String>,
-    /// The name of the agent's endpoint while joined (the container's name).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
     /// The agent's sandbox while joined.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<String>,
