@@ -183,6 +183,9 @@ pub enum EndpointCommand {
         endpoint: String,
         /// The sandbox.
         sandbox: String,
+        /// The interface's name in the sandbox [default: its first free eth<k>].
+        #[arg(long)]
+        ifname: Option<String>,
     },
     /// Take an endpoint out of its sandbox, withdrawing it from the cluster.
     Leave {
@@ -494,9 +497,19 @@ async fn endpoint(
                 }
             }
         }
-        EndpointCommand::Join { endpoint, sandbox } => {
+        EndpointCommand::Join {
+            endpoint,
+            sandbox,
+            ifname,
+        } => {
             let (network, name) = find_endpoint(client, &endpoint).await?;
-            client.join(&network, &name, &sandbox).await?;
+            client
+                .join_with(
+                    &network,
+                    &name,
+                    &crate::cnm::JoinRequest { sandbox, ifname },
+                )
+                .await?;
         }
         EndpointCommand::Leave { endpoint } => {
             let (network, name) = find_endpoint(client, &endpoint).await?;

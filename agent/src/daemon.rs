@@ -72,6 +72,10 @@ pub enum DaemonError {
     Cnm(#[from] CnmError),
 }
 
+/// How often the attachments of containers whose namespace is gone are withdrawn (the first
+/// time right after start).
+pub const ATTACHMENT_SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// A running agent.
 pub struct Daemon {
     handle: Handle<AgentEngine>,
@@ -263,6 +267,16 @@ impl Daemon {
         };
         let cnm = Cnm::start(handle.client(), settings).await?;
         let api_router = api::router(Arc::clone(&cnm));
+        let sweeper = Arc::clone(&cnm);
+        tasks.push(tokio::spawn(async move {
+            // Attachments of containers a CNI runtime removed while this agent could not
+            // hear its DEL.
+            let mut every = tokio::time::interval(ATTACHMENT_SWEEP_INTERVAL);
+            loop {
+                every.tick().await;
+                sweeper.sweep_attachments().await;
+            }
+        }));
         tasks.push(tokio::spawn(async move {
             if let Err(e) = api_listener.serve(api_router).await {
                 tracing::error!(error = %e, "control API stopped");

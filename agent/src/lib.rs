@@ -9,6 +9,7 @@
 pub mod api;
 mod base64;
 pub mod cli;
+pub mod cni;
 pub mod cnm;
 pub mod config;
 pub mod daemon;

@@ -13,7 +13,8 @@ use crate::addressing;
 use crate::catalogue;
 use crate::event::{Answer, Started};
 use crate::model::{
-    Endpoint, EndpointCreate, NetworkSpec, Sandbox, ServiceInfo, check_aliases, check_name,
+    DEFAULT_IFNAME, Endpoint, EndpointCreate, Engine, JoinRequest, NetworkSpec, Sandbox,
+    ServiceInfo, check_aliases, check_ifname, check_name,
 };
 use crate::pending::Draft;
 use crate::records::service_id;
@@ -34,8 +35,21 @@ pub struct JoinPlan {
     pub addr: Ipv4Net,
     /// The endpoint's MAC.
     pub mac: Mac,
+    /// The interface's name in the sandbox; `None` in a Docker sandbox (dockerd names it).
+    pub ifname: Option<String>,
     /// The sandbox.
     pub sandbox: Sandbox,
+}
+
+impl JoinPlan {
+    /// Whether the interface carries the sandbox's default route (via the network's
+    /// gateway): only a sandbox the agent configures has one, on its `eth0`. A CNI runtime's
+    /// and Docker's containers have none: the overlay leads nowhere outside the cluster,
+    /// and their other networks may.
+    pub fn default_route(&self) -> bool {
+        self.sandbox.engine.is_none()
+            && self.ifname.as_deref().unwrap_or(DEFAULT_IFNAME) == DEFAULT_IFNAME
+    }
 }
 
 impl NodeCore {
@@ -243,6 +257,7 @@ impl NodeCore {
             }),
             aliases,
             sandbox: None,
+            ifname: None,
         }
     }
 
@@ -410,17 +425,17 @@ impl NodeCore {
         Ok(endpoint)
     }
 
-    /// Checks that an endpoint may join a sandbox and says what the overlay driver must do
-    /// first. Changes nothing.
+    /// Checks that an endpoint may join a sandbox (as `req` asks) and says what the overlay
+    /// driver must do first. Changes nothing.
     pub fn join_plan(
         &self,
         network: &str,
         name: &str,
-        sandbox: &str,
+        req: &JoinRequest,
     ) -> Result<JoinPlan, CoreError> {
         let endpoint = self.endpoint(network, name)?;
-        let Some(sb) = self.state.sandboxes.get(sandbox) else {
-            return Err(sandbox_not_found(sandbox));
+        let Some(sb) = self.state.sandboxes.get(&req.sandbox) else {
+            return Err(sandbox_not_found(&req.sandbox));
         };
         if let Some(current) = &endpoint.sandbox {
             return Err(CoreError::Conflict(format!(
@@ -440,7 +455,12 @@ impl NodeCore {
                 endpoint.network, endpoint.name
             )));
         }
-        plan(&known.spec, endpoint, sb)
+        let ifname = self.ifname_for(sb, req.ifname.as_deref())?;
+        let joining = Endpoint {
+            ifname,
+            ..endpoint.clone()
+        };
+        plan(&known.spec, &joining, sb)
     }
 
     /// The join plans of every joined endpoint: what a restarted node's overlay driver
@@ -464,17 +484,59 @@ impl NodeCore {
         db: &NetworkDb,
         network: &str,
         name: &str,
-        sandbox: &str,
+        req: &JoinRequest,
     ) -> Result<Endpoint, CoreError> {
-        self.join_plan(network, name, sandbox)?;
+        self.join_plan(network, name, req)?;
         let mut joined = self.endpoint(network, name)?.clone();
-        joined.sandbox = Some(sandbox.to_owned());
+        let sb = self
+            .state
+            .sandboxes
+            .get(&req.sandbox)
+            .ok_or_else(|| sandbox_not_found(&req.sandbox))?;
+        joined.ifname = self.ifname_for(sb, req.ifname.as_deref())?;
+        joined.sandbox = Some(req.sandbox.clone());
         self.state
             .endpoints
             .insert(joined.id.clone(), joined.clone());
         self.commit();
         self.sync_records(db, &joined.network_id);
         Ok(joined)
+    }
+
+    /// The name a joining endpoint's interface gets in `sb`: the one asked for (refused
+    /// when another endpoint of the sandbox has it), else the first free `eth<k>`; `None` in
+    /// a Docker sandbox, where dockerd names interfaces.
+    fn ifname_for(&self, sb: &Sandbox, asked: Option<&str>) -> Result<Option<String>, CoreError> {
+        if sb.engine == Some(Engine::Docker) {
+            return match asked {
+                Some(_) => Err(CoreError::Invalid(format!(
+                    "sandbox {} is Docker's: dockerd names its interfaces",
+                    sb.name
+                ))),
+                None => Ok(None),
+            };
+        }
+        let taken = |ifname: &str| {
+            self.state.endpoints.values().find(|e| {
+                e.sandbox.as_deref() == Some(sb.name.as_str())
+                    && e.ifname.as_deref().unwrap_or(DEFAULT_IFNAME) == ifname
+            })
+        };
+        match asked {
+            Some(ifname) => {
+                check_ifname(ifname)?;
+                match taken(ifname) {
+                    Some(other) => Err(CoreError::Conflict(format!(
+                        "interface {ifname} of sandbox {} is endpoint {}'s (network {}): give another interface name",
+                        sb.name, other.name, other.network
+                    ))),
+                    None => Ok(Some(ifname.to_owned())),
+                }
+            }
+            None => Ok((0..)
+                .map(|k| format!("eth{k}"))
+                .find(|n| taken(n).is_none())),
+        }
     }
 
     /// Checks that an endpoint may leave its sandbox. Changes nothing.
@@ -499,6 +561,7 @@ impl NodeCore {
     ) -> Result<Endpoint, CoreError> {
         let mut left = self.check_leave(network, name)?.clone();
         left.sandbox = None;
+        left.ifname = None;
         self.state.endpoints.insert(left.id.clone(), left.clone());
         self.commit();
         self.sync_records(db, &left.network_id);
@@ -598,6 +661,7 @@ fn plan(spec: &NetworkSpec, endpoint: &Endpoint, sb: &Sandbox) -> Result<JoinPla
         gateway,
         addr,
         mac: endpoint.mac,
+        ifname: endpoint.ifname.clone(),
         sandbox: sb.clone(),
     })
 }

@@ -61,10 +61,10 @@ pub use crate::endpoints::JoinPlan;
 pub use crate::error::CoreError;
 pub use crate::event::{Answer, Event, NamesChange, RequestId, Started};
 pub use crate::model::{
-    DRIVER_OVERLAY, DnsAnswer, DnsQuery, Endpoint, EndpointCreate, Engine, Info, JoinRequest,
-    MAX_ALIAS_LEN, MAX_ALIASES, MAX_NAME_LEN, NetworkCreate, NetworkSpec, PoolInfo, ReclaimAnswer,
-    ReclaimRequest, Sandbox, SandboxCreate, SandboxInfo, ServiceCreate, ServiceInfo, check_aliases,
-    check_name,
+    DEFAULT_IFNAME, DRIVER_OVERLAY, DnsAnswer, DnsQuery, Endpoint, EndpointCreate, Engine, Info,
+    JoinRequest, MAX_ALIAS_LEN, MAX_ALIASES, MAX_IFNAME_LEN, MAX_NAME_LEN, NetworkCreate,
+    NetworkSpec, PoolInfo, ReclaimAnswer, ReclaimRequest, Sandbox, SandboxCreate, SandboxInfo,
+    ServiceCreate, ServiceInfo, check_aliases, check_ifname, check_name,
 };
 pub use crate::pools::IPAM_TABLES;
 pub use crate::records::{Records, service_id};

@@ -67,7 +67,20 @@ pub struct Endpoint {
     pub aliases: Vec<String>,
     /// The sandbox the endpoint is joined to, if any.
     pub sandbox: Option<String>,
+    /// The name of the joined endpoint's interface in its sandbox: the one the join asked
+    /// for (a CNI runtime's `CNI_IFNAME`), else the sandbox's first free `eth<k>`; `None` in a
+    /// Docker sandbox (dockerd names it), and in state files older than this field
+    /// ([`DEFAULT_IFNAME`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ifname: Option<String>,
 }
+
+/// The name of an endpoint's interface in a sandbox the agent configures, unless the join
+/// names another.
+pub const DEFAULT_IFNAME: &str = "eth0";
+
+/// The longest interface name (Linux's `IFNAMSIZ` less its NUL).
+pub const MAX_IFNAME_LEN: usize = 15;
 
 /// The service an endpoint belongs to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,6 +128,11 @@ pub enum Engine {
     /// interface into the container and names it; its resolver at 127.0.0.11 answers this
     /// host's containers and forwards other names to the agent's server.
     Docker,
+    /// A CNI runtime (Podman, containerd, CRI-O, a Kubernetes node), through the `netctl-cni`
+    /// plugin: the runtime names the interface (`CNI_IFNAME`), which the agent configures in
+    /// the runtime's namespace without a default route, and writes the container's
+    /// `resolv.conf` from the plugin's result (the embedded server at 127.0.0.11).
+    Cni,
 }
 
 /// A sandbox as the API shows it: with the endpoints joined to it.
@@ -294,6 +312,10 @@ pub struct ReclaimAnswer {
 pub struct JoinRequest {
     /// The sandbox to join.
     pub sandbox: String,
+    /// The interface's name in the sandbox (see [`check_ifname`]); default: the sandbox's
+    /// first free `eth<k>`. Not for a Docker sandbox: dockerd names its interfaces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ifname: Option<String>,
 }
 
 /// Checks a network, endpoint, sandbox or service name: 1 to [`MAX_NAME_LEN`] characters of
@@ -309,6 +331,22 @@ pub fn check_name(what: &str, name: &str) -> Result<(), CoreError> {
     } else {
         Err(CoreError::Invalid(format!(
             "invalid {what} name {name:?}: use 1 to {MAX_NAME_LEN} letters, digits, '_', '.' and '-' (not . or ..)"
+        )))
+    }
+}
+
+/// Checks an interface name: 1 to [`MAX_IFNAME_LEN`] bytes of ASCII letters, digits, `_`,
+/// `.` and `-`, not `.` or `..` (the kernel also refuses `/`, `:` and white space).
+pub fn check_ifname(ifname: &str) -> Result<(), CoreError> {
+    let ok = (1..=MAX_IFNAME_LEN).contains(&ifname.len())
+        && ifname.bytes().all(name_byte)
+        && ifname != "."
+        && ifname != "..";
+    if ok {
+        Ok(())
+    } else {
+        Err(CoreError::Invalid(format!(
+            "invalid interface name {ifname:?}: use 1 to {MAX_IFNAME_LEN} letters, digits, '_', '.' and '-' (not . or ..)"
         )))
     }
 }
@@ -354,6 +392,7 @@ mod tests {
             service: None,
             aliases: Vec::new(),
             sandbox: None,
+            ifname: None,
         };
         let json = serde_json::to_value(&endpoint).unwrap();
         assert_eq!(json["mac"], "02:42:c6:12:0a:05");

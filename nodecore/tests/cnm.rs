@@ -293,9 +293,13 @@ fn cnm_rules() {
         })
         .unwrap();
     let db = w.h.db(0);
-    let plan = w.cores[0].join_plan("green", "web", "c1").unwrap();
+    let plan = w.cores[0]
+        .join_plan("green", "web", &join_req("c1"))
+        .unwrap();
     assert_eq!(plan.gateway.to_string(), "198.18.80.1/24");
-    w.cores[0].join(db, "green", "web", "c1").unwrap();
+    w.cores[0]
+        .join(db, "green", "web", &join_req("c1"))
+        .unwrap();
     let now = w.h.now();
     assert_eq!(
         w.cores[0]
@@ -727,4 +731,11 @@ fn reserved_addresses_are_claimed_cluster_wide_and_used_by_their_endpoints() {
     w.drain();
     w.run(Duration::from_secs(2));
     assert_eq!(w.reserve(2, "dock", Some("198.18.90.77")).unwrap(), b);
+}
+
+fn join_req(sandbox: &str) -> nodecore::JoinRequest {
+    nodecore::JoinRequest {
+        sandbox: sandbox.into(),
+        ifname: None,
+    }
 }

@@ -311,7 +311,11 @@ impl Simulation {
                         engine: None,
                     })?;
                 }
-                core.join(db, &e.network, &e.name, SANDBOX)?;
+                let req = nodecore::JoinRequest {
+                    sandbox: SANDBOX.into(),
+                    ifname: None,
+                };
+                core.join(db, &e.network, &e.name, &req)?;
             }
             Ok(started)
         });
@@ -413,6 +417,7 @@ mod tests {
             service: None,
             aliases: Vec::new(),
             sandbox: None,
+            ifname: None,
         }
     }
 

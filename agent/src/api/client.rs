@@ -15,8 +15,8 @@ use tokio::net::{TcpStream, UnixStream};
 
 use super::ErrorBody;
 use crate::cnm::{
-    DnsAnswer, DnsQuery, Endpoint, EndpointCreate, Info, JoinRequest, NetworkCreate, NetworkSpec,
-    SandboxCreate, SandboxInfo,
+    AttachRequest, Attachment, DnsAnswer, DnsQuery, Endpoint, EndpointCreate, Info, JoinRequest,
+    NetworkCreate, NetworkSpec, SandboxCreate, SandboxInfo,
 };
 use crate::config::ApiAddr;
 
@@ -157,17 +157,29 @@ impl ApiClient {
         self.delete(&endpoint_path(network, name, "")).await
     }
 
-    /// `POST /v1/endpoints/{network}/{name}/join`.
+    /// `POST /v1/endpoints/{network}/{name}/join` to `sandbox`, the interface named as the
+    /// agent chooses.
     pub async fn join(
         &self,
         network: &str,
         name: &str,
         sandbox: &str,
     ) -> Result<Endpoint, ClientError> {
-        let body = JoinRequest {
+        let req = JoinRequest {
             sandbox: sandbox.to_owned(),
+            ifname: None,
         };
-        self.send("POST", &endpoint_path(network, name, "/join"), Some(&body))
+        self.join_with(network, name, &req).await
+    }
+
+    /// `POST /v1/endpoints/{network}/{name}/join`.
+    pub async fn join_with(
+        &self,
+        network: &str,
+        name: &str,
+        req: &JoinRequest,
+    ) -> Result<Endpoint, ClientError> {
+        self.send("POST", &endpoint_path(network, name, "/join"), Some(req))
             .await
     }
 
@@ -253,6 +265,28 @@ impl ApiClient {
                 addr: self.addr.clone(),
                 timeout: self.timeout,
             })?
+    }
+
+    /// `POST /v1/attachments`.
+    pub async fn attach(&self, req: &AttachRequest) -> Result<Attachment, ClientError> {
+        self.send("POST", "/v1/attachments", Some(req)).await
+    }
+
+    /// `GET /v1/attachments/{sandbox}/{network}`, with `?verify=true` when `verify`.
+    pub async fn attachment(
+        &self,
+        sandbox: &str,
+        network: &str,
+        verify: bool,
+    ) -> Result<Attachment, ClientError> {
+        let query = if verify { "?verify=true" } else { "" };
+        self.get(&format!("{}{query}", attachment_path(sandbox, network)))
+            .await
+    }
+
+    /// `DELETE /v1/attachments/{sandbox}/{network}`.
+    pub async fn detach(&self, sandbox: &str, network: &str) -> Result<(), ClientError> {
+        self.delete(&attachment_path(sandbox, network)).await
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
@@ -363,6 +397,10 @@ fn check(status: u16, body: &[u8]) -> Result<(), ClientError> {
         }
     };
     Err(ClientError::Api { status, message })
+}
+
+fn attachment_path(sandbox: &str, network: &str) -> String {
+    format!("/v1/attachments/{}/{}", encode(sandbox), encode(network))
 }
 
 fn endpoint_path(network: &str, name: &str, suffix: &str) -> String {

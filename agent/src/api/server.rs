@@ -18,7 +18,10 @@ use serde::de::DeserializeOwned;
 use tokio::net::{TcpListener, UnixListener, UnixStream};
 
 use super::ErrorBody;
-use crate::cnm::{Cnm, CnmError, EndpointCreate, JoinRequest, NetworkCreate, SandboxCreate};
+use crate::cnm::{
+    AttachRequest, AttachmentQuery, Cnm, CnmError, EndpointCreate, JoinRequest, NetworkCreate,
+    SandboxCreate,
+};
 use crate::config::ApiAddr;
 
 /// The largest request body accepted, in bytes; a larger one gets HTTP 413.
@@ -57,6 +60,9 @@ pub struct ApiBindError {
 /// | `POST /v1/sandboxes` | [`SandboxCreate`] | 201, the sandbox |
 /// | `GET /v1/sandboxes/{name}` | | the sandbox |
 /// | `DELETE /v1/sandboxes/{name}` | | 204 |
+/// | `POST /v1/attachments` | [`AttachRequest`] | the [`Attachment`](crate::cnm::Attachment) (sandbox, endpoint and join in one step; an existing one as it is) |
+/// | `GET /v1/attachments/{sandbox}/{network}[?verify=true]` | | the attachment (`verify`: checked against the kernel, 409 if it differs) |
+/// | `DELETE /v1/attachments/{sandbox}/{network}` | | 204, also when nothing was attached |
 /// | `GET /v1/dns/lookup?name=N&network=NET` (or `&sandbox=S`; `&type=A\|AAAA\|PTR`) | | [`DnsAnswer`](crate::cnm::DnsAnswer) |
 /// | `GET /v1/ipam/{network}` | | [`PoolInfo`](crate::cnm::PoolInfo) |
 /// | `POST /v1/ipam/reclaim` | [`ReclaimRequest`](crate::cnm::ReclaimRequest) | [`ReclaimAnswer`](crate::cnm::ReclaimAnswer) |
@@ -83,6 +89,11 @@ pub fn router(cnm: Arc<Cnm>) -> Router {
         .route("/v1/endpoints/{network}/{name}/disable", post(disable))
         .route("/v1/endpoints/{network}/{name}/enable", post(enable))
         .route("/v1/sandboxes", get(list_sandboxes).post(create_sandbox))
+        .route("/v1/attachments", post(attach))
+        .route(
+            "/v1/attachments/{sandbox}/{network}",
+            get(get_attachment).delete(detach),
+        )
         .route("/v1/dns/lookup", get(dns_lookup))
         .route("/v1/ipam/reclaim", post(reclaim))
         .route("/v1/ipam/{network}", get(get_pool))
@@ -319,7 +330,8 @@ async fn join(
     match parse::<JoinRequest>(body) {
         Ok(req) => reply(
             StatusCode::OK,
-            to_end(async move { cnm.join(&network, &name, &req.sandbox).await }).await,
+            to_end(async move { cnm.join_sandbox(&network, &name, req).await.map(|(e, _)| e) })
+                .await,
         ),
         Err(e) => e.into_response(),
     }
@@ -381,6 +393,42 @@ async fn delete_sandbox(
     match path {
         Ok(UrlPath(name)) => {
             no_content(to_end(async move { cnm.remove_sandbox(&name).await }).await)
+        }
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+async fn attach(State(cnm): Shared, body: Result<Bytes, BytesRejection>) -> Response {
+    match parse::<AttachRequest>(body) {
+        Ok(req) => reply(
+            StatusCode::OK,
+            to_end(async move { cnm.attach(req).await }).await,
+        ),
+        Err(e) => e.into_response(),
+    }
+}
+
+type AttachmentPath = Result<UrlPath<(String, String)>, PathRejection>;
+
+async fn get_attachment(
+    State(cnm): Shared,
+    path: AttachmentPath,
+    query: Result<Query<AttachmentQuery>, QueryRejection>,
+) -> Response {
+    let UrlPath((sandbox, network)) = match path {
+        Ok(p) => p,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    match query {
+        Ok(Query(q)) => reply(StatusCode::OK, cnm.attachment(&sandbox, &network, q).await),
+        Err(e) => ApiError::new(StatusCode::BAD_REQUEST, e.body_text()).into_response(),
+    }
+}
+
+async fn detach(State(cnm): Shared, path: AttachmentPath) -> Response {
+    match path {
+        Ok(UrlPath((sandbox, network))) => {
+            no_content(to_end(async move { cnm.detach(&sandbox, &network).await }).await)
         }
         Err(e) => ApiError::from(e).into_response(),
     }

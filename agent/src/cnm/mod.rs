@@ -5,10 +5,12 @@
 //! sandboxes' embedded DNS servers, and the state file (`state_dir/cnm.json`, saved inside
 //! the node's task whenever the core says so).
 
+mod attach;
 mod error;
 mod service;
 mod store;
 
+pub use self::attach::{AttachRequest, Attachment, AttachmentQuery};
 pub use self::error::CnmError;
 pub use self::service::{Cnm, CnmSettings};
 pub use self::store::{STATE_FILE, StoreError, load_state, save_json, save_state};

@@ -19,8 +19,8 @@ use crate::dns::sandbox::SandboxDns;
 use crate::dns::server::Names;
 use crate::engine::AgentEngine;
 use nodecore::{
-    DnsAnswer, DnsQuery, Endpoint, EndpointCreate, Info, NetworkCreate, NetworkSpec, SandboxCreate,
-    SandboxInfo,
+    DnsAnswer, DnsQuery, Endpoint, EndpointCreate, Info, JoinRequest, NetworkCreate, NetworkSpec,
+    SandboxCreate, SandboxInfo,
 };
 
 /// Who this agent is, and the I/O around the core.
@@ -54,6 +54,9 @@ pub struct Cnm {
     client: NodeClient,
     settings: CnmSettings,
     ops: Mutex<()>,
+    /// Serializes the composite attach and detach operations ([`super::attach`]), which
+    /// take `ops` step by step.
+    pub(super) attachments: Mutex<()>,
 }
 
 impl Cnm {
@@ -65,6 +68,7 @@ impl Cnm {
             client,
             settings,
             ops: Mutex::new(()),
+            attachments: Mutex::new(()),
         });
         let plans = cnm
             .client
@@ -228,30 +232,35 @@ impl Cnm {
         Ok(endpoint)
     }
 
-    /// Joins an endpoint to a sandbox: the dataplane first, then the records.
+    /// Joins an endpoint to a sandbox, the interface named as the core chooses: the
+    /// dataplane first, then the records.
     pub async fn join(
         &self,
         network: &str,
         name: &str,
         sandbox: &str,
     ) -> Result<Endpoint, CnmError> {
-        Ok(self.join_sandbox(network, name, sandbox).await?.0)
+        let req = JoinRequest {
+            sandbox: sandbox.to_owned(),
+            ifname: None,
+        };
+        Ok(self.join_sandbox(network, name, req).await?.0)
     }
 
-    /// Joins an endpoint to a sandbox: the dataplane first, then the records. Also returns
-    /// the name of the container end the agent handed over, for a sandbox whose engine
-    /// configures its interfaces (see [`nodecore::Engine`]).
+    /// Joins an endpoint to a sandbox as `req` asks: the dataplane first, then the records.
+    /// Also returns the name of the container end the agent handed over, for a sandbox whose
+    /// engine moves its interfaces itself (Docker: see [`nodecore::Engine`]).
     pub async fn join_sandbox(
         &self,
         network: &str,
         name: &str,
-        sandbox: &str,
+        req: JoinRequest,
     ) -> Result<(Endpoint, Option<String>), CnmError> {
         let _op = self.ops.lock().await;
-        let (network, name, sandbox) = (network.to_owned(), name.to_owned(), sandbox.to_owned());
-        let (n, e, s) = (network.clone(), name.clone(), sandbox.clone());
+        let (network, name) = (network.to_owned(), name.to_owned());
+        let (n, e, r) = (network.clone(), name.clone(), req.clone());
         let plan = self
-            .core(move |core, _, _| core.join_plan(&n, &e, &s))
+            .core(move |core, _, _| core.join_plan(&n, &e, &r))
             .await??;
         let mut handed_over = None;
         if let Some(dp) = &self.settings.dataplane {
@@ -268,7 +277,7 @@ impl Cnm {
             )));
         }
         let joined = self
-            .core(move |core, db, _| core.join(db, &network, &name, &sandbox))
+            .core(move |core, db, _| core.join(db, &network, &name, &req))
             .await??;
         self.start_dns(&plan.sandbox).await;
         tracing::info!(endpoint = %joined.name, network = %joined.network, sandbox = %plan.sandbox.name, "endpoint joined");
@@ -584,10 +593,13 @@ impl Cnm {
 fn join_request(plan: &nodecore::JoinPlan) -> crate::dataplane::JoinRequest {
     let side = match plan.sandbox.engine {
         Some(nodecore::Engine::Docker) => ContainerSide::HandOver,
-        None => ContainerSide::Namespace {
+        None | Some(nodecore::Engine::Cni) => ContainerSide::Namespace {
             netns: plan.sandbox.netns.clone(),
-            ifname: overlay::netlink::CONTAINER_IFNAME.to_owned(),
-            default_route: true,
+            ifname: plan
+                .ifname
+                .clone()
+                .unwrap_or_else(|| nodecore::DEFAULT_IFNAME.to_owned()),
+            default_route: plan.default_route(),
         },
     };
     request(plan, side)
@@ -595,8 +607,8 @@ fn join_request(plan: &nodecore::JoinPlan) -> crate::dataplane::JoinRequest {
 
 /// What the overlay driver does for a joined endpoint after the agent restarted (its
 /// previous run's networks, and the veths in them, are gone): configure the container end in
-/// the sandbox again. For an engine's sandbox, as the engine did: the first free `eth<k>`,
-/// no default route (Docker joins without a gateway).
+/// the sandbox again. For a Docker sandbox, as dockerd did: the first free `eth<k>`, no
+/// default route (Docker joins without a gateway).
 fn restore_request(plan: &nodecore::JoinPlan) -> crate::dataplane::JoinRequest {
     let side = match plan.sandbox.engine {
         Some(nodecore::Engine::Docker) => ContainerSide::Namespace {
@@ -604,7 +616,7 @@ fn restore_request(plan: &nodecore::JoinPlan) -> crate::dataplane::JoinRequest {
             ifname: "eth*".to_owned(),
             default_route: false,
         },
-        None => return join_request(plan),
+        None | Some(nodecore::Engine::Cni) => return join_request(plan),
     };
     request(plan, side)
 }

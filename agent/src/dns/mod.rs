@@ -19,7 +19,7 @@ pub const DOCKER_DNS_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 12);
 pub fn listen_ip(sandbox: &nodecore::Sandbox) -> Ipv4Addr {
     match sandbox.engine {
         Some(nodecore::Engine::Docker) => DOCKER_DNS_IP,
-        None => SANDBOX_DNS_IP,
+        None | Some(nodecore::Engine::Cni) => SANDBOX_DNS_IP,
     }
 }
 

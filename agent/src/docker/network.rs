@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use ipnet::Ipv4Net;
-use nodecore::{CoreError, Endpoint, EndpointCreate, Engine, SandboxCreate};
+use nodecore::{CoreError, Endpoint, EndpointCreate, Engine, JoinRequest, SandboxCreate};
 use overlay::Mac;
 
 use super::names::fallback_name;
@@ -213,7 +213,11 @@ impl Plugin {
             forget_join(state, &req.endpoint_id);
             return Err(e.into());
         }
-        let ifname = match self.cnm.join_sandbox(&cluster_id, &name, &sandbox).await {
+        let join = JoinRequest {
+            sandbox: sandbox.clone(),
+            ifname: None,
+        };
+        let ifname = match self.cnm.join_sandbox(&cluster_id, &name, join).await {
             Ok((_, Some(ifname))) => ifname,
             result => {
                 if result.is_ok() {

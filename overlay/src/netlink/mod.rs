@@ -24,6 +24,7 @@
 //! time driver and IO enabled. Namespaces are entered only on short-lived dedicated threads,
 //! never on a runtime worker.
 
+mod inspect;
 pub mod lab;
 mod neigh;
 mod netns;
@@ -45,6 +46,7 @@ use rtnetlink::{LinkBridge, LinkUnspec, LinkVeth, LinkVxlan, RouteMessageBuilder
 use crate::{KernelState, Mac, NeighOp};
 use netns::NsConn;
 
+pub use inspect::{InterfaceState, inspect_interface};
 pub use netns::{NETNS_DIR, netns_path, run_in_netns};
 
 /// The bridge inside each network namespace (libnetwork renames its bridge to `br0`).
@@ -685,16 +687,7 @@ impl NetlinkDataplane {
         what: &str,
         fut: impl Future<Output = Result<T, rtnetlink::Error>>,
     ) -> Result<T, NetlinkError> {
-        match tokio::time::timeout(self.config.request_timeout, fut).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(source)) => Err(NetlinkError::Request {
-                what: what.to_owned(),
-                source,
-            }),
-            Err(_) => Err(NetlinkError::Timeout {
-                what: what.to_owned(),
-            }),
-        }
+        bounded(what, self.config.request_timeout, fut).await
     }
 
     /// The index of link `name` in `conn`'s namespace, `None` if there is none.
@@ -706,6 +699,24 @@ impl NetlinkDataplane {
         self.link_index(conn, name)
             .await?
             .ok_or_else(|| NetlinkError::LinkNotFound(name.to_owned()))
+    }
+}
+
+/// Runs one request, bounded by `timeout`.
+pub(crate) async fn bounded<T>(
+    what: &str,
+    timeout: Duration,
+    fut: impl Future<Output = Result<T, rtnetlink::Error>>,
+) -> Result<T, NetlinkError> {
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(source)) => Err(NetlinkError::Request {
+            what: what.to_owned(),
+            source,
+        }),
+        Err(_) => Err(NetlinkError::Timeout {
+            what: what.to_owned(),
+        }),
     }
 }
 
