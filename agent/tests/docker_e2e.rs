@@ -23,7 +23,6 @@
 //! Only 198.18.0.0/15 is used, inside namespaces the test makes; everything it starts is
 //! stopped and everything it makes removed on the way out, panics included.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
@@ -31,7 +30,8 @@ use std::time::Duration;
 use overlay::netlink::{lab, netns_path};
 
 mod common;
-use common::lab::{Lab, find_program, run_root_tests_needing, stop};
+use common::engines::{ensure_dir, import_rootfs, make_rootfs, remove_created, run_bounded, text};
+use common::lab::{Lab, run_root_tests_needing, stop};
 use common::poll::try_poll;
 
 const HOSTS: usize = 2;
@@ -39,8 +39,6 @@ const PLUGIN: &str = "netctl";
 const SUBNET: &str = "198.18.100.0/24";
 /// How long each check may take.
 const PATIENCE: Duration = Duration::from_secs(30);
-/// The longest one docker command may take.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(90);
 /// dockerd's fixed plugin directory, and its configuration directory.
 const PLUGIN_DIR: &str = "/run/docker/plugins";
 const ETC_DOCKER: &str = "/etc/docker";
@@ -245,90 +243,17 @@ impl Drop for DockerLab {
         for h in 1..=HOSTS {
             self.lab.stop_agent(h);
         }
-        for dir in self.created.iter().rev() {
-            let _ = std::fs::remove_dir(dir);
-        }
+        remove_created(&self.created);
     }
 }
 
-/// Creates `dir` and the missing directories above it, recording each made.
-fn ensure_dir(dir: &Path, created: &mut Vec<PathBuf>) {
-    let mut missing = Vec::new();
-    let mut at = Some(dir);
-    while let Some(d) = at {
-        if d.exists() {
-            break;
-        }
-        missing.push(d.to_path_buf());
-        at = d.parent();
-    }
-    for d in missing.into_iter().rev() {
-        std::fs::create_dir(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display()));
-        created.push(d);
-    }
-}
-
-/// Runs `cmd` (with `input` on its stdin) to its end, killed after [`COMMAND_TIMEOUT`].
-fn run_bounded(mut cmd: Command, input: Option<std::process::ChildStdout>) -> Output {
-    let stdin = match input {
-        Some(out) => Stdio::from(out),
-        None => Stdio::null(),
-    };
-    let mut child = cmd
-        .stdin(stdin)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    let _ = try_poll(COMMAND_TIMEOUT, || match child.try_wait() {
-        Ok(None) => Err(()),
-        _ => Ok(()),
-    });
-    let _ = child.kill();
-    child.wait_with_output().unwrap()
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// A busybox rootfs in `dir`, imported as image `local/bb` on host `h`.
+/// The busybox rootfs imported as image `local/bb` on host `h`.
 fn import_image(dl: &DockerLab, h: usize, rootfs: &Path) {
-    let mut tar = Command::new("tar")
-        .args(["-C", &rootfs.display().to_string(), "-c", "."])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
     let mut cmd = Command::new("docker");
     cmd.args(["-H", &format!("unix://{}", dl.docker_sock(h).display())])
         .args(["import", "-", "local/bb"])
         .env("DOCKER_CONFIG", dl.lab.dir.join("docker-cli"));
-    let out = run_bounded(cmd, tar.stdout.take());
-    let _ = tar.wait();
-    assert!(
-        out.status.success(),
-        "docker import on h{h}: {}",
-        text(&out)
-    );
-}
-
-fn make_rootfs(dir: &Path) {
-    let bin = dir.join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    for sub in ["etc", "tmp", "proc", "sys", "dev"] {
-        std::fs::create_dir_all(dir.join(sub)).unwrap();
-    }
-    let busybox = find_program("busybox").unwrap();
-    std::fs::copy(&busybox, bin.join("busybox")).unwrap();
-    for applet in ["sh", "ping", "sleep", "ip", "cat", "nslookup"] {
-        std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
-    }
-    let mut f = std::fs::File::create(dir.join("etc").join("hostname")).unwrap();
-    writeln!(f, "bb").unwrap();
+    import_rootfs(rootfs, cmd);
 }
 
 /// The IPv4 address of `ifname` in a container, as `ip -4 -o addr` shows it.

@@ -739,3 +739,87 @@ fn join_req(sandbox: &str) -> nodecore::JoinRequest {
         ifname: None,
     }
 }
+
+/// A sandbox's interfaces: the first free `eth<k>` unless the join names one; a name held by
+/// another endpoint of the sandbox, a name the kernel would refuse, and a name for a Docker
+/// sandbox are refused; only the agent's own sandboxes get a default route, on `eth0`.
+#[test]
+fn interfaces_are_named_per_sandbox() {
+    let mut w = World::new(1, 5);
+    w.create_network(0, "green", "198.18.82.0/24");
+    w.create_network(0, "blue", "198.18.83.0/24");
+    for (net, name) in [("green", "a"), ("blue", "a"), ("green", "b"), ("blue", "b")] {
+        assert!(matches!(
+            w.create_endpoint(0, net, name, None).unwrap(),
+            Started::Done(_)
+        ));
+    }
+    for (name, engine) in [("c1", None), ("c2", Some(nodecore::Engine::Cni))] {
+        w.cores[0]
+            .create_sandbox(SandboxCreate {
+                name: name.into(),
+                netns: format!("/run/netns/{name}"),
+                resolv_conf: None,
+                engine,
+            })
+            .unwrap();
+    }
+    let db = w.h.db(0);
+    let core = &mut w.cores[0];
+    let first = core.join(db, "green", "a", &join_req("c1")).unwrap();
+    assert_eq!(first.ifname.as_deref(), Some("eth0"));
+    let plan = core.join_plan("blue", "a", &join_req("c1")).unwrap();
+    assert_eq!(plan.ifname.as_deref(), Some("eth1"));
+    assert!(!plan.default_route(), "one default route per sandbox");
+    core.join(db, "blue", "a", &join_req("c1")).unwrap();
+    assert!(
+        core.joined_plans()
+            .iter()
+            .any(|p| p.ifname.as_deref() == Some("eth0") && p.default_route())
+    );
+
+    let named = |ifname: &str| nodecore::JoinRequest {
+        sandbox: "c2".into(),
+        ifname: Some(ifname.into()),
+    };
+    let cni = core.join_plan("green", "b", &named("net1")).unwrap();
+    assert!(
+        !cni.default_route(),
+        "a CNI container gets no default route"
+    );
+    core.join(db, "green", "b", &named("net1")).unwrap();
+    let taken = core.join_plan("blue", "b", &named("net1")).unwrap_err();
+    assert_eq!(taken.status(), 409, "{taken}");
+    assert!(taken.to_string().contains("net1"), "{taken}");
+    for bad in ["", "a/b", "sixteen-letters!", "..", "0123456789abcdef"] {
+        assert_eq!(
+            core.join_plan("blue", "b", &named(bad))
+                .unwrap_err()
+                .status(),
+            400,
+            "{bad:?}"
+        );
+    }
+    // Leaving frees the name.
+    core.leave(db, "green", "b").unwrap();
+    assert!(core.join_plan("blue", "b", &named("net1")).is_ok());
+
+    core.create_sandbox(SandboxCreate {
+        name: "d1".into(),
+        netns: "/run/docker/netns/d1".into(),
+        resolv_conf: None,
+        engine: Some(nodecore::Engine::Docker),
+    })
+    .unwrap();
+    let docker = nodecore::JoinRequest {
+        sandbox: "d1".into(),
+        ifname: Some("eth0".into()),
+    };
+    assert_eq!(
+        core.join_plan("blue", "b", &docker).unwrap_err().status(),
+        400
+    );
+    let plan = core.join_plan("blue", "b", &join_req("d1")).unwrap();
+    assert_eq!(plan.ifname, None, "dockerd names its interfaces");
+    assert!(!plan.default_route());
+}

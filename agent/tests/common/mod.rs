@@ -91,5 +91,6 @@ pub fn refused_with(out: &Output, status: i32, needle: &str) {
     );
 }
 
+pub mod engines;
 pub mod lab;
 pub mod poll;
