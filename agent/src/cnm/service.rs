@@ -271,8 +271,8 @@ impl Cnm {
         }
         if plan.sandbox.engine.is_some() && handed_over.is_none() {
             return Err(CnmError::from(CoreError::Unavailable(
-                "this agent runs no overlay dataplane (it needs root and netlink), so it has \
-                 no interface to give the container engine"
+                "this agent runs no overlay dataplane (it needs root and netlink): it cannot \
+                 give the container an interface"
                     .into(),
             )));
         }

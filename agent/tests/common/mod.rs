@@ -91,6 +91,7 @@ pub fn refused_with(out: &Output, status: i32, needle: &str) {
     );
 }
 
+pub mod cni;
 pub mod engines;
 pub mod lab;
 pub mod poll;
