@@ -232,6 +232,8 @@ impl Daemon {
         let (metrics_directory, metrics_dns) = (directory.clone(), dns.clone());
         let plugin_stats = Arc::new(docker::PluginStats::default());
         let metrics_plugin = Arc::clone(&plugin_stats);
+        let attachment_stats = Arc::new(crate::cnm::AttachmentStats::default());
+        let metrics_attachments = Arc::clone(&attachment_stats);
         let app = diag::router(diag_state).route(
             "/metrics",
             get(move || {
@@ -239,11 +241,13 @@ impl Daemon {
                 let directory = metrics_directory.clone();
                 let dns = metrics_dns.clone();
                 let plugin = Arc::clone(&metrics_plugin);
+                let attachments = Arc::clone(&metrics_attachments);
                 async move {
                     match Snapshot::take(&client).await {
                         Ok(mut s) => {
                             s.discovery = directory.stats();
                             s.docker = plugin.snapshot();
+                            s.attachments = attachments.snapshot();
                             if let Some(dns) = dns {
                                 s.dns = dns.stats().await;
                             }
@@ -264,6 +268,7 @@ impl Daemon {
             dataplane: Some(dp.clone()),
             directory,
             dns,
+            attachment_stats,
         };
         let cnm = Cnm::start(handle.client(), settings).await?;
         let api_router = api::router(Arc::clone(&cnm));

@@ -46,6 +46,8 @@ pub struct Snapshot {
     /// The Docker plugin's calls by method and outcome (set by the caller; empty when the
     /// plugin is not served).
     pub docker: std::collections::BTreeMap<(String, &'static str), u64>,
+    /// The attachment operations (CNI) by kind and outcome (set by the caller).
+    pub attachments: std::collections::BTreeMap<(&'static str, &'static str), u64>,
 }
 
 impl Snapshot {
@@ -90,6 +92,7 @@ impl Snapshot {
                     node_core,
                     ipam: (pools.len(), ipam),
                     docker: Default::default(),
+                    attachments: Default::default(),
                 }
             })
             .await
@@ -164,6 +167,20 @@ impl Snapshot {
                     "netagent_docker_plugin_calls_total",
                     &[("method", method), ("outcome", outcome)],
                     *v,
+                );
+            }
+        }
+        out.counter_family(
+            "netagent_attachments_total",
+            "Attachment operations (a CNI runtime's ADD = attach, DEL = detach, CHECK = check; sweep: withdrawn because the container's namespace was gone) by outcome (refused: answered with an error).",
+        );
+        for op in ["attach", "detach", "check", "sweep"] {
+            for outcome in ["ok", "refused"] {
+                let v = self.attachments.get(&(op, outcome)).copied().unwrap_or(0);
+                out.sample(
+                    "netagent_attachments_total",
+                    &[("op", op), ("outcome", outcome)],
+                    v,
                 );
             }
         }

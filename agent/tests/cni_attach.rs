@@ -192,9 +192,15 @@ async fn attach_check_del_gc_async() {
         eprintln!("NOT RUN: CHECK of an interface taken down (needs iproute2's ip)");
     }
 
-    // DEL: the endpoint and the sandbox go; again, nothing to do.
-    let del1 = env("DEL", &c1, &ns[0].path(), "net1", "");
+    // DEL: another interface name is another attachment (nothing to do); then the endpoint
+    // and the sandbox go; again, nothing to do.
     let with_prev = conf(&api, "1.0.0", json!({"prevResult": r}));
+    ok(&run(&env("DEL", &c1, &ns[0].path(), "net9", ""), &with_prev).await);
+    assert!(
+        client.endpoint("web", &c1[..12]).await.is_ok(),
+        "not net9's"
+    );
+    let del1 = env("DEL", &c1, &ns[0].path(), "net1", "");
     ok(&run(&del1, &with_prev).await);
     assert!(client.endpoint("web", &c1[..12]).await.is_err());
     ok(&run(&del1, &with_prev).await);
@@ -213,10 +219,32 @@ async fn attach_check_del_gc_async() {
     assert!(client.endpoint("web", "web3").await.is_err(), "collected");
     assert!(client.endpoint("web", "web2").await.is_ok(), "listed");
 
+    // A network without a free address: a /30 has one besides the gateway.
+    let tiny = |version| {
+        let mut c: serde_json::Value =
+            serde_json::from_slice(&conf(&api, version, json!({"subnet": "198.18.122.0/30"})))
+                .unwrap();
+        c["name"] = json!("tiny");
+        serde_json::to_vec(&c).unwrap()
+    };
+    ok(&run(&env("ADD", &c3, &ns[2].path(), "eth1", ""), &tiny("1.0.0")).await);
+    refused(
+        &run(&env("ADD", &c4, &ns[3].path(), "eth0", ""), &tiny("1.0.0")).await,
+        102,
+        "no available IPv4 addresses",
+    );
+    ok(&run(&env("DEL", &c3, &ns[2].path(), "eth1", ""), &tiny("1.0.0")).await);
+
     // The namespace goes without a DEL (the runtime crashed): the sweep withdraws it.
     drop(ns);
     assert_eq!(daemon.cnm().sweep_attachments().await, 1);
     assert!(client.endpoint("web", "web2").await.is_err(), "swept");
     assert!(client.sandboxes().await.unwrap().is_empty());
+    // Counted for /metrics.
+    let stats = daemon.cnm().attachment_stats().snapshot();
+    assert!(stats[&("attach", "ok")] >= 4, "{stats:?}");
+    assert!(stats[&("attach", "refused")] >= 3, "{stats:?}");
+    assert!(stats[&("check", "ok")] >= 1, "{stats:?}");
+    assert_eq!(stats[&("sweep", "ok")], 1, "{stats:?}");
     daemon.shutdown().await;
 }

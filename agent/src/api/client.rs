@@ -284,9 +284,17 @@ impl ApiClient {
             .await
     }
 
-    /// `DELETE /v1/attachments/{sandbox}/{network}`.
-    pub async fn detach(&self, sandbox: &str, network: &str) -> Result<(), ClientError> {
-        self.delete(&attachment_path(sandbox, network)).await
+    /// `DELETE /v1/attachments/{sandbox}/{network}`, with `?ifname=` when `ifname` is given
+    /// (an attachment under another interface name is then left alone).
+    pub async fn detach(
+        &self,
+        sandbox: &str,
+        network: &str,
+        ifname: Option<&str>,
+    ) -> Result<(), ClientError> {
+        let query = ifname.map_or_else(String::new, |i| format!("?ifname={}", encode(i)));
+        self.delete(&format!("{}{query}", attachment_path(sandbox, network)))
+            .await
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {

@@ -19,8 +19,8 @@ use tokio::net::{TcpListener, UnixListener, UnixStream};
 
 use super::ErrorBody;
 use crate::cnm::{
-    AttachRequest, AttachmentQuery, Cnm, CnmError, EndpointCreate, JoinRequest, NetworkCreate,
-    SandboxCreate,
+    AttachRequest, AttachmentQuery, Cnm, CnmError, DetachQuery, EndpointCreate, JoinRequest,
+    NetworkCreate, SandboxCreate,
 };
 use crate::config::ApiAddr;
 
@@ -62,7 +62,7 @@ pub struct ApiBindError {
 /// | `DELETE /v1/sandboxes/{name}` | | 204 |
 /// | `POST /v1/attachments` | [`AttachRequest`] | the [`Attachment`](crate::cnm::Attachment) (sandbox, endpoint and join in one step; an existing one as it is) |
 /// | `GET /v1/attachments/{sandbox}/{network}[?verify=true]` | | the attachment (`verify`: checked against the kernel, 409 if it differs) |
-/// | `DELETE /v1/attachments/{sandbox}/{network}` | | 204, also when nothing was attached |
+/// | `DELETE /v1/attachments/{sandbox}/{network}[?ifname=I]` | | 204, also when nothing was attached (under that interface name) |
 /// | `GET /v1/dns/lookup?name=N&network=NET` (or `&sandbox=S`; `&type=A\|AAAA\|PTR`) | | [`DnsAnswer`](crate::cnm::DnsAnswer) |
 /// | `GET /v1/ipam/{network}` | | [`PoolInfo`](crate::cnm::PoolInfo) |
 /// | `POST /v1/ipam/reclaim` | [`ReclaimRequest`](crate::cnm::ReclaimRequest) | [`ReclaimAnswer`](crate::cnm::ReclaimAnswer) |
@@ -425,12 +425,20 @@ async fn get_attachment(
     }
 }
 
-async fn detach(State(cnm): Shared, path: AttachmentPath) -> Response {
-    match path {
-        Ok(UrlPath((sandbox, network))) => {
-            no_content(to_end(async move { cnm.detach(&sandbox, &network).await }).await)
-        }
-        Err(e) => ApiError::from(e).into_response(),
+async fn detach(
+    State(cnm): Shared,
+    path: AttachmentPath,
+    query: Result<Query<DetachQuery>, QueryRejection>,
+) -> Response {
+    let UrlPath((sandbox, network)) = match path {
+        Ok(p) => p,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    match query {
+        Ok(Query(q)) => no_content(
+            to_end(async move { cnm.detach(&sandbox, &network, q.ifname.as_deref()).await }).await,
+        ),
+        Err(e) => ApiError::new(StatusCode::BAD_REQUEST, e.body_text()).into_response(),
     }
 }
 

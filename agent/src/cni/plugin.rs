@@ -22,10 +22,8 @@ pub async fn run(env: &CniEnv, stdin: &[u8]) -> Outcome {
     };
     let conf: NetConf = match serde_json::from_slice(stdin) {
         Ok(c) => c,
-        Err(e) if command == Command::Version => {
-            let _ = e;
-            NetConf::default()
-        }
+        // VERSION answers whatever the input.
+        Err(_) if command == Command::Version => NetConf::default(),
         Err(e) => {
             return failed(
                 LATEST_VERSION,
@@ -61,7 +59,7 @@ pub async fn run(env: &CniEnv, stdin: &[u8]) -> Outcome {
         Command::Check => check(env, &conf).await.map(|()| None),
         Command::Status => status(&conf).await.map(|()| None),
         Command::Gc => gc(&conf).await.map(|()| None),
-        Command::Version => unreachable_version(),
+        Command::Version => return version(&conf),
     };
     match result {
         Ok(Some(value)) => Outcome {
@@ -282,8 +280,8 @@ async fn add(env: &CniEnv, conf: &NetConf) -> Result<CniResult, PluginError> {
         None if !aliases.is_empty() => aliases.remove(0),
         None => container.chars().take(12).collect(),
     };
-    aliases.retain(|a| *a != name);
-    aliases.dedup();
+    let mut seen = std::collections::BTreeSet::from([name.clone()]);
+    aliases.retain(|a| seen.insert(a.clone()));
     let req = AttachRequest {
         sandbox: container.to_owned(),
         netns: netns.to_owned(),
@@ -341,7 +339,8 @@ fn result(version: &str, a: &Attachment, prev: Option<CniResult>) -> CniResult {
 async fn del(env: &CniEnv, conf: &NetConf, stderr: &mut String) -> Result<(), PluginError> {
     let network = network(conf)?;
     let container = env.container_id()?;
-    match client(conf)?.detach(container, network).await {
+    let ifname = env.ifname()?;
+    match client(conf)?.detach(container, network, Some(ifname)).await {
         Ok(()) => Ok(()),
         // Spec: DEL completes even when resources are missing. The agent withdraws the
         // attachments of containers whose namespace is gone once it runs again.
@@ -466,7 +465,7 @@ async fn gc(conf: &NetConf) -> Result<(), PluginError> {
             .any(|v| v.container_id == sb.name && v.ifname == a.ifname);
         if !listed {
             client
-                .detach(&sb.name, network)
+                .detach(&sb.name, network, Some(&a.ifname))
                 .await
                 .map_err(|e| agent_error(e, network))?;
         }

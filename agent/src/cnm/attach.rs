@@ -8,8 +8,10 @@
 //! container while the agent could not hear it) is swept before every attach and by
 //! [`Cnm::sweep_attachments`].
 
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use nodecore::{CoreError, Endpoint, Engine, check_ifname, check_name};
 use serde::{Deserialize, Serialize};
@@ -78,11 +80,57 @@ pub struct AttachmentQuery {
     pub verify: bool,
 }
 
+/// Attachment operations by kind (`attach`, `detach`, `check`, `sweep`) and outcome (`ok`,
+/// `refused`), for `/metrics`; a sweep counts each attachment it withdrew.
+#[derive(Debug, Default)]
+pub struct AttachmentStats {
+    counts: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+}
+
+impl AttachmentStats {
+    fn count(&self, op: &'static str, ok: bool, n: u64) {
+        if n == 0 {
+            return;
+        }
+        let outcome = if ok { "ok" } else { "refused" };
+        *self
+            .counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry((op, outcome))
+            .or_default() += n;
+    }
+
+    /// The counters so far: `(operation, outcome) -> count`.
+    pub fn snapshot(&self) -> BTreeMap<(&'static str, &'static str), u64> {
+        self.counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// The query of `DELETE /v1/attachments/{sandbox}/{network}`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetachQuery {
+    /// Only the attachment with this interface name (CNI identifies an attachment by
+    /// container, network and interface).
+    #[serde(default)]
+    pub ifname: Option<String>,
+}
+
 impl Cnm {
     /// Connects a container's namespace to a network: creates the network (when `subnet`
     /// is given and it does not exist), the sandbox, the endpoint, and joins it. An
     /// attachment that exists is answered as it is.
     pub async fn attach(&self, req: AttachRequest) -> Result<Attachment, CnmError> {
+        let result = self.attach_steps(req).await;
+        self.attachment_stats().count("attach", result.is_ok(), 1);
+        result
+    }
+
+    async fn attach_steps(&self, req: AttachRequest) -> Result<Attachment, CnmError> {
         check_name("sandbox", &req.sandbox)?;
         check_name("endpoint", &req.name)?;
         check_ifname(&req.ifname)?;
@@ -163,10 +211,29 @@ impl Cnm {
     }
 
     /// Takes a container off a network: leaves, removes the endpoint, and the sandbox with
-    /// its last one. Nothing attached is not an error (`None`).
-    pub async fn detach(&self, sandbox: &str, network: &str) -> Result<Option<Endpoint>, CnmError> {
+    /// its last one. Nothing attached (under `ifname`, when given) is not an error (`None`).
+    pub async fn detach(
+        &self,
+        sandbox: &str,
+        network: &str,
+        ifname: Option<&str>,
+    ) -> Result<Option<Endpoint>, CnmError> {
+        let result = self.detach_steps(sandbox, network, ifname).await;
+        self.attachment_stats().count("detach", result.is_ok(), 1);
+        result
+    }
+
+    async fn detach_steps(
+        &self,
+        sandbox: &str,
+        network: &str,
+        ifname: Option<&str>,
+    ) -> Result<Option<Endpoint>, CnmError> {
         let _one = self.attachments.lock().await;
-        let Some(endpoint) = self.sandbox_endpoint(sandbox, network).await? else {
+        let found = self.sandbox_endpoint(sandbox, network).await?;
+        let Some(endpoint) = found.filter(|e| {
+            ifname.is_none_or(|i| e.ifname.as_deref().unwrap_or(nodecore::DEFAULT_IFNAME) == i)
+        }) else {
             self.remove_cni_sandbox_if_empty(sandbox).await;
             return Ok(None);
         };
@@ -192,7 +259,9 @@ impl Cnm {
                 )))
             })?;
         if query.verify {
-            self.verify(&attachment).await?;
+            let verified = self.verify(&attachment).await;
+            self.attachment_stats().count("check", verified.is_ok(), 1);
+            verified?;
         }
         Ok(attachment)
     }
@@ -216,9 +285,11 @@ impl Cnm {
             match self.detach_all(&sb.name).await {
                 Ok(n) => {
                     swept += n;
+                    self.attachment_stats().count("sweep", true, n as u64);
                     tracing::info!(sandbox = %sb.name, netns = %sb.netns.display(), endpoints = n, "container namespace gone: attachments withdrawn");
                 }
                 Err(e) => {
+                    self.attachment_stats().count("sweep", false, 1);
                     tracing::warn!(sandbox = %sb.name, error = %e, "cannot withdraw the attachments of a container whose namespace is gone");
                 }
             }

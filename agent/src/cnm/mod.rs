@@ -10,7 +10,7 @@ mod error;
 mod service;
 mod store;
 
-pub use self::attach::{AttachRequest, Attachment, AttachmentQuery};
+pub use self::attach::{AttachRequest, Attachment, AttachmentQuery, AttachmentStats, DetachQuery};
 pub use self::error::CnmError;
 pub use self::service::{Cnm, CnmSettings};
 pub use self::store::{STATE_FILE, StoreError, load_state, save_json, save_state};

@@ -38,6 +38,8 @@ pub struct CnmSettings {
     pub directory: Directory,
     /// The embedded DNS servers of the sandboxes; `None`: not run (not root, or disabled).
     pub dns: Option<Arc<SandboxDns>>,
+    /// The counters of the attachment operations (shared with `/metrics`).
+    pub attachment_stats: Arc<super::AttachmentStats>,
 }
 
 /// How long the agent waits for an engine to create a sandbox's namespace before it gives
@@ -88,6 +90,11 @@ impl Cnm {
     /// The settings this CNM runs with.
     pub fn settings(&self) -> &CnmSettings {
         &self.settings
+    }
+
+    /// The counters of the attachment operations.
+    pub fn attachment_stats(&self) -> &super::AttachmentStats {
+        &self.settings.attachment_stats
     }
 
     /// Runs `f` on the core and its NetworkDB; the answer comes once what `f` changed is
