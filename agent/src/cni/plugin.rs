@@ -34,10 +34,10 @@ pub async fn run(env: &CniEnv, stdin: &[u8]) -> Outcome {
             );
         }
     };
-    if command == Command::Version {
+    let answer_version = if command == Command::Version {
+        // VERSION answers whatever the configuration's version.
         return version(&conf);
-    }
-    let answer_version = if SUPPORTED_VERSIONS.contains(&conf.cni_version.as_str()) {
+    } else if SUPPORTED_VERSIONS.contains(&conf.cni_version.as_str()) {
         conf.cni_version.clone()
     } else {
         return failed(
@@ -74,13 +74,6 @@ pub async fn run(env: &CniEnv, stdin: &[u8]) -> Outcome {
         },
         Err(e) => failed(&answer_version, e),
     }
-}
-
-fn unreachable_version() -> Result<Option<CniResult>, PluginError> {
-    Err(PluginError::new(
-        codes::INVALID_ENVIRONMENT,
-        "VERSION is answered above",
-    ))
 }
 
 /// The error object for `e`, exit status 1.
