@@ -13,7 +13,6 @@ use agent::api::ApiClient;
 use agent::cni::run;
 use agent::cnm::DnsQuery;
 use agent::config::AgentConfig;
-use agent::daemon::Daemon;
 use serde_json::json;
 
 mod common;
@@ -64,7 +63,7 @@ fn attach_check_del_gc() {
 async fn attach_check_del_gc_async() {
     let root = scratch("cni", "attach");
     let config = AgentConfig::local("node1", root.join("node1"));
-    let daemon = Daemon::start(&config).await.unwrap();
+    let daemon = common::start_daemon(&config).await;
     let api = daemon.api_addr().to_string();
     let client = ApiClient::new(daemon.api_addr().clone());
     let ns: Vec<Netns> = ["a", "b", "c", "d"].iter().map(|t| Netns::new(t)).collect();

@@ -11,7 +11,6 @@ use std::process::{Command, Stdio};
 use agent::api::ApiClient;
 use agent::cni::run;
 use agent::config::{AgentConfig, is_root};
-use agent::daemon::Daemon;
 use serde_json::{Value, json};
 
 mod common;
@@ -22,7 +21,7 @@ use common::scratch;
 async fn refusals_change_nothing() {
     let root = scratch("cni", "refusals");
     let config = AgentConfig::local("node1", root.join("node1"));
-    let daemon = Daemon::start(&config).await.unwrap();
+    let daemon = common::start_daemon(&config).await;
     let api = daemon.api_addr().to_string();
     let client = ApiClient::new(daemon.api_addr().clone());
     let c1 = id('a');

@@ -50,12 +50,7 @@ async fn start(
         config.bind = addr;
         config.advertise = addr;
     }
-    let daemon = poll_until_async(&format!("{name} to start"), PATIENCE, async || {
-        Daemon::start(&config)
-            .await
-            .inspect_err(|e| eprintln!("start {name}: {e}; retrying"))
-    })
-    .await;
+    let daemon = common::start_daemon(&config).await;
     let api = ApiClient::new(daemon.api_addr().clone());
     Agent { daemon, api, dir }
 }
@@ -580,6 +575,7 @@ async fn a_restarted_agent_restores_and_republishes_its_endpoints() {
         restored,
         Endpoint {
             sandbox: Some("c1".into()),
+            ifname: Some("eth0".into()),
             ..web.clone()
         }
     );

@@ -130,7 +130,7 @@ async fn start(dir: &Path) -> (Daemon, ApiClient, PathBuf) {
     config.docker_plugin = Some("netctl".into());
     config.docker_plugin_dir = dir.join("plugins");
     config.docker_api = dir.join("docker.sock");
-    let daemon = Daemon::start(&config).await.unwrap();
+    let daemon = common::start_daemon(&config).await;
     let api = ApiClient::new(daemon.api_addr().clone());
     (daemon, api, dir.join("plugins").join("netctl.sock"))
 }

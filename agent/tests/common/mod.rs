@@ -95,3 +95,18 @@ pub mod cni;
 pub mod engines;
 pub mod lab;
 pub mod poll;
+
+/// Starts an in-process agent. The gossip port is the system's choice for UDP, then bound for
+/// TCP too: when another process holds that TCP port the start fails, and is retried (20 s).
+pub async fn start_daemon(config: &agent::config::AgentConfig) -> agent::daemon::Daemon {
+    poll::poll_until_async(
+        &format!("{} to start", config.name),
+        Duration::from_secs(20),
+        async || {
+            agent::daemon::Daemon::start(config)
+                .await
+                .inspect_err(|e| eprintln!("start {}: {e}; retrying", config.name))
+        },
+    )
+    .await
+}
