@@ -183,7 +183,7 @@ pub enum EndpointCommand {
         endpoint: String,
         /// The sandbox.
         sandbox: String,
-        /// The interface's name in the sandbox [default: its first free eth<k>].
+        /// The interface's name in the sandbox; default: the first free of eth0, eth1, ...
         #[arg(long)]
         ifname: Option<String>,
     },

@@ -62,7 +62,10 @@ fn attach_check_del_gc() {
 
 async fn attach_check_del_gc_async() {
     let root = scratch("cni", "attach");
-    let config = AgentConfig::local("node1", root.join("node1"));
+    let mut config = AgentConfig::local("node1", root.join("node1"));
+    // The embedded DNS servers, which the result names; nothing is forwarded.
+    config.dns = true;
+    let _leftovers = common::OverlayLeftovers::of(&config);
     let daemon = common::start_daemon(&config).await;
     let api = daemon.api_addr().to_string();
     let client = ApiClient::new(daemon.api_addr().clone());
@@ -98,6 +101,40 @@ async fn attach_check_del_gc_async() {
         100,
         "already, as net1",
     );
+    // Found by review: an attach of what is attached with another address answered the
+    // attachment as it was.
+    refused(
+        &run(
+            &env("ADD", &c1, &ns[0].path(), "net1", "IP=198.18.120.99"),
+            &with_subnet,
+        )
+        .await,
+        100,
+        "already, with address",
+    );
+    // Found by review: an attach a crash interrupted between its endpoint and its join left
+    // an unjoined endpoint under the container's name, which blocked every later attach.
+    client
+        .create_endpoint(&agent::cnm::EndpointCreate {
+            network: "web".into(),
+            name: "orphan".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let adopt = env("ADD", &c4, &ns[3].path(), "eth0", "K8S_POD_NAME=orphan");
+    ok(&run(&adopt, &with_subnet).await);
+    assert_eq!(
+        client
+            .endpoint("web", "orphan")
+            .await
+            .unwrap()
+            .sandbox
+            .as_deref(),
+        Some(c4.as_str())
+    );
+    ok(&run(&env("DEL", &c4, &ns[3].path(), "eth0", ""), &with_subnet).await);
+
     // Another subnet under the name is refused.
     refused(
         &run(
@@ -206,7 +243,8 @@ async fn attach_check_del_gc_async() {
     // Without a namespace (a runtime may not have it any more).
     ok(&run(&env("DEL", &c1, "", "net1", ""), &with_prev).await);
 
-    // GC: attachments the runtime no longer lists are taken off.
+    // GC: an attachment the runtime does not list is kept while its namespace exists (it
+    // may be another runtime's), collected once the namespace is gone.
     let add3 = env("ADD", &c3, &ns[2].path(), "eth0", "K8S_POD_NAME=web3");
     ok(&run(&add3, &with_subnet).await);
     let gc = conf(
@@ -215,8 +253,7 @@ async fn attach_check_del_gc_async() {
         json!({"cni.dev/valid-attachments": [{"containerID": c2, "ifname": "eth0"}]}),
     );
     ok(&run(&env("GC", "", "", "", ""), &gc).await);
-    assert!(client.endpoint("web", "web3").await.is_err(), "collected");
-    assert!(client.endpoint("web", "web2").await.is_ok(), "listed");
+    assert!(client.endpoint("web", "web3").await.is_ok(), "kept");
 
     // A network without a free address: a /30 has one besides the gateway.
     let tiny = |version| {
@@ -233,6 +270,11 @@ async fn attach_check_del_gc_async() {
         "no available IPv4 addresses",
     );
     ok(&run(&env("DEL", &c3, &ns[2].path(), "eth1", ""), &tiny("1.0.0")).await);
+    let mut ns = ns;
+    drop(ns.remove(2));
+    ok(&run(&env("GC", "", "", "", ""), &gc).await);
+    assert!(client.endpoint("web", "web3").await.is_err(), "collected");
+    assert!(client.endpoint("web", "web2").await.is_ok(), "listed");
 
     // The namespace goes without a DEL (the runtime crashed): the sweep withdraws it.
     drop(ns);

@@ -21,6 +21,7 @@ use common::scratch;
 async fn refusals_change_nothing() {
     let root = scratch("cni", "refusals");
     let config = AgentConfig::local("node1", root.join("node1"));
+    let _leftovers = common::OverlayLeftovers::of(&config);
     let daemon = common::start_daemon(&config).await;
     let api = daemon.api_addr().to_string();
     let client = ApiClient::new(daemon.api_addr().clone());
@@ -109,8 +110,8 @@ async fn refusals_change_nothing() {
     );
     refused(
         &run(&env("ADD", &c1, &netns, "a/b", ""), &with_subnet).await,
-        7,
-        "invalid interface name",
+        4,
+        "CNI_IFNAME: invalid interface name",
     );
     refused(
         &run(
@@ -134,6 +135,33 @@ async fn refusals_change_nothing() {
         client.endpoints(None).await.unwrap().is_empty(),
         "nothing made"
     );
+
+    // Found by review: a subnet another network overlaps made the attach retry its create
+    // forever, holding every other attach and detach of the agent.
+    let other = client
+        .create_network(&agent::cnm::NetworkCreate {
+            name: "other".into(),
+            subnet: "198.18.120.0/25".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let overlapping =
+        tokio::time::timeout(std::time::Duration::from_secs(10), run(&add1, &with_subnet))
+            .await
+            .expect("answered");
+    refused(&overlapping, 100, "overlaps");
+    // Found by review: a configuration's name that is a prefix of another network's ID
+    // attached to that network; only an exact name or ID counts.
+    let prefix = &other.id[..6];
+    let mut by_prefix: Value = serde_json::from_slice(&conf(&api, "1.0.0", json!({}))).unwrap();
+    by_prefix["name"] = json!(prefix);
+    refused(
+        &run(&add1, &serde_json::to_vec(&by_prefix).unwrap()).await,
+        103,
+        "not found",
+    );
+    client.remove_network("other").await.unwrap();
 
     // DEL of what was never attached, and CHECK of it.
     ok(&run(&env("DEL", &c1, &netns, "net1", ""), &with_subnet).await);

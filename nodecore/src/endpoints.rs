@@ -47,8 +47,13 @@ impl JoinPlan {
     /// and Docker's containers have none: the overlay leads nowhere outside the cluster,
     /// and their other networks may.
     pub fn default_route(&self) -> bool {
-        self.sandbox.engine.is_none()
-            && self.ifname.as_deref().unwrap_or(DEFAULT_IFNAME) == DEFAULT_IFNAME
+        self.sandbox.engine.is_none() && self.sandbox_ifname() == DEFAULT_IFNAME
+    }
+
+    /// The interface's name in a sandbox the agent configures (`ifname`, else
+    /// [`DEFAULT_IFNAME`]).
+    pub fn sandbox_ifname(&self) -> &str {
+        self.ifname.as_deref().unwrap_or(DEFAULT_IFNAME)
     }
 }
 
@@ -518,8 +523,7 @@ impl NodeCore {
         }
         let taken = |ifname: &str| {
             self.state.endpoints.values().find(|e| {
-                e.sandbox.as_deref() == Some(sb.name.as_str())
-                    && e.ifname.as_deref().unwrap_or(DEFAULT_IFNAME) == ifname
+                e.sandbox.as_deref() == Some(sb.name.as_str()) && e.sandbox_ifname() == ifname
             })
         };
         match asked {

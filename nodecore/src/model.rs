@@ -79,6 +79,14 @@ pub struct Endpoint {
 /// names another.
 pub const DEFAULT_IFNAME: &str = "eth0";
 
+impl Endpoint {
+    /// The name of the joined endpoint's interface in a sandbox the agent configures:
+    /// `ifname`, else [`DEFAULT_IFNAME`] (state files older than the field).
+    pub fn sandbox_ifname(&self) -> &str {
+        self.ifname.as_deref().unwrap_or(DEFAULT_IFNAME)
+    }
+}
+
 /// The longest interface name (Linux's `IFNAMSIZ` less its NUL).
 pub const MAX_IFNAME_LEN: usize = 15;
 

@@ -32,6 +32,13 @@ fn main() -> BenchResult<()> {
     if !is_root() {
         return Err("cni_bench needs root: it attaches real network namespaces".into());
     }
+    // RUST_LOG=agent=debug shows where an attach spends its time.
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let trials = match std::env::args().nth(1) {
         Some(t) => t
             .parse::<usize>()

@@ -2,7 +2,7 @@
 //! containers to the cluster's networks.
 //!
 //! A runtime runs the plugin once per container and network with the `CNI_*` environment
-//! ([`env`]) and the network configuration on standard input ([`wire::NetConf`]). The plugin
+//! ([`mod@env`]) and the network configuration on standard input ([`wire::NetConf`]). The plugin
 //! is a thin client of the local agent's control API: `ADD` is one
 //! [`POST /v1/attachments`](crate::cnm::Cnm::attach) (sandbox named after the container,
 //! endpoint named after it, joined with the runtime's interface name), `DEL` one `DELETE`,

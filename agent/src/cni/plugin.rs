@@ -6,8 +6,8 @@ use std::str::FromStr;
 
 use super::env::{CniEnv, Command};
 use super::wire::{
-    CniError, CniResult, Dns, Interface, IpConfig, LATEST_VERSION, NetConf, SUPPORTED_VERSIONS,
-    VersionInfo, codes,
+    CHECK_VERSIONS, CniError, CniResult, Dns, Interface, IpConfig, LATEST_VERSION, NetConf,
+    SUPPORTED_VERSIONS, VersionInfo, codes,
 };
 use super::{Outcome, PluginError};
 use crate::api::{ApiClient, ClientError};
@@ -16,11 +16,20 @@ use crate::config::{ApiAddr, ROOT_API_SOCKET};
 
 /// Runs the command the environment names on the configuration in `stdin`.
 pub async fn run(env: &CniEnv, stdin: &[u8]) -> Outcome {
+    let parsed = serde_json::from_slice::<NetConf>(stdin);
+    // Errors are answered in the configuration's version when it is one the plugin speaks.
+    let conf_version = parsed
+        .as_ref()
+        .ok()
+        .map(|c| c.cni_version.as_str())
+        .filter(|v| SUPPORTED_VERSIONS.contains(v))
+        .unwrap_or(LATEST_VERSION)
+        .to_owned();
     let command = match env.command() {
         Ok(c) => c,
-        Err(e) => return failed(LATEST_VERSION, e),
+        Err(e) => return failed(&conf_version, e),
     };
-    let conf: NetConf = match serde_json::from_slice(stdin) {
+    let conf = match parsed {
         Ok(c) => c,
         // VERSION answers whatever the input.
         Err(_) if command == Command::Version => NetConf::default(),
@@ -34,12 +43,10 @@ pub async fn run(env: &CniEnv, stdin: &[u8]) -> Outcome {
             );
         }
     };
-    let answer_version = if command == Command::Version {
-        // VERSION answers whatever the configuration's version.
+    if command == Command::Version {
         return version(&conf);
-    } else if SUPPORTED_VERSIONS.contains(&conf.cni_version.as_str()) {
-        conf.cni_version.clone()
-    } else {
+    }
+    if !SUPPORTED_VERSIONS.contains(&conf.cni_version.as_str()) {
         return failed(
             LATEST_VERSION,
             PluginError::new(
@@ -51,7 +58,7 @@ pub async fn run(env: &CniEnv, stdin: &[u8]) -> Outcome {
                 ),
             ),
         );
-    };
+    }
     let mut stderr = String::new();
     let result = match command {
         Command::Add => add(env, &conf).await.map(Some),
@@ -59,7 +66,8 @@ pub async fn run(env: &CniEnv, stdin: &[u8]) -> Outcome {
         Command::Check => check(env, &conf).await.map(|()| None),
         Command::Status => status(&conf).await.map(|()| None),
         Command::Gc => gc(&conf).await.map(|()| None),
-        Command::Version => return version(&conf),
+        // Answered above.
+        Command::Version => Ok(None),
     };
     match result {
         Ok(Some(value)) => Outcome {
@@ -72,7 +80,7 @@ pub async fn run(env: &CniEnv, stdin: &[u8]) -> Outcome {
             stderr,
             status: 0,
         },
-        Err(e) => failed(&answer_version, e),
+        Err(e) => failed(&conf_version, e),
     }
 }
 
@@ -123,7 +131,31 @@ fn client(conf: &NetConf) -> Result<ApiClient, PluginError> {
             format!("invalid \"agent\" in the network configuration: {e}"),
         )
     })?;
-    Ok(ApiClient::new(addr))
+    Ok(ApiClient::new(addr).with_timeout(AGENT_TIMEOUT))
+}
+
+/// How long the plugin waits for the agent: longer than an attach that waits for the
+/// cluster twice (a VNI for a new network, then an address, up to 20 s each).
+const AGENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The prevResult, parsed (a chained ADD, DEL and CHECK receive it).
+fn prev_result(conf: &NetConf) -> Result<Option<CniResult>, PluginError> {
+    conf.prev_result
+        .as_ref()
+        .map(|v| {
+            serde_json::from_value::<CniResult>(v.clone()).map_err(|e| {
+                PluginError::new(codes::DECODING_FAILURE, format!("invalid prevResult: {e}"))
+            })
+        })
+        .transpose()
+}
+
+/// `CNI_IFNAME`, which must be a name the kernel takes.
+fn ifname(env: &CniEnv) -> Result<&str, PluginError> {
+    let ifname = env.ifname()?;
+    nodecore::check_ifname(ifname)
+        .map_err(|e| PluginError::new(codes::INVALID_ENVIRONMENT, format!("CNI_IFNAME: {e}")))?;
+    Ok(ifname)
 }
 
 /// The cluster network the configuration names.
@@ -260,8 +292,9 @@ async fn add(env: &CniEnv, conf: &NetConf) -> Result<CniResult, PluginError> {
     let network = network(conf)?;
     let container = env.container_id()?;
     let netns = env.netns()?;
-    let ifname = env.ifname()?;
+    let ifname = ifname(env)?;
     let args = env.cni_args()?;
+    let prev = prev_result(conf)?;
     let mut aliases: Vec<String> = conf
         .runtime_config
         .aliases
@@ -290,12 +323,6 @@ async fn add(env: &CniEnv, conf: &NetConf) -> Result<CniResult, PluginError> {
         .attach(&req)
         .await
         .map_err(|e| agent_error(e, network))?;
-    let prev = match &conf.prev_result {
-        Some(v) => Some(serde_json::from_value::<CniResult>(v.clone()).map_err(|e| {
-            PluginError::new(codes::DECODING_FAILURE, format!("invalid prevResult: {e}"))
-        })?),
-        None => None,
-    };
     Ok(result(&conf.cni_version, &attachment, prev))
 }
 
@@ -307,6 +334,7 @@ fn result(version: &str, a: &Attachment, prev: Option<CniResult>) -> CniResult {
         ips: Vec::new(),
         routes: Vec::new(),
         dns: Dns::default(),
+        extra: serde_json::Map::new(),
     });
     out.cni_version = version.to_owned();
     let index = out.interfaces.len();
@@ -314,16 +342,19 @@ fn result(version: &str, a: &Attachment, prev: Option<CniResult>) -> CniResult {
         name: a.ifname.clone(),
         mac: a.endpoint.mac.to_string(),
         sandbox: a.netns.display().to_string(),
+        extra: serde_json::Map::new(),
     });
     let legacy = !version.starts_with('1');
     out.ips.push(IpConfig {
         version: legacy.then(|| "4".to_owned()),
         address: format!("{}/{}", a.endpoint.ip, a.endpoint.prefix_len),
-        gateway: Some(a.gateway),
+        gateway: Some(a.gateway.to_string()),
         interface: Some(index),
+        extra: serde_json::Map::new(),
     });
-    let ns = a.nameserver.to_string();
-    if !out.dns.nameservers.contains(&ns) {
+    if let Some(ns) = a.nameserver.map(|ip| ip.to_string())
+        && !out.dns.nameservers.contains(&ns)
+    {
         out.dns.nameservers.insert(0, ns);
     }
     out
@@ -332,7 +363,7 @@ fn result(version: &str, a: &Attachment, prev: Option<CniResult>) -> CniResult {
 async fn del(env: &CniEnv, conf: &NetConf, stderr: &mut String) -> Result<(), PluginError> {
     let network = network(conf)?;
     let container = env.container_id()?;
-    let ifname = env.ifname()?;
+    let ifname = ifname(env)?;
     match client(conf)?.detach(container, network, Some(ifname)).await {
         Ok(()) => Ok(()),
         // Spec: DEL completes even when resources are missing. The agent withdraws the
@@ -350,7 +381,7 @@ async fn del(env: &CniEnv, conf: &NetConf, stderr: &mut String) -> Result<(), Pl
 }
 
 async fn check(env: &CniEnv, conf: &NetConf) -> Result<(), PluginError> {
-    if !matches!(conf.cni_version.as_str(), "0.4.0" | "1.0.0" | "1.1.0") {
+    if !CHECK_VERSIONS.contains(&conf.cni_version.as_str()) {
         return Err(PluginError::new(
             codes::INCOMPATIBLE_VERSION,
             format!(
@@ -362,16 +393,13 @@ async fn check(env: &CniEnv, conf: &NetConf) -> Result<(), PluginError> {
     check_fields(conf)?;
     let network = network(conf)?;
     let container = env.container_id()?;
-    let ifname = env.ifname()?;
-    let Some(prev) = &conf.prev_result else {
+    let ifname = ifname(env)?;
+    let Some(prev) = prev_result(conf)? else {
         return Err(PluginError::new(
             codes::INVALID_CONFIG,
             "CHECK needs the prevResult of the ADD",
         ));
     };
-    let prev: CniResult = serde_json::from_value(prev.clone()).map_err(|e| {
-        PluginError::new(codes::DECODING_FAILURE, format!("invalid prevResult: {e}"))
-    })?;
     let a = client(conf)?
         .attachment(container, network, true)
         .await
@@ -391,6 +419,14 @@ async fn check(env: &CniEnv, conf: &NetConf) -> Result<(), PluginError> {
         return mismatch(format!(
             "the attachment to network {network} is interface {}, not {ifname}",
             a.ifname
+        ));
+    }
+    if let Some(netns) = env.netns.as_deref().filter(|n| !n.is_empty())
+        && std::path::Path::new(netns) != a.netns
+    {
+        return mismatch(format!(
+            "the attachment to network {network} is in namespace {}, not {netns}",
+            a.netns.display()
         ));
     }
     let Some(index) = prev.interfaces.iter().position(|i| {
@@ -433,7 +469,10 @@ async fn status(conf: &NetConf) -> Result<(), PluginError> {
     }
 }
 
-/// Spec 1.1 `GC`: detaches this network's attachments that the runtime no longer lists.
+/// Spec 1.1 `GC`: detaches this network's attachments that the runtime does not list and
+/// whose namespace is gone. One whose namespace exists is kept: it may be another runtime's
+/// on the same cluster network (an attachment does not record its runtime), and the runtime
+/// that made it will DEL it.
 async fn gc(conf: &NetConf) -> Result<(), PluginError> {
     let network = network(conf)?;
     let Some(valid) = &conf.valid_attachments else {
@@ -456,7 +495,8 @@ async fn gc(conf: &NetConf) -> Result<(), PluginError> {
         let listed = valid
             .iter()
             .any(|v| v.container_id == sb.name && v.ifname == a.ifname);
-        if !listed {
+        let gone = matches!(a.netns.try_exists(), Ok(false));
+        if !listed && gone {
             client
                 .detach(&sb.name, network, Some(&a.ifname))
                 .await

@@ -2,16 +2,17 @@
 //! plugin's standard input, and the result, error and version answers it prints (CNI spec
 //! 1.0.0 and 1.1.0; the 0.3.x and 0.4.0 result form for configurations that ask for it).
 
-use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
-
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// The spec versions the plugin speaks.
 pub const SUPPORTED_VERSIONS: [&str; 5] = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
 
 /// The version answers are given in when the configuration names none (`VERSION`).
 pub const LATEST_VERSION: &str = "1.1.0";
+
+/// The versions that have `CHECK` (0.4.0 and later).
+pub const CHECK_VERSIONS: [&str; 3] = ["0.4.0", "1.0.0", "1.1.0"];
 
 /// The plugin's network configuration (one element of a conflist's `plugins`, with the
 /// runtime's `name`, `cniVersion`, `runtimeConfig` and `prevResult` added).
@@ -56,7 +57,8 @@ pub struct NetConf {
 }
 
 /// The `runtimeConfig` capabilities the plugin honours (CNI conventions). `portMappings`
-/// and the others are not among them: chain the `portmap` plugin after this one.
+/// and the others are not among them: the host has no path into the overlay, so there is
+/// no port to publish.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RuntimeConfig {
@@ -119,6 +121,9 @@ pub struct CniResult {
     /// The resolver the container should use.
     #[serde(default)]
     pub dns: Dns,
+    /// Fields of a previous plugin's result this plugin does not use, passed on unchanged.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 /// An interface of a result.
@@ -132,6 +137,9 @@ pub struct Interface {
     /// The namespace path it is in (empty: the host's).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub sandbox: String,
+    /// Other fields (`mtu`, `socketPath`, ...), passed on unchanged.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 /// An address of a result.
@@ -142,12 +150,15 @@ pub struct IpConfig {
     pub version: Option<String>,
     /// The address with its prefix length.
     pub address: String,
-    /// The subnet's gateway.
+    /// The subnet's gateway (text: a previous plugin's may be IPv6).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gateway: Option<Ipv4Addr>,
+    pub gateway: Option<String>,
     /// The index of its interface in `interfaces`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interface: Option<usize>,
+    /// Other fields, passed on unchanged.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 /// A route of a result.
@@ -158,6 +169,9 @@ pub struct Route {
     /// The next hop; absent: the interface's gateway.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gw: Option<String>,
+    /// Other fields (`mtu`, `priority`, `table`, ...), passed on unchanged.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 /// The resolver part of a result.
@@ -172,6 +186,9 @@ pub struct Dns {
     /// Resolver options.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub options: Vec<String>,
+    /// Other fields (`domain`), passed on unchanged.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 /// The answer to `VERSION`.

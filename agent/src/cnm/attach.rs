@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::CnmError;
 use super::service::Cnm;
-use crate::cnm::{EndpointCreate, JoinRequest, NetworkCreate, SandboxCreate};
+use crate::cnm::{EndpointCreate, JoinRequest, SandboxCreate};
 
 /// How long one reading of a container's interface may take.
 const INSPECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -66,8 +66,10 @@ pub struct Attachment {
     pub endpoint: Endpoint,
     /// The network's gateway (the address of the network's bridge on every host).
     pub gateway: Ipv4Addr,
-    /// The nameserver the container uses: the sandbox's embedded DNS server.
-    pub nameserver: Ipv4Addr,
+    /// The nameserver the container uses: the sandbox's embedded DNS server; `None` when
+    /// the agent runs none (not root, or `dns = false`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nameserver: Option<Ipv4Addr>,
 }
 
 /// The query of `GET /v1/attachments/{sandbox}/{network}`.
@@ -142,12 +144,21 @@ impl Cnm {
         }
         let _one = self.attachments.lock().await;
         self.sweep_locked().await;
-        if !Path::new(&req.netns).exists() {
-            return Err(CnmError::from(CoreError::NotFound(format!(
-                "the container's namespace {} does not exist here: is the agent running in the \
-                 host's mount namespace?",
-                req.netns
-            ))));
+        match Path::new(&req.netns).try_exists() {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(CnmError::from(CoreError::NotFound(format!(
+                    "the container's namespace {} does not exist here: is the agent running in \
+                     the host's mount namespace?",
+                    req.netns
+                ))));
+            }
+            Err(e) => {
+                return Err(invalid(format!(
+                    "cannot look at the container's namespace {}: {e}",
+                    req.netns
+                )));
+            }
         }
         let spec = self.network_for(&req).await?;
         let created_sandbox = match self.sandbox(&req.sandbox).await {
@@ -171,13 +182,15 @@ impl Cnm {
             }
         };
         if let Some(existing) = self.attachment_locked(&req.sandbox, &spec.id).await? {
-            if existing.ifname == req.ifname {
-                return Ok(existing);
-            }
-            return Err(conflict(format!(
-                "container {} is attached to network {} already, as {}",
-                req.sandbox, spec.name, existing.ifname
-            )));
+            return same_attachment(&req, existing);
+        }
+        // A leftover of an attach that stopped between the endpoint and the join (a crash):
+        // unjoined, it holds the container's name and address; replaced, as the Docker
+        // plugin's join does.
+        if let Ok(old) = self.endpoint(&spec.id, &req.name).await
+            && old.sandbox.is_none()
+        {
+            self.remove_endpoint(&spec.id, &old.name).await?;
         }
         let created = self
             .create_endpoint(EndpointCreate {
@@ -201,7 +214,9 @@ impl Cnm {
             ifname: Some(req.ifname.clone()),
         };
         if let Err(e) = self.join_sandbox(&spec.id, &endpoint.name, join).await {
-            let _ = self.remove_endpoint(&spec.id, &endpoint.name).await;
+            if let Err(undo) = self.remove_endpoint(&spec.id, &endpoint.name).await {
+                tracing::warn!(endpoint = %endpoint.name, error = %undo, "cannot remove the endpoint of a failed attach: the next attach of the name replaces it");
+            }
             self.undo_sandbox(&req.sandbox, created_sandbox).await;
             return Err(e);
         }
@@ -231,9 +246,8 @@ impl Cnm {
     ) -> Result<Option<Endpoint>, CnmError> {
         let _one = self.attachments.lock().await;
         let found = self.sandbox_endpoint(sandbox, network).await?;
-        let Some(endpoint) = found.filter(|e| {
-            ifname.is_none_or(|i| e.ifname.as_deref().unwrap_or(nodecore::DEFAULT_IFNAME) == i)
-        }) else {
+        let Some(endpoint) = found.filter(|e| ifname.is_none_or(|i| e.sandbox_ifname() == i))
+        else {
             self.remove_cni_sandbox_if_empty(sandbox).await;
             return Ok(None);
         };
@@ -279,7 +293,8 @@ impl Cnm {
         };
         let mut swept = 0;
         for sb in sandboxes {
-            if sb.engine != Some(Engine::Cni) || sb.netns.exists() {
+            // Only a namespace known to be gone: an error (permissions, say) is no proof.
+            if sb.engine != Some(Engine::Cni) || !matches!(sb.netns.try_exists(), Ok(false)) {
                 continue;
             }
             match self.detach_all(&sb.name).await {
@@ -314,11 +329,8 @@ impl Cnm {
 
     /// Leaves and removes one endpoint.
     async fn take_off(&self, endpoint: &Endpoint) -> Result<(), CnmError> {
-        match self.leave(&endpoint.network_id, &endpoint.name).await {
-            Ok(_) => {}
-            // Not joined (any more): only the removal is left.
-            Err(CnmError::Core(CoreError::Conflict(_))) if endpoint.sandbox.is_none() => {}
-            Err(e) => return Err(e),
+        if endpoint.sandbox.is_some() {
+            self.leave(&endpoint.network_id, &endpoint.name).await?;
         }
         match self
             .remove_endpoint(&endpoint.network_id, &endpoint.name)
@@ -356,55 +368,40 @@ impl Cnm {
         }
     }
 
-    /// The network an attach names; created when it does not exist and a subnet is given.
+    /// The network an attach names (exactly: a name or an ID, never an ID prefix); created
+    /// when it does not exist and a subnet is given.
     async fn network_for(&self, req: &AttachRequest) -> Result<nodecore::NetworkSpec, CnmError> {
-        match (self.network(&req.network).await, &req.subnet) {
-            (Ok(spec), Some(subnet)) => {
-                let wanted = nodecore::parse_subnet(subnet)?;
-                if spec.subnet != wanted {
-                    return Err(conflict(format!(
-                        "network {} exists with subnet {}, not {wanted}: use that subnet in the \
-                         configuration, or another network name",
-                        spec.name, spec.subnet
-                    )));
-                }
-                Ok(spec)
-            }
-            (Ok(spec), None) => Ok(spec),
-            (Err(CnmError::Core(CoreError::NotFound(_))), Some(subnet)) => {
-                let created = self
-                    .create_network(NetworkCreate {
-                        name: req.network.clone(),
-                        subnet: subnet.clone(),
-                        ..NetworkCreate::default()
-                    })
-                    .await;
-                match created {
-                    Ok(spec) => Ok(spec),
-                    // Another host created it at the same time: use theirs if it matches.
-                    Err(CnmError::Core(CoreError::Conflict(_))) => {
-                        Box::pin(self.network_for(req)).await
-                    }
-                    Err(e) => Err(e),
-                }
-            }
-            (Err(CnmError::Core(CoreError::NotFound(_))), None) => {
-                Err(CnmError::from(CoreError::NotFound(format!(
-                    "network {} not found: create it first (netagent network create --subnet \
-                     CIDR {}) or give \"subnet\" in the CNI configuration",
+        let Some(subnet) = &req.subnet else {
+            return self.network_named(&req.network).await?.ok_or_else(|| {
+                CnmError::from(CoreError::NotFound(format!(
+                    "network {} not found: create it first (netagent network create {} \
+                     --subnet CIDR) or give \"subnet\" in the CNI configuration",
                     req.network, req.network
-                ))))
-            }
-            (Err(e), _) => Err(e),
+                )))
+            });
+        };
+        let wanted = nodecore::parse_subnet(subnet)?;
+        let spec = self.network_or_create(&req.network, subnet).await?;
+        if spec.subnet != wanted {
+            return Err(conflict(format!(
+                "network {} exists with subnet {}, not {wanted}: use that subnet in the \
+                 configuration, or another network name",
+                spec.name, spec.subnet
+            )));
         }
+        Ok(spec)
     }
 
-    /// The endpoint of `sandbox` on `network` (by name or ID), if any.
+    /// The endpoint of CNI sandbox `sandbox` on `network` (by name or ID), if any.
     async fn sandbox_endpoint(
         &self,
         sandbox: &str,
         network: &str,
     ) -> Result<Option<Endpoint>, CnmError> {
+        match self.sandbox(sandbox).await {
+            Ok(info) if info.engine == Some(Engine::Cni) => {}
+            _ => return Ok(None),
+        }
         Ok(self.endpoints(None).await?.into_iter().find(|e| {
             e.sandbox.as_deref() == Some(sandbox)
                 && (e.network == network || e.network_id == network)
@@ -424,13 +421,14 @@ impl Cnm {
         Ok(Some(Attachment {
             sandbox: sandbox.to_owned(),
             netns: info.netns.clone(),
-            ifname: endpoint
-                .ifname
-                .clone()
-                .unwrap_or_else(|| nodecore::DEFAULT_IFNAME.to_owned()),
+            ifname: endpoint.sandbox_ifname().to_owned(),
             endpoint,
             gateway: spec.gateway,
-            nameserver: crate::dns::SANDBOX_DNS_IP,
+            nameserver: self
+                .settings()
+                .dns
+                .is_some()
+                .then(|| crate::dns::listen_ip(info.engine)),
         }))
     }
 
@@ -488,6 +486,34 @@ impl Cnm {
             )))
         }
     }
+}
+
+/// An attach of what is attached: the attachment, unless the request asks for something
+/// else (another interface, address or MAC), which is refused.
+fn same_attachment(req: &AttachRequest, existing: Attachment) -> Result<Attachment, CnmError> {
+    let mut differs = Vec::new();
+    if existing.ifname != req.ifname {
+        differs.push(format!("as {}", existing.ifname));
+    }
+    if let Some(ip) = &req.ip
+        && *ip != existing.endpoint.ip.to_string()
+    {
+        differs.push(format!("with address {}", existing.endpoint.ip));
+    }
+    if let Some(mac) = &req.mac
+        && !mac.eq_ignore_ascii_case(&existing.endpoint.mac.to_string())
+    {
+        differs.push(format!("with MAC {}", existing.endpoint.mac));
+    }
+    if differs.is_empty() {
+        return Ok(existing);
+    }
+    Err(conflict(format!(
+        "container {} is attached to network {} already, {}: detach it first",
+        req.sandbox,
+        existing.endpoint.network,
+        differs.join(", ")
+    )))
 }
 
 fn invalid(message: String) -> CnmError {

@@ -181,6 +181,45 @@ impl Cnm {
         Ok(spec)
     }
 
+    /// The network named exactly `name` (or with exactly that ID; never an ID prefix), or
+    /// `None`.
+    pub async fn network_named(&self, name: &str) -> Result<Option<NetworkSpec>, CnmError> {
+        match self.network(name).await {
+            Ok(spec) if spec.name == name || spec.id == name => Ok(Some(spec)),
+            Ok(_) | Err(CnmError::Core(CoreError::NotFound(_) | CoreError::Invalid(_))) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The network named `name`, created with `subnet` when the catalogue has none (a
+    /// container engine's first container on it). The subnet of an existing network is
+    /// the caller's to compare. A create refused as a conflict (another host created the
+    /// name meanwhile, or the subnet overlaps another network) looks the name up once more
+    /// and otherwise answers the refusal.
+    pub async fn network_or_create(
+        &self,
+        name: &str,
+        subnet: &str,
+    ) -> Result<NetworkSpec, CnmError> {
+        if let Some(spec) = self.network_named(name).await? {
+            return Ok(spec);
+        }
+        let created = self
+            .create_network(NetworkCreate {
+                name: name.to_owned(),
+                subnet: subnet.to_owned(),
+                ..NetworkCreate::default()
+            })
+            .await;
+        match created {
+            Ok(spec) => Ok(spec),
+            Err(e @ CnmError::Core(CoreError::Conflict(_))) => {
+                self.network_named(name).await?.ok_or(e)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Removes a network from the catalogue (refused while any node has endpoints on it).
     pub async fn remove_network(&self, reference: &str) -> Result<NetworkSpec, CnmError> {
         let _op = self.ops.lock().await;
@@ -556,7 +595,9 @@ impl Cnm {
         let Some(dns) = &self.settings.dns else {
             return;
         };
-        if sandbox.engine.is_none() {
+        // A CNI runtime made the namespace before its ADD: the server starts before the
+        // answer, so the container's first lookup finds it.
+        if sandbox.engine != Some(nodecore::Engine::Docker) {
             if let Err(e) = dns.ensure(sandbox).await {
                 tracing::warn!(sandbox = %sandbox.name, error = %e, "embedded DNS not started");
             }
@@ -602,10 +643,7 @@ fn join_request(plan: &nodecore::JoinPlan) -> crate::dataplane::JoinRequest {
         Some(nodecore::Engine::Docker) => ContainerSide::HandOver,
         None | Some(nodecore::Engine::Cni) => ContainerSide::Namespace {
             netns: plan.sandbox.netns.clone(),
-            ifname: plan
-                .ifname
-                .clone()
-                .unwrap_or_else(|| nodecore::DEFAULT_IFNAME.to_owned()),
+            ifname: plan.sandbox_ifname().to_owned(),
             default_route: plan.default_route(),
         },
     };

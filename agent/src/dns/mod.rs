@@ -15,9 +15,9 @@ pub const SANDBOX_DNS_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 11);
 /// servers, from inside the namespace; `docker run --dns 127.0.0.12` makes that this server.
 pub const DOCKER_DNS_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 12);
 
-/// The address the embedded DNS server listens at in a sandbox.
-pub fn listen_ip(sandbox: &nodecore::Sandbox) -> Ipv4Addr {
-    match sandbox.engine {
+/// The address the embedded DNS server listens at in a sandbox of `engine`.
+pub fn listen_ip(engine: Option<nodecore::Engine>) -> Ipv4Addr {
+    match engine {
         Some(nodecore::Engine::Docker) => DOCKER_DNS_IP,
         None | Some(nodecore::Engine::Cni) => SANDBOX_DNS_IP,
     }

@@ -120,7 +120,7 @@ impl SandboxDns {
         if self.running.lock().await.contains_key(&sandbox.name) {
             return Ok(());
         }
-        let ip = super::listen_ip(sandbox);
+        let ip = super::listen_ip(sandbox.engine);
         let (udp, tcp) = bind_in(&sandbox.netns, ip).await?;
         let mut running = self.running.lock().await;
         if running.contains_key(&sandbox.name) {

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use nodecore::{CoreError, NetworkCreate};
+use nodecore::CoreError;
 
 use super::plugin::{POLL, Plugin, PluginError};
 use super::state::{DockerState, NetworkState};
@@ -130,29 +130,10 @@ impl Plugin {
                 }
             },
         };
-        let spec = match self.cnm.network(&name).await {
-            Ok(spec) => spec,
-            Err(CnmError::Core(CoreError::NotFound(_))) => {
-                let created = self
-                    .cnm
-                    .create_network(NetworkCreate {
-                        name: name.clone(),
-                        subnet: network.subnet.to_string(),
-                        ..NetworkCreate::default()
-                    })
-                    .await;
-                match created {
-                    Ok(spec) => spec,
-                    // Created elsewhere meanwhile, or refused for a reason of its own (an
-                    // overlapping subnet): that reason, not "not found".
-                    Err(e @ CnmError::Core(CoreError::Conflict(_))) => {
-                        self.cnm.network(&name).await.map_err(|_| e)?
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            Err(e) => return Err(e.into()),
-        };
+        let spec = self
+            .cnm
+            .network_or_create(&name, &network.subnet.to_string())
+            .await?;
         let entry = state
             .networks
             .get_mut(id)

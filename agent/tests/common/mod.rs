@@ -110,3 +110,26 @@ pub async fn start_daemon(config: &agent::config::AgentConfig) -> agent::daemon:
     )
     .await
 }
+
+/// When dropped, removes the overlay namespaces an in-process agent of `config` left behind
+/// (as root, a test that fails before its agent shut down would leave them, and their VXLAN
+/// devices would hold the VNI's port for the next run).
+pub struct OverlayLeftovers(String);
+
+impl OverlayLeftovers {
+    /// The guard of the agent `config` describes.
+    pub fn of(config: &agent::config::AgentConfig) -> Self {
+        Self(agent::dataplane::netns_prefix(
+            &config.name,
+            &config.state_dir,
+        ))
+    }
+}
+
+impl Drop for OverlayLeftovers {
+    fn drop(&mut self) {
+        if let Err(e) = overlay::netlink::NetlinkDataplane::cleanup_leftovers(&self.0) {
+            eprintln!("cleanup of {}*: {e}", self.0);
+        }
+    }
+}
