@@ -324,7 +324,20 @@ impl Cnm {
         }
         let joined = self
             .core(move |core, db, _| core.join(db, &network, &name, &req))
-            .await??;
+            .await
+            .and_then(|r| r.map_err(CnmError::from));
+        let joined = match joined {
+            Ok(joined) => joined,
+            Err(e) => {
+                // The records were not published: the interface goes too.
+                if let Some(dp) = &self.settings.dataplane
+                    && let Err(leave) = dp.leave(&plan.network_id, plan.addr.addr()).await
+                {
+                    tracing::warn!(network = %plan.network_id, error = %leave, "cannot take the interface of a failed join down");
+                }
+                return Err(e);
+            }
+        };
         self.start_dns(&plan.sandbox).await;
         tracing::info!(endpoint = %joined.name, network = %joined.network, sandbox = %plan.sandbox.name, "endpoint joined");
         Ok((joined, handed_over))
