@@ -187,24 +187,13 @@ impl DockerLab {
 
     /// Polls `docker exec CONTAINER ping -c1 -W1 TARGET` on host `h` until it succeeds.
     fn wait_ping(&self, h: usize, container: &str, target: &str) {
-        let started = std::time::Instant::now();
-        try_poll(PATIENCE, || {
-            let out = self.docker(h, &["exec", container, "ping", "-c1", "-W1", target]);
-            if out.status.success() {
-                Ok(())
-            } else {
-                Err(text(&out))
-            }
-        })
-        .unwrap_or_else(|t| {
-            panic!(
-                "h{h}: {container} never reached {target}: {t}\n{}",
-                self.logs()
-            )
-        });
-        eprintln!(
-            "h{h}: {container} reaches {target} ({:.2?})",
-            started.elapsed()
+        common::engines::wait_ping(
+            h,
+            container,
+            target,
+            PATIENCE,
+            |args| self.docker(h, args),
+            || self.logs(),
         );
     }
 

@@ -330,11 +330,7 @@ pub struct JoinRequest {
 /// ASCII letters, digits, `_`, `.` and `-`, not `.` or `..` (they are no path segments).
 /// `what` names the kind in the error.
 pub fn check_name(what: &str, name: &str) -> Result<(), CoreError> {
-    let ok = (1..=MAX_NAME_LEN).contains(&name.len())
-        && name.bytes().all(name_byte)
-        && name != "."
-        && name != "..";
-    if ok {
+    if name_ok(name, MAX_NAME_LEN) {
         Ok(())
     } else {
         Err(CoreError::Invalid(format!(
@@ -346,11 +342,7 @@ pub fn check_name(what: &str, name: &str) -> Result<(), CoreError> {
 /// Checks an interface name: 1 to [`MAX_IFNAME_LEN`] bytes of ASCII letters, digits, `_`,
 /// `.` and `-`, not `.` or `..` (the kernel also refuses `/`, `:` and white space).
 pub fn check_ifname(ifname: &str) -> Result<(), CoreError> {
-    let ok = (1..=MAX_IFNAME_LEN).contains(&ifname.len())
-        && ifname.bytes().all(name_byte)
-        && ifname != "."
-        && ifname != "..";
-    if ok {
+    if name_ok(ifname, MAX_IFNAME_LEN) {
         Ok(())
     } else {
         Err(CoreError::Invalid(format!(
@@ -376,6 +368,11 @@ pub fn check_aliases(aliases: &[String]) -> Result<(), CoreError> {
         }
     }
     Ok(())
+}
+
+/// 1 to `max` bytes of the name alphabet, not `.` or `..`.
+fn name_ok(text: &str, max: usize) -> bool {
+    (1..=max).contains(&text.len()) && text.bytes().all(name_byte) && text != "." && text != ".."
 }
 
 fn name_byte(b: u8) -> bool {

@@ -103,3 +103,30 @@ pub fn import_rootfs(rootfs: &Path, import: Command) {
     let _ = tar.wait();
     assert!(out.status.success(), "image import: {}", text(&out));
 }
+
+/// Polls `exec(["exec", CONTAINER, "ping", "-c1", "-W1", TARGET])` (`docker` or `podman` on
+/// host `h`) until it succeeds, within `patience`; prints how long it took. On timeout it
+/// panics with `logs()`.
+pub fn wait_ping(
+    h: usize,
+    container: &str,
+    target: &str,
+    patience: Duration,
+    exec: impl Fn(&[&str]) -> Output,
+    logs: impl Fn() -> String,
+) {
+    let started = std::time::Instant::now();
+    try_poll(patience, || {
+        let out = exec(&["exec", container, "ping", "-c1", "-W1", target]);
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(text(&out))
+        }
+    })
+    .unwrap_or_else(|t| panic!("h{h}: {container} never reached {target}: {t}\n{}", logs()));
+    eprintln!(
+        "h{h}: {container} reaches {target} ({:.2?})",
+        started.elapsed()
+    );
+}
