@@ -491,14 +491,9 @@ impl NodeCore {
         name: &str,
         req: &JoinRequest,
     ) -> Result<Endpoint, CoreError> {
-        self.join_plan(network, name, req)?;
+        let plan = self.join_plan(network, name, req)?;
         let mut joined = self.endpoint(network, name)?.clone();
-        let sb = self
-            .state
-            .sandboxes
-            .get(&req.sandbox)
-            .ok_or_else(|| sandbox_not_found(&req.sandbox))?;
-        joined.ifname = self.ifname_for(sb, req.ifname.as_deref())?;
+        joined.ifname = plan.ifname;
         joined.sandbox = Some(req.sandbox.clone());
         self.state
             .endpoints

@@ -29,10 +29,12 @@ pub async fn run(env: &CniEnv, stdin: &[u8]) -> Outcome {
         Ok(c) => c,
         Err(e) => return failed(&conf_version, e),
     };
+    if command == Command::Version {
+        // Whatever the input: the configuration's version when the plugin speaks it.
+        return version(&conf_version);
+    }
     let conf = match parsed {
         Ok(c) => c,
-        // VERSION answers whatever the input.
-        Err(_) if command == Command::Version => NetConf::default(),
         Err(e) => {
             return failed(
                 LATEST_VERSION,
@@ -43,9 +45,6 @@ pub async fn run(env: &CniEnv, stdin: &[u8]) -> Outcome {
             );
         }
     };
-    if command == Command::Version {
-        return version(&conf);
-    }
     if !SUPPORTED_VERSIONS.contains(&conf.cni_version.as_str()) {
         return failed(
             LATEST_VERSION,
@@ -106,15 +105,11 @@ fn to_json<T: serde::Serialize>(value: &T) -> String {
     text
 }
 
-fn version(conf: &NetConf) -> Outcome {
-    let version = if SUPPORTED_VERSIONS.contains(&conf.cni_version.as_str()) {
-        conf.cni_version.clone()
-    } else {
-        LATEST_VERSION.to_owned()
-    };
+/// The answer to `VERSION`, in `version` (the configuration's when the plugin speaks it).
+fn version(version: &str) -> Outcome {
     Outcome {
         stdout: to_json(&VersionInfo {
-            cni_version: version,
+            cni_version: version.to_owned(),
             supported_versions: SUPPORTED_VERSIONS.iter().map(|v| (*v).to_owned()).collect(),
         }),
         stderr: String::new(),

@@ -161,7 +161,7 @@ impl Cnm {
             }
         }
         let spec = self.network_for(&req).await?;
-        let created_sandbox = match self.sandbox(&req.sandbox).await {
+        match self.sandbox(&req.sandbox).await {
             Ok(info) if info.engine != Some(Engine::Cni) => {
                 return Err(conflict(format!(
                     "sandbox {} exists and is not a CNI container's",
@@ -173,15 +173,11 @@ impl Cnm {
                 // old one is stale.
                 self.detach_all(&req.sandbox).await?;
                 self.create_cni_sandbox(&req).await?;
-                true
             }
-            Ok(_) => false,
-            Err(_) => {
-                self.create_cni_sandbox(&req).await?;
-                true
-            }
-        };
-        if let Some(existing) = self.attachment_locked(&req.sandbox, &spec.id).await? {
+            Ok(_) => {}
+            Err(_) => self.create_cni_sandbox(&req).await?,
+        }
+        if let Some(existing) = self.find_attachment(&req.sandbox, &spec.id).await? {
             return same_attachment(&req, existing);
         }
         // A leftover of an attach that stopped between the endpoint and the join (a crash):
@@ -205,7 +201,7 @@ impl Cnm {
         let endpoint = match created {
             Ok(e) => e,
             Err(e) => {
-                self.undo_sandbox(&req.sandbox, created_sandbox).await;
+                self.remove_cni_sandbox_if_empty(&req.sandbox).await;
                 return Err(e);
             }
         };
@@ -217,10 +213,10 @@ impl Cnm {
             if let Err(undo) = self.remove_endpoint(&spec.id, &endpoint.name).await {
                 tracing::warn!(endpoint = %endpoint.name, error = %undo, "cannot remove the endpoint of a failed attach: the next attach of the name replaces it");
             }
-            self.undo_sandbox(&req.sandbox, created_sandbox).await;
+            self.remove_cni_sandbox_if_empty(&req.sandbox).await;
             return Err(e);
         }
-        self.attachment_locked(&req.sandbox, &spec.id)
+        self.find_attachment(&req.sandbox, &spec.id)
             .await?
             .ok_or(CnmError::Stopped)
     }
@@ -245,8 +241,10 @@ impl Cnm {
         ifname: Option<&str>,
     ) -> Result<Option<Endpoint>, CnmError> {
         let _one = self.attachments.lock().await;
-        let found = self.sandbox_endpoint(sandbox, network).await?;
-        let Some(endpoint) = found.filter(|e| ifname.is_none_or(|i| e.sandbox_ifname() == i))
+        let found = self.find_attachment(sandbox, network).await?;
+        let Some(endpoint) = found
+            .filter(|a| ifname.is_none_or(|i| a.ifname == i))
+            .map(|a| a.endpoint)
         else {
             self.remove_cni_sandbox_if_empty(sandbox).await;
             return Ok(None);
@@ -265,7 +263,7 @@ impl Cnm {
         query: AttachmentQuery,
     ) -> Result<Attachment, CnmError> {
         let attachment = self
-            .attachment_locked(sandbox, network)
+            .find_attachment(sandbox, network)
             .await?
             .ok_or_else(|| {
                 CnmError::from(CoreError::NotFound(format!(
@@ -352,13 +350,8 @@ impl Cnm {
         .map(drop)
     }
 
-    /// Removes the sandbox an attach created, when a later step failed.
-    async fn undo_sandbox(&self, sandbox: &str, created: bool) {
-        if created {
-            let _ = self.remove_sandbox(sandbox).await;
-        }
-    }
-
+    /// Removes a CNI sandbox without endpoints: after a detach, or after an attach whose
+    /// later step failed.
     async fn remove_cni_sandbox_if_empty(&self, sandbox: &str) {
         if let Ok(info) = self.sandbox(sandbox).await
             && info.engine == Some(Engine::Cni)
@@ -392,44 +385,36 @@ impl Cnm {
         Ok(spec)
     }
 
-    /// The endpoint of CNI sandbox `sandbox` on `network` (by name or ID), if any.
-    async fn sandbox_endpoint(
-        &self,
-        sandbox: &str,
-        network: &str,
-    ) -> Result<Option<Endpoint>, CnmError> {
-        match self.sandbox(sandbox).await {
-            Ok(info) if info.engine == Some(Engine::Cni) => {}
-            _ => return Ok(None),
-        }
-        Ok(self.endpoints(None).await?.into_iter().find(|e| {
-            e.sandbox.as_deref() == Some(sandbox)
-                && (e.network == network || e.network_id == network)
-        }))
-    }
-
-    async fn attachment_locked(
+    /// The attachment of CNI sandbox `sandbox` to `network` (by name or ID), if any: one
+    /// read of the core's state.
+    async fn find_attachment(
         &self,
         sandbox: &str,
         network: &str,
     ) -> Result<Option<Attachment>, CnmError> {
-        let Some(endpoint) = self.sandbox_endpoint(sandbox, network).await? else {
-            return Ok(None);
-        };
-        let info = self.sandbox(sandbox).await?;
-        let spec = self.network(&endpoint.network_id).await?;
-        Ok(Some(Attachment {
-            sandbox: sandbox.to_owned(),
-            netns: info.netns.clone(),
-            ifname: endpoint.sandbox_ifname().to_owned(),
-            endpoint,
-            gateway: spec.gateway,
-            nameserver: self
-                .settings()
-                .dns
-                .is_some()
-                .then(|| crate::dns::listen_ip(info.engine)),
-        }))
+        let (sandbox, network) = (sandbox.to_owned(), network.to_owned());
+        let dns = self.settings().dns.is_some();
+        self.core(move |core, _, _| {
+            let state = core.state();
+            let sb = state
+                .sandboxes
+                .get(&sandbox)
+                .filter(|sb| sb.engine == Some(Engine::Cni))?;
+            let endpoint = state.endpoints.values().find(|e| {
+                e.sandbox.as_deref() == Some(sandbox.as_str())
+                    && (e.network == network || e.network_id == network)
+            })?;
+            let known = state.networks.get(&endpoint.network_id)?;
+            Some(Attachment {
+                sandbox: sandbox.clone(),
+                netns: sb.netns.clone(),
+                ifname: endpoint.sandbox_ifname().to_owned(),
+                endpoint: endpoint.clone(),
+                gateway: known.spec.gateway,
+                nameserver: dns.then(|| crate::dns::listen_ip(sb.engine)),
+            })
+        })
+        .await
     }
 
     /// Reads the attachment's interface back from the kernel.

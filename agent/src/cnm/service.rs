@@ -99,7 +99,7 @@ impl Cnm {
 
     /// Runs `f` on the core and its NetworkDB; the answer comes once what `f` changed is
     /// saved (an agent that cannot save stops: see [`AgentEngine`]).
-    async fn core<R: Send + 'static>(
+    pub(super) async fn core<R: Send + 'static>(
         &self,
         f: impl FnOnce(&mut nodecore::NodeCore, &mut networkdb::NetworkDb, std::time::Instant) -> R
         + Send
