@@ -72,6 +72,40 @@ pub enum DaemonError {
     Cnm(#[from] CnmError),
 }
 
+/// How many port pairs [`bind_gossip`] tries when the system picks the port.
+const GOSSIP_BIND_TRIES: usize = 16;
+
+/// Binds gossip (UDP) and streams (TCP) on the same address. With port 0 the system picks
+/// the UDP port, and another process may hold that port for TCP: then another pair is tried
+/// (a few times), instead of failing a start on a race with an unrelated process.
+async fn bind_gossip(
+    addr: SocketAddr,
+) -> Result<(UdpSocket, TcpListener, SocketAddr), DaemonError> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let err = |what, addr, source| DaemonError::Bind { what, addr, source };
+        let udp = UdpSocket::bind(addr)
+            .await
+            .map_err(|e| err("gossip (UDP)", addr, e))?;
+        let bound = udp.local_addr().map_err(|e| err("gossip (UDP)", addr, e))?;
+        match TcpListener::bind(bound).await {
+            Ok(tcp) => return Ok((udp, tcp, bound)),
+            Err(e)
+                if addr.port() == 0
+                    && e.kind() == std::io::ErrorKind::AddrInUse
+                    && tries < GOSSIP_BIND_TRIES =>
+            {
+                tracing::debug!(
+                    port = bound.port(),
+                    "TCP port of the chosen UDP port taken: another pair"
+                );
+            }
+            Err(e) => return Err(err("streams (TCP)", bound, e)),
+        }
+    }
+}
+
 /// How often the attachments of containers whose namespace is gone are withdrawn (the first
 /// time right after start).
 pub const ATTACHMENT_SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
@@ -126,25 +160,7 @@ impl Daemon {
         let lock = lock_state_dir(&config.state_dir)?;
         let incarnation = next_incarnation(&config.state_dir)?;
         let cnm_state = load_state(&config.state_dir)?;
-        let udp = UdpSocket::bind(config.bind)
-            .await
-            .map_err(|source| DaemonError::Bind {
-                what: "gossip (UDP)",
-                addr: config.bind,
-                source,
-            })?;
-        let bound = udp.local_addr().map_err(|source| DaemonError::Bind {
-            what: "gossip (UDP)",
-            addr: config.bind,
-            source,
-        })?;
-        let tcp = TcpListener::bind(bound)
-            .await
-            .map_err(|source| DaemonError::Bind {
-                what: "streams (TCP)",
-                addr: bound,
-                source,
-            })?;
+        let (udp, tcp, bound) = bind_gossip(config.bind).await?;
         let api_listener = ApiListener::bind(&config.api).await?;
         let api_addr = api_listener.local_addr();
         // Until the daemon is up, a failure removes the socket file again.

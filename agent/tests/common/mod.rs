@@ -96,8 +96,8 @@ pub mod engines;
 pub mod lab;
 pub mod poll;
 
-/// Starts an in-process agent. The gossip port is the system's choice for UDP, then bound for
-/// TCP too: when another process holds that TCP port the start fails, and is retried (20 s).
+/// Starts an in-process agent; a start refused (a fixed gossip port still held by an agent
+/// killed a moment ago, say) is retried for 20 s.
 pub async fn start_daemon(config: &agent::config::AgentConfig) -> agent::daemon::Daemon {
     poll::poll_until_async(
         &format!("{} to start", config.name),
