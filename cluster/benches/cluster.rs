@@ -1,13 +1,21 @@
 //! Cluster benchmark on loopback: `cargo bench -p cluster --bench cluster`.
 //!
-//! Five nodes with real UDP and TCP sockets, mutual TLS and the AES-256-GCM keyring, one
-//! network. Reports:
+//! Real UDP and TCP sockets, mutual TLS and the AES-256-GCM keyring. Reports, on three nodes
+//! and one network, with the eager push on (the default) and off (every change waits for the
+//! next gossip tick, as upstream):
+//! - from a write on one node until the other two hold it (the receivers' watch events), p50,
+//!   p99 and max over 200 writes spread over the tick's phase;
+//! - a burst of 30 writes spread over the three nodes: from its first write until every node
+//!   holds all 30, over 20 bursts;
+//!
+//! then, on five nodes:
 //! - a burst of 3,000 writes spread over the nodes: time from the last write until every node
 //!   holds every entry, and bytes sent per write per node;
 //! - the highest sustained write rate (cluster-wide) at which the convergence lag stays under
 //!   1 s.
 //!
-//! Figures are printed, never asserted. Go NetworkDB for comparison (issue figures): about 110
+//! `cargo bench -p cluster --bench cluster -- latency` runs the first part only, `-- throughput`
+//! the second. Figures are printed, never asserted. Go NetworkDB for comparison (issue figures): about 110
 //! table events per second per network (one 1400-byte compound per 200 ms tick), so a burst of
 //! 3,000 writes over 3 nodes takes about 27 s to converge.
 
@@ -27,13 +35,20 @@ use cluster::shell::Handle;
 use common::{Pki, eventually, members, opts, start};
 
 const NODES: usize = 5;
+/// Nodes of the latency runs.
+const LATENCY_NODES: usize = 3;
+/// Single writes timed per configuration.
+const WRITES: usize = 200;
+/// Bursts of 30 timed per configuration.
+const BURSTS: usize = 20;
 
-async fn cluster(pki: &Pki) -> Vec<Handle> {
+async fn cluster(pki: &Pki, nodes: usize, eager_push: bool) -> Vec<Handle> {
     let mut handles = Vec::new();
     let mut seed = None;
-    for i in 0..NODES {
+    for i in 0..nodes {
         let mut o = opts(pki, &format!("node{i}"), 1);
         o.config = cluster::NodeConfig::default();
+        o.config.db.eager_push = eager_push;
         let (h, addr) = start(o, None).await;
         if let Some(s) = seed {
             h.join(vec![s]).await.unwrap();
@@ -45,12 +60,152 @@ async fn cluster(pki: &Pki) -> Vec<Handle> {
     for h in &handles {
         assert!(
             eventually(Duration::from_secs(30), || async {
-                members(h).await == NODES - 1
+                members(h).await == nodes - 1
             })
             .await
         );
     }
     handles
+}
+
+/// Arrivals of keys on the watching nodes: `(node, key, when)`.
+type Arrivals = tokio::sync::mpsc::UnboundedReceiver<(usize, String, Instant)>;
+
+/// Watches table `t` of `network` on every node; each arrival of a value is reported with
+/// the instant the watch event was received.
+async fn watch_arrivals(handles: &mut [Handle], network: &'static str) -> Arrivals {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    for (i, h) in handles.iter_mut().enumerate() {
+        h.with_node(move |n, _| {
+            n.db_mut().watch(networkdb::WatchFilter {
+                table: Some("t".into()),
+                network: Some(network.into()),
+                own: false,
+            })
+        })
+        .await
+        .unwrap();
+        let mut events = h.take_events().unwrap();
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while let Some((_, ev)) = events.recv().await {
+                if ev.value.is_some() {
+                    let _ = tx.send((i, ev.key.to_string(), Instant::now()));
+                }
+            }
+        });
+    }
+    rx
+}
+
+/// Waits until every key of `keys` arrived on every node but its writer (`keys[k].1`);
+/// returns the last arrival, or `None` after 5 s.
+async fn all_arrived(
+    arrivals: &mut Arrivals,
+    keys: &[(String, usize)],
+    nodes: usize,
+) -> Option<Instant> {
+    let mut missing: std::collections::BTreeSet<(usize, String)> = keys
+        .iter()
+        .flat_map(|(k, writer)| {
+            (0..nodes)
+                .filter(move |n| n != writer)
+                .map(move |n| (n, k.clone()))
+        })
+        .collect();
+    let mut last = None;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !missing.is_empty() {
+        let (node, key, at) = tokio::time::timeout_at(deadline, arrivals.recv())
+            .await
+            .ok()??;
+        if missing.remove(&(node, key)) {
+            last = Some(at);
+        }
+    }
+    last
+}
+
+fn percentiles(what: &str, mut samples: Vec<Duration>) {
+    samples.sort();
+    let pct = |p: f64| samples[((samples.len() - 1) as f64 * p).round() as usize];
+    println!(
+        "  {what}: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} samples)",
+        pct(0.5).as_secs_f64() * 1e3,
+        pct(0.99).as_secs_f64() * 1e3,
+        samples[samples.len() - 1].as_secs_f64() * 1e3,
+        samples.len()
+    );
+}
+
+/// Single writes and bursts of 30 on three nodes: the time until every node holds them.
+async fn latency(pki: &Pki, eager: bool) {
+    let mut handles = cluster(pki, LATENCY_NODES, eager).await;
+    join_network(&handles, "lat").await;
+    let mut arrivals = watch_arrivals(&mut handles, "lat").await;
+    println!(
+        "latency on {LATENCY_NODES} nodes, eager push {}:",
+        if eager {
+            "on (default)"
+        } else {
+            "off (every change waits for a gossip tick)"
+        }
+    );
+    let mut singles = Vec::with_capacity(WRITES);
+    for w in 0..WRITES {
+        let writer = w % LATENCY_NODES;
+        let key = format!("{w:064x}");
+        let k = key.clone();
+        let t0 = Instant::now();
+        handles[writer]
+            .with_node(move |n, now| {
+                n.db_mut()
+                    .create_entry(now, "t".into(), "lat".into(), k.into(), value(w))
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        let done = all_arrived(&mut arrivals, &[(key, writer)], LATENCY_NODES).await;
+        singles.push(done.expect("a write reached every node within 5 s") - t0);
+        // A pause that walks the writes over the 200 ms tick's phase (a write must not
+        // follow the tick that delivered the previous one at a fixed distance).
+        tokio::time::sleep(Duration::from_millis(1 + (w as u64 * 37) % 199)).await;
+    }
+    percentiles("one write until both other nodes hold it", singles);
+    let mut bursts = Vec::with_capacity(BURSTS);
+    for b in 0..BURSTS {
+        let keys: Vec<(String, usize)> = (0..30)
+            .map(|w| (format!("b{b}-{w:061x}"), w % LATENCY_NODES))
+            .collect();
+        let t0 = Instant::now();
+        for (writer, h) in handles.iter().enumerate() {
+            let mine: Vec<(String, usize)> = keys
+                .iter()
+                .enumerate()
+                .filter(|(_, (_, w))| *w == writer)
+                .map(|(i, (k, _))| (k.clone(), i))
+                .collect();
+            h.with_node(move |n, now| {
+                for (k, i) in mine {
+                    n.db_mut()
+                        .create_entry(now, "t".into(), "lat".into(), k.into(), value(i))
+                        .unwrap();
+                }
+            })
+            .await
+            .unwrap();
+        }
+        let done = all_arrived(&mut arrivals, &keys, LATENCY_NODES).await;
+        bursts.push(done.expect("a burst reached every node within 5 s") - t0);
+        tokio::time::sleep(Duration::from_millis(1 + (b as u64 * 53) % 199)).await;
+    }
+    percentiles(
+        "a burst of 30 writes over the 3 nodes until every node holds all",
+        bursts,
+    );
+    for h in handles {
+        h.kill();
+    }
 }
 
 async fn join_network(handles: &[Handle], network: &'static str) {
@@ -191,9 +346,24 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    // `-- latency` runs only the latency part, `-- throughput` only the rest.
+    let only = |part: &str| {
+        let parts = ["latency", "throughput"];
+        let asked: Vec<String> = std::env::args()
+            .filter(|a| parts.contains(&a.as_str()))
+            .collect();
+        asked.is_empty() || asked.iter().any(|a| a == part)
+    };
     rt.block_on(async {
         let pki = Pki::new("bench-ca");
-        let handles = cluster(&pki).await;
+        if only("latency") {
+            latency(&pki, true).await;
+            latency(&pki, false).await;
+        }
+        if !only("throughput") {
+            return;
+        }
+        let handles = cluster(&pki, NODES, true).await;
         burst(&handles).await;
         let mut best = 0;
         for (i, rate) in [1_000usize, 2_000, 4_000, 8_000, 16_000, 32_000].into_iter().enumerate() {

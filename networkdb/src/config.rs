@@ -74,6 +74,16 @@ pub struct Config {
     /// counting as one transmission (memberlist's per-peer broadcasts). Default 4 (ours;
     /// memberlist piggybacks one packet's worth); 1..=64.
     pub cluster_datagrams_per_tick: usize,
+    /// Send fresh events without waiting for the gossip tick: an event this node writes or
+    /// learns first goes out (its first transmission) `eager_push_delay` after it is queued,
+    /// so a change reaches other nodes in about a network round trip instead of up to one
+    /// `gossip_interval`. Later transmissions, relaying and anti-entropy are unchanged.
+    /// Default true (ours; upstream always waits for the tick).
+    pub eager_push: bool,
+    /// The coalescing window of [`eager_push`](Self::eager_push): events queued within it leave
+    /// together, so a burst still fills datagrams. Default 2 ms (ours); at most
+    /// `gossip_interval`; zero sends at the next call of `handle_timeout`.
+    pub eager_push_delay: Duration,
     /// Bound of every broadcast queue; on overflow the most-sent item is dropped and counted
     /// (anti-entropy repairs it). Default 65,536 (our limit; libnetwork has none); at least 16.
     pub max_queue_len: usize,
@@ -98,6 +108,8 @@ impl Default for Config {
             max_relay_queue_on_sync: 500,
             stream_backlog: true,
             cluster_datagrams_per_tick: 4,
+            eager_push: true,
+            eager_push_delay: Duration::from_millis(2),
             max_queue_len: 65_536,
         }
     }
@@ -173,6 +185,13 @@ impl Config {
                     value: format!("{value:?}"),
                 });
             }
+        }
+        if self.eager_push_delay > self.gossip_interval {
+            return Err(ConfigError::OutOfRange {
+                field: "eager_push_delay",
+                allowed: format!("0..={:?} (gossip_interval)", self.gossip_interval),
+                value: format!("{:?}", self.eager_push_delay),
+            });
         }
         if self.reap_entry_interval <= self.reap_period {
             return Err(ConfigError::OutOfRange {
@@ -258,6 +277,22 @@ mod tests {
             .validate(),
             Ok(())
         );
+    }
+
+    #[test]
+    fn eager_push_delay_is_bounded_by_the_tick() {
+        let cfg = Config {
+            eager_push_delay: Duration::from_millis(201),
+            ..Config::default()
+        };
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("eager_push_delay"), "{err}");
+        assert!(err.contains("200ms"), "{err}");
+        let zero = Config {
+            eager_push_delay: Duration::ZERO,
+            ..Config::default()
+        };
+        assert_eq!(zero.validate(), Ok(()));
     }
 
     #[test]

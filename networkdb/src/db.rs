@@ -107,6 +107,9 @@ pub struct NetworkDb {
     pub(crate) watches: BTreeMap<WatchId, WatchFilter>,
     pub(crate) next_watch: u64,
     pub(crate) timers: TimerTable,
+    /// When the fresh events queued since the last eager push leave (see
+    /// [`Config::eager_push`]); `None` when none wait.
+    pub(crate) eager_at: Option<Instant>,
     pub(crate) outputs: VecDeque<Output>,
     pub(crate) stats: Stats,
 }
@@ -162,6 +165,7 @@ impl NetworkDb {
             watches: BTreeMap::new(),
             next_watch: 0,
             timers,
+            eager_at: None,
             outputs: VecDeque::new(),
             stats: Stats::default(),
         })
@@ -190,7 +194,9 @@ impl NetworkDb {
     /// When [`handle_timeout`](Self::handle_timeout) must next be called.
     #[must_use]
     pub fn poll_timeout(&self) -> Instant {
-        let timers = self.timers.next();
+        let timers = self
+            .eager_at
+            .map_or(self.timers.next(), |at| at.min(self.timers.next()));
         self.pending_syncs
             .iter()
             .map(|p| p.deadline)
@@ -199,6 +205,10 @@ impl NetworkDb {
 
     /// Runs every timer that is due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.eager_at.is_some_and(|at| at <= now) {
+            self.eager_at = None;
+            self.eager_push(now);
+        }
         for timer in Timer::ALL {
             if self.timers.get(timer) > now {
                 continue;
@@ -243,7 +253,7 @@ impl NetworkDb {
         local.leaving = false;
         local.reap_at = None;
         local.in_sync = false;
-        self.queue_network_event(NetworkEventKind::Join, ltime, &network);
+        self.queue_network_event(now, NetworkEventKind::Join, ltime, &network);
         let peers = self.network_peers(&network);
         for peer in &peers {
             let networks = self.common_networks(peer);
@@ -265,7 +275,7 @@ impl NetworkDb {
             return Err(Error::NotJoined(network));
         }
         let ltime = self.network_clock.increment();
-        self.queue_network_event(NetworkEventKind::Leave, ltime, &network);
+        self.queue_network_event(now, NetworkEventKind::Leave, ltime, &network);
         let reap_at = now + self.config.reap_entry_interval;
         let mut changes = Vec::new();
         if let Some(tables) = self.tables.get_mut(&network) {
@@ -745,6 +755,7 @@ impl NetworkDb {
 
     pub(crate) fn queue_network_event(
         &mut self,
+        now: Instant,
         kind: NetworkEventKind,
         ltime: LTime,
         network: &NetworkId,
@@ -756,6 +767,7 @@ impl NetworkDb {
             network: network.clone(),
         });
         self.push_cluster(
+            now,
             Some((network.clone(), self.me.clone())),
             Bytes::from(msg.encode_part()),
         );
@@ -764,7 +776,7 @@ impl NetworkDb {
     /// Queues a node or network event for cluster-wide gossip. One that can never fit a
     /// datagram is not queued (it would never leave the queue) and is counted; push/pull and
     /// bulk sync carry the state it describes.
-    pub(crate) fn push_cluster(&mut self, key: Option<ClusterKey>, bytes: Bytes) {
+    pub(crate) fn push_cluster(&mut self, now: Instant, key: Option<ClusterKey>, bytes: Bytes) {
         let max_part = self
             .config
             .payload_budget()
@@ -775,6 +787,14 @@ impl NetworkDb {
         }
         let dropped = self.cluster_queue.push(key, bytes);
         self.stats.queue_overflow += dropped as u64;
+        self.arm_eager(now);
+    }
+
+    /// Arms the eager push (see [`Config::eager_push`]) unless it is off or already armed.
+    pub(crate) fn arm_eager(&mut self, now: Instant) {
+        if self.config.eager_push && self.eager_at.is_none() {
+            self.eager_at = Some(now + self.config.eager_push_delay);
+        }
     }
 
     /// Marks joined networks in-sync once no join bulk sync for them is pending.
@@ -838,12 +858,18 @@ impl NetworkDb {
             value,
             residual_reap_secs: residual,
         };
-        self.queue_table_event(event, None, true);
+        self.queue_table_event(now, event, None, true);
     }
 
     /// Queues a table event on its network's local or relay queue; an event too large for a
     /// datagram goes to every peer of the network on the stream path instead.
-    pub(crate) fn queue_table_event(&mut self, event: TableEvent, raw: Option<&[u8]>, local: bool) {
+    pub(crate) fn queue_table_event(
+        &mut self,
+        now: Instant,
+        event: TableEvent,
+        raw: Option<&[u8]>,
+        local: bool,
+    ) {
         let bytes = match raw {
             Some(raw) => Bytes::copy_from_slice(raw),
             None => Bytes::from(Message::TableEvent(event.clone()).encode_part()),
@@ -873,6 +899,7 @@ impl NetworkDb {
             net.relay.push(key, bytes)
         };
         self.stats.queue_overflow += dropped as u64;
+        self.arm_eager(now);
     }
 }
 

@@ -15,6 +15,10 @@ use crate::wire::{
 };
 use crate::{Channel, Error, NetworkDb, NetworkId, NodeName, NodeState, Output};
 
+/// Most compounds per network one eager push sends; fresh events beyond them wait for the
+/// gossip tick, so a flood of relayed events cannot turn every coalescing window into a burst.
+pub(crate) const EAGER_DATAGRAMS_PER_NETWORK: usize = 2;
+
 impl NetworkDb {
     /// Picks `min(count, candidates.len())` distinct candidates uniformly (moby's exact
     /// `mRandomNodes`).
@@ -45,20 +49,7 @@ impl NetworkDb {
             }
             let limit = retransmit_limit(self.config.retransmit_mult, peers.len() + 1);
             let targets = self.sample(&peers, self.config.gossip_fanout);
-            let Some(net) = self.local.get_mut(&network) else {
-                continue;
-            };
-            if self.config.stream_backlog && net.local.bytes() > budget {
-                // More than one datagram's worth of local events: every peer gets the whole
-                // backlog reliably now, in one stream message.
-                let backlog = net.local.take_all();
-                self.stats.backlog_flushes += 1;
-                self.stats.backlog_events += backlog.len() as u64;
-                let payload = encode_compound(&backlog);
-                for peer in &peers {
-                    self.send(peer, Channel::Stream, payload.clone());
-                }
-            }
+            self.flush_backlog(&network, &peers, budget);
             let Some(net) = self.local.get_mut(&network) else {
                 continue;
             };
@@ -81,16 +72,109 @@ impl NetworkDb {
         self.gossip_cluster_events(budget);
     }
 
+    /// With more than one datagram's worth of local events queued for `network` (and
+    /// [`Config::stream_backlog`](crate::Config::stream_backlog)), every peer gets the whole
+    /// backlog reliably now, in one stream message.
+    fn flush_backlog(&mut self, network: &NetworkId, peers: &[NodeName], budget: usize) {
+        let Some(net) = self.local.get_mut(network) else {
+            return;
+        };
+        if !self.config.stream_backlog || net.local.bytes() <= budget {
+            return;
+        }
+        let backlog = net.local.take_all();
+        self.stats.backlog_flushes += 1;
+        self.stats.backlog_events += backlog.len() as u64;
+        let payload = encode_compound(&backlog);
+        for peer in peers {
+            self.send(peer, Channel::Stream, payload.clone());
+        }
+    }
+
+    /// The eager push ([`Config::eager_push`](crate::Config::eager_push)): the first
+    /// transmission of every event queued since the last one, without waiting for the tick.
+    /// Per network, a backlog goes on the stream path as on a tick, then up to
+    /// [`EAGER_DATAGRAMS_PER_NETWORK`] compounds of fresh local then relayed events go to
+    /// `gossip_fanout` random peers (one transmit each, as on a tick); fresh node and network
+    /// events go in one compound to `gossip_fanout` random nodes (one transmit per copy).
+    /// Whatever does not fit waits for the tick.
+    pub(crate) fn eager_push(&mut self, _now: Instant) {
+        let budget = self
+            .config
+            .payload_budget()
+            .saturating_sub(COMPOUND_HEADER_BYTES);
+        let networks: Vec<NetworkId> = self
+            .local
+            .iter()
+            .filter(|(_, n)| n.local.has_fresh() || n.relay.has_fresh())
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut parts = Vec::new();
+        for network in networks {
+            let peers = self.network_peers(&network);
+            if peers.is_empty() {
+                continue;
+            }
+            self.flush_backlog(&network, &peers, budget);
+            let limit = retransmit_limit(self.config.retransmit_mult, peers.len() + 1);
+            for _ in 0..EAGER_DATAGRAMS_PER_NETWORK {
+                let targets = self.sample(&peers, self.config.gossip_fanout);
+                let Some(net) = self.local.get_mut(&network) else {
+                    break;
+                };
+                parts.clear();
+                let used = net.local.drain_fresh(budget, 1, limit, &mut parts);
+                net.relay.drain_fresh(budget - used, 1, limit, &mut parts);
+                if parts.is_empty() {
+                    break;
+                }
+                net.messages_sent += parts.len() as u64;
+                self.stats.eager_datagrams += targets.len() as u64;
+                self.stats.eager_events += parts.len() as u64;
+                let payload = encode_compound(&parts);
+                for peer in targets {
+                    self.send(&peer, Channel::Datagram, payload.clone());
+                }
+            }
+        }
+        if !self.cluster_queue.has_fresh() {
+            return;
+        }
+        let active = self.active_peers();
+        let limit = retransmit_limit(self.config.retransmit_mult, active.len() + 1);
+        let targets = self.sample(&active, self.config.gossip_fanout);
+        if targets.is_empty() {
+            return;
+        }
+        parts.clear();
+        let charge = u32::try_from(targets.len()).unwrap_or(u32::MAX);
+        self.cluster_queue
+            .drain_fresh(budget, charge, limit, &mut parts);
+        if parts.is_empty() {
+            return;
+        }
+        self.stats.eager_datagrams += targets.len() as u64;
+        self.stats.eager_events += parts.len() as u64;
+        let payload = encode_compound(&parts);
+        for peer in targets {
+            self.send(&peer, Channel::Datagram, payload.clone());
+        }
+    }
+
+    /// Every active node but this one, in name order.
+    pub(crate) fn active_peers(&self) -> Vec<NodeName> {
+        self.nodes
+            .iter()
+            .filter(|(name, n)| **name != self.me && n.state == NodeState::Active)
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
     fn gossip_cluster_events(&mut self, budget: usize) {
         if self.cluster_queue.len() == 0 {
             return;
         }
-        let active: Vec<NodeName> = self
-            .nodes
-            .iter()
-            .filter(|(name, n)| **name != self.me && n.state == NodeState::Active)
-            .map(|(name, _)| name.clone())
-            .collect();
+        let active = self.active_peers();
         if active.is_empty() {
             return;
         }
@@ -311,12 +395,7 @@ impl NetworkDb {
     }
 
     pub(crate) fn periodic_push_pull(&mut self, _now: Instant) {
-        let active: Vec<NodeName> = self
-            .nodes
-            .iter()
-            .filter(|(name, n)| **name != self.me && n.state == NodeState::Active)
-            .map(|(name, _)| name.clone())
-            .collect();
+        let active = self.active_peers();
         if let Some(peer) = self.sample(&active, 1).pop() {
             self.send_push_pull(&peer, false);
         }

@@ -15,16 +15,16 @@ impl NetworkDb {
     /// Starts cluster membership: remembers `bootstrap` (the addresses the membership layer
     /// was asked to join; they are offered again by [`Output::RejoinBootstrap`](crate::Output)
     /// when none of them is an active peer) and announces this node.
-    pub fn join(&mut self, _now: Instant, bootstrap: Vec<SocketAddr>) {
+    pub fn join(&mut self, now: Instant, bootstrap: Vec<SocketAddr>) {
         self.bootstrap = bootstrap;
         let ltime = self.network_clock.increment();
-        self.queue_node_event(NodeEventKind::Join, ltime);
+        self.queue_node_event(now, NodeEventKind::Join, ltime);
     }
 
     /// Leaves the cluster gracefully: sends a node LEAVE at once to as many active nodes as
     /// gossip would reach, so that they drop this node's entries rather than hide them. The
     /// shell sends the transmits, then shuts the membership layer down.
-    pub fn leave(&mut self, _now: Instant) {
+    pub fn leave(&mut self, now: Instant) {
         let ltime = self.network_clock.increment();
         let msg = Message::NodeEvent(NodeEvent {
             kind: NodeEventKind::Leave,
@@ -32,19 +32,14 @@ impl NetworkDb {
             node: self.me.clone(),
         });
         let payload = msg.encode();
-        let candidates: Vec<NodeName> = self
-            .nodes
-            .iter()
-            .filter(|(name, n)| **name != self.me && n.state == NodeState::Active)
-            .map(|(name, _)| name.clone())
-            .collect();
+        let candidates = self.active_peers();
         let limit =
             crate::queue::retransmit_limit(self.config.retransmit_mult, candidates.len() + 1);
         let count = self.config.gossip_fanout.saturating_mul(limit as usize);
         for peer in self.sample(&candidates, count) {
             self.send(&peer, Channel::Datagram, payload.clone());
         }
-        self.queue_node_event(NodeEventKind::Leave, ltime);
+        self.queue_node_event(now, NodeEventKind::Leave, ltime);
     }
 
     /// The membership layer reports `name` alive at `addr` (memberlist `NotifyJoin`).
@@ -235,13 +230,13 @@ impl NetworkDb {
         }
     }
 
-    fn queue_node_event(&mut self, kind: NodeEventKind, ltime: LTime) {
+    fn queue_node_event(&mut self, now: Instant, kind: NodeEventKind, ltime: LTime) {
         let msg = Message::NodeEvent(NodeEvent {
             kind,
             ltime,
             node: self.me.clone(),
         });
-        self.push_cluster(None, Bytes::from(msg.encode_part()));
+        self.push_cluster(now, None, Bytes::from(msg.encode_part()));
     }
 
     /// A `NodeTable` watch event: key = node name, value = `{"Addr":"<ip>"}`.

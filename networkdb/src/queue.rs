@@ -117,11 +117,52 @@ impl<K: Clone + Eq + Hash> BroadcastQueue<K> {
             out.push(item.bytes.clone());
             taken.push(*slot);
         }
-        for slot in taken {
+        self.charge(taken, 1, limit);
+        used
+    }
+
+    /// Whether an item waits for its first transmission.
+    pub(crate) fn has_fresh(&self) -> bool {
+        self.items
+            .first_key_value()
+            .is_some_and(|(slot, _)| slot.0 == 0)
+    }
+
+    /// Like [`drain_into`](Self::drain_into), restricted to items never sent yet (the eager
+    /// push), newest first, each charged `charge` transmits (one per copy sent, for queues
+    /// whose every copy counts). Returns the bytes used.
+    pub(crate) fn drain_fresh(
+        &mut self,
+        budget: usize,
+        charge: u32,
+        limit: u32,
+        out: &mut Vec<Bytes>,
+    ) -> usize {
+        let mut used = 0;
+        let mut taken = Vec::new();
+        for (slot, item) in self.items.iter().take_while(|(slot, _)| slot.0 == 0) {
+            let cost = part_cost(item.bytes.len());
+            if used + cost > budget {
+                if budget - used < 16 {
+                    break;
+                }
+                continue;
+            }
+            used += cost;
+            out.push(item.bytes.clone());
+            taken.push(*slot);
+        }
+        self.charge(taken, charge.max(1), limit);
+        used
+    }
+
+    /// Charges the items in `slots` `charge` transmits each, retiring those that reach `limit`.
+    fn charge(&mut self, slots: Vec<Slot>, charge: u32, limit: u32) {
+        for slot in slots {
             let Some(item) = self.items.remove(&slot) else {
                 continue;
             };
-            let sent = slot.0 + 1;
+            let sent = slot.0.saturating_add(charge);
             if sent >= limit {
                 self.forget(&item);
                 continue;
@@ -132,7 +173,6 @@ impl<K: Clone + Eq + Hash> BroadcastQueue<K> {
             }
             self.items.insert(new_slot, item);
         }
-        used
     }
 
     /// Keys of the queued items.
@@ -212,6 +252,34 @@ mod tests {
         assert_eq!(q.bytes(), 16 * 6);
         assert_eq!(q.take_all().len(), 16);
         assert_eq!(q.bytes(), 0);
+        assert_eq!(q.len(), 0);
+    }
+
+    #[test]
+    fn fresh_items_drain_once_then_wait_for_ticks() {
+        let mut q: BroadcastQueue<u32> = BroadcastQueue::new(100);
+        q.push(Some(1), Bytes::from_static(b"a"));
+        q.push(Some(2), Bytes::from_static(b"b"));
+        assert!(q.has_fresh());
+        let mut out = Vec::new();
+        q.drain_fresh(1000, 1, 4, &mut out);
+        assert_eq!(out.len(), 2);
+        assert!(!q.has_fresh());
+        out.clear();
+        q.drain_fresh(1000, 1, 4, &mut out);
+        assert!(out.is_empty(), "sent items are not fresh");
+        // The ticks still send them, up to the limit in all.
+        for _ in 0..3 {
+            out.clear();
+            q.drain_into(1000, 4, &mut out);
+            assert_eq!(out.len(), 2);
+        }
+        assert_eq!(q.len(), 0);
+        // A charge of several transmits (one per copy) retires sooner.
+        q.push(Some(3), Bytes::from_static(b"c"));
+        out.clear();
+        q.drain_fresh(1000, 4, 4, &mut out);
+        assert_eq!(out.len(), 1);
         assert_eq!(q.len(), 0);
     }
 

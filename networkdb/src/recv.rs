@@ -98,7 +98,7 @@ impl NetworkDb {
                         || Message::NodeEvent(ev.clone()).encode_part(),
                         <[u8]>::to_vec,
                     );
-                    self.push_cluster(None, Bytes::from(bytes));
+                    self.push_cluster(now, None, Bytes::from(bytes));
                 }
             }
             Message::NetworkEvent(ev) => {
@@ -108,7 +108,7 @@ impl NetworkDb {
                         <[u8]>::to_vec,
                     );
                     let key = Some((ev.network.clone(), ev.node.clone()));
-                    self.push_cluster(key, Bytes::from(bytes));
+                    self.push_cluster(now, key, Bytes::from(bytes));
                 }
             }
             Message::TableEvent(ev) => {
@@ -182,7 +182,7 @@ impl NetworkDb {
             if ev.kind == NetworkEventKind::Join && !attached {
                 let ltime = self.network_clock.increment();
                 let network = ev.network.clone();
-                self.queue_network_event(NetworkEventKind::Leave, ltime, &network);
+                self.queue_network_event(now, NetworkEventKind::Leave, ltime, &network);
             }
             return false;
         }
@@ -372,7 +372,7 @@ impl NetworkDb {
             if via == Via::BulkSync && local.relay.len() > self.config.max_relay_queue_on_sync {
                 self.stats.relay_skipped_on_sync += 1;
             } else {
-                self.queue_table_event(ev, raw, false);
+                self.queue_table_event(now, ev, raw, false);
             }
         }
         true

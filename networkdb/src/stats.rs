@@ -54,6 +54,10 @@ pub struct Stats {
     /// Node or network events too large for any datagram, not queued for gossip (push/pull
     /// and bulk sync carry that state).
     pub oversized_cluster_events: u64,
+    /// Datagrams sent by the eager push (each copy counted), before the gossip tick.
+    pub eager_datagrams: u64,
+    /// Events those datagrams carried (each compound's parts counted once).
+    pub eager_events: u64,
     /// Bulk syncs sent (requests and replies).
     pub bulk_syncs_sent: u64,
     /// Bulk-sync requests answered.
