@@ -84,6 +84,15 @@ pub struct Config {
     /// together, so a burst still fills datagrams. Default 2 ms (ours); at most
     /// `gossip_interval`; zero sends at the next call of `handle_timeout`.
     pub eager_push_delay: Duration,
+    /// The periodic anti-entropy exchanges digests first and sends only the buckets of keys
+    /// that differ (`docs/PROTOCOL.md`), instead of every entry both ways. Join syncs, the
+    /// sync with a returning node and attachment repairs stay full. Default true (ours;
+    /// upstream sends full copies every `bulk_sync_interval`).
+    pub digest_sync: bool,
+    /// How many random peers of a network a join bulk-syncs with. Default 3 (ours; upstream
+    /// syncs with every peer, so joining a network of a thousand nodes pulls a thousand full
+    /// copies); at least 1. Gossip and the periodic sync fill in whatever they missed.
+    pub join_sync_peers: usize,
     /// Bound of every broadcast queue; on overflow the most-sent item is dropped and counted
     /// (anti-entropy repairs it). Default 65,536 (our limit; libnetwork has none); at least 16.
     pub max_queue_len: usize,
@@ -110,6 +119,8 @@ impl Default for Config {
             cluster_datagrams_per_tick: 4,
             eager_push: true,
             eager_push_delay: Duration::from_millis(2),
+            digest_sync: true,
+            join_sync_peers: 3,
             max_queue_len: 65_536,
         }
     }
@@ -160,6 +171,13 @@ impl Config {
             "",
         )?;
         range("max_queue_len", self.max_queue_len, 16, usize::MAX, "")?;
+        range(
+            "join_sync_peers",
+            self.join_sync_peers,
+            1,
+            usize::MAX,
+            "peers",
+        )?;
         for (field, value) in [
             ("gossip_interval", self.gossip_interval),
             ("bulk_sync_interval", self.bulk_sync_interval),

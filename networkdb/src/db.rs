@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -9,6 +10,7 @@ use rand::{RngExt, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 use crate::clock::LamportClock;
+use crate::deferred::Deferred;
 use crate::entry::Entry;
 use crate::network::{Attachment, LocalNetwork};
 use crate::node::Node;
@@ -41,6 +43,19 @@ pub(crate) struct PendingSync {
     pub(crate) join: bool,
     /// Periodic syncs try a second random peer when the first does not answer.
     pub(crate) fallback: Option<NodeName>,
+    /// What was sent.
+    pub(crate) kind: SyncKind,
+}
+
+/// The kinds of sync request that wait for a reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SyncKind {
+    /// A [`BulkSync`](crate::wire::BulkSync): every entry of the networks.
+    Full,
+    /// A [`SyncDigest`](crate::wire::SyncDigest): summaries first.
+    Digest,
+    /// A [`PartialSync`](crate::wire::PartialSync): the buckets two digests disagree on.
+    Partial,
 }
 
 /// A NetworkDB node: a sans-IO state machine.
@@ -110,6 +125,14 @@ pub struct NetworkDb {
     /// When the fresh events queued since the last eager push leave (see
     /// [`Config::eager_push`]); `None` when none wait.
     pub(crate) eager_at: Option<Instant>,
+    /// Table events waiting for their owner's attachment.
+    pub(crate) deferred: Deferred,
+    /// Bumped by every change of an attachment or a node's state: it invalidates
+    /// `peer_cache`.
+    pub(crate) membership_gen: u64,
+    /// [`network_peers`](Self::network_peers) per network, as of a `membership_gen`: the
+    /// gossip paths ask for it on every tick and every eager push.
+    pub(crate) peer_cache: hashbrown::HashMap<NetworkId, (u64, Arc<[NodeName]>)>,
     pub(crate) outputs: VecDeque<Output>,
     pub(crate) stats: Stats,
 }
@@ -166,6 +189,9 @@ impl NetworkDb {
             next_watch: 0,
             timers,
             eager_at: None,
+            deferred: Deferred::default(),
+            membership_gen: 0,
+            peer_cache: hashbrown::HashMap::new(),
             outputs: VecDeque::new(),
             stats: Stats::default(),
         })
@@ -194,9 +220,10 @@ impl NetworkDb {
     /// When [`handle_timeout`](Self::handle_timeout) must next be called.
     #[must_use]
     pub fn poll_timeout(&self) -> Instant {
-        let timers = self
-            .eager_at
-            .map_or(self.timers.next(), |at| at.min(self.timers.next()));
+        let timers = [self.eager_at, self.deferred.next_deadline()]
+            .into_iter()
+            .flatten()
+            .fold(self.timers.next(), Instant::min);
         self.pending_syncs
             .iter()
             .map(|p| p.deadline)
@@ -224,6 +251,7 @@ impl NetworkDb {
             }
         }
         self.expire_syncs(now);
+        self.expire_deferred(now);
     }
 
     /// Counters.
@@ -234,7 +262,7 @@ impl NetworkDb {
     // ---- networks ----
 
     /// Attaches this node to `network`: announces it cluster-wide and bulk-syncs the network
-    /// with every active peer attached to it.
+    /// with up to [`Config::join_sync_peers`] random active peers attached to it.
     ///
     /// Fails with [`Error::AlreadyJoined`] if the network is joined and not being left.
     /// Rejoining a network being left keeps its queues and restarts the join sync.
@@ -254,10 +282,10 @@ impl NetworkDb {
         local.reap_at = None;
         local.in_sync = false;
         self.queue_network_event(now, NetworkEventKind::Join, ltime, &network);
-        let peers = self.network_peers(&network);
-        for peer in &peers {
-            let networks = self.common_networks(peer);
-            self.send_bulk_sync(now, peer, networks, true, true, None);
+        let peers = self.cached_peers(&network);
+        for peer in self.sample(&peers, self.config.join_sync_peers) {
+            let networks = self.common_networks(&peer);
+            self.send_bulk_sync(now, &peer, networks, true, true, None);
         }
         if let Some(local) = self.local.get_mut(&network) {
             local.joined_alone = peers.is_empty();
@@ -647,6 +675,29 @@ impl NetworkDb {
             .insert(key.clone(), entry)
     }
 
+    /// [`network_peers`](Self::network_peers), cached until the next change of an attachment or
+    /// a node's state.
+    pub(crate) fn cached_peers(&mut self, network: &NetworkId) -> Arc<[NodeName]> {
+        if let Some((generation, peers)) = self.peer_cache.get(network)
+            && *generation == self.membership_gen
+        {
+            return peers.clone();
+        }
+        let peers: Arc<[NodeName]> = self.network_peers(network).into();
+        if self.peer_cache.len() > 4 * self.local.len() + 16 {
+            // Networks this node left long ago: start over.
+            self.peer_cache.clear();
+        }
+        self.peer_cache
+            .insert(network.clone(), (self.membership_gen, peers.clone()));
+        peers
+    }
+
+    /// Records that an attachment or a node's state changed (see `peer_cache`).
+    pub(crate) fn membership_changed(&mut self) {
+        self.membership_gen += 1;
+    }
+
     /// Active remote nodes attached to `network` and not leaving, in name order.
     pub(crate) fn network_peers(&self, network: &str) -> Vec<NodeName> {
         let Some(attached) = self.attachments.get(network) else {
@@ -882,8 +933,8 @@ impl NetworkDb {
             if local {
                 self.stats.oversized_via_stream += 1;
                 let payload = Message::TableEvent(event.clone()).encode();
-                for peer in self.network_peers(&event.network) {
-                    self.send(&peer, Channel::Stream, payload.clone());
+                for peer in self.cached_peers(&event.network).iter() {
+                    self.send(peer, Channel::Stream, payload.clone());
                 }
             }
             // A relayed oversized event reached every peer directly from its owner.

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use rand::seq::SliceRandom;
 use rand::seq::index::sample;
 
-use crate::db::PendingSync;
+use crate::db::{PendingSync, SyncKind};
 use crate::queue::retransmit_limit;
 use crate::wire::{
     BulkSync, COMPOUND_HEADER_BYTES, Message, NetworkEntry, PushPull, TableEvent, TableEventKind,
@@ -41,7 +41,7 @@ impl NetworkDb {
         let networks: Vec<NetworkId> = self.local.keys().cloned().collect();
         let mut parts = Vec::new();
         for network in networks {
-            let peers = self.network_peers(&network);
+            let peers = self.cached_peers(&network);
             if peers.is_empty() {
                 // libnetwork drains the queue even with nobody to send to; keeping the events
                 // lets a peer that attaches later still receive them.
@@ -111,7 +111,7 @@ impl NetworkDb {
             .collect();
         let mut parts = Vec::new();
         for network in networks {
-            let peers = self.network_peers(&network);
+            let peers = self.cached_peers(&network);
             if peers.is_empty() {
                 continue;
             }
@@ -231,45 +231,8 @@ impl NetworkDb {
         let mut attachments = Vec::new();
         let mut events = Vec::new();
         for network in &networks {
-            if let Some(local) = self.local.get(network) {
-                attachments.push(NetworkEntry {
-                    network: network.clone(),
-                    ltime: local.ltime,
-                    node: self.me.clone(),
-                    leaving: local.leaving,
-                });
-            }
-            if let Some(attached) = self.attachments.get(network) {
-                for (node, a) in attached {
-                    attachments.push(NetworkEntry {
-                        network: network.clone(),
-                        ltime: a.ltime,
-                        node: node.clone(),
-                        leaving: a.leaving,
-                    });
-                }
-            }
-            let Some(tables) = self.tables.get(network) else {
-                continue;
-            };
-            for (table, entries) in tables {
-                for (key, e) in entries.iter().filter(|(_, e)| !e.expired(now)) {
-                    events.push(TableEvent {
-                        kind: if e.deleting {
-                            TableEventKind::Delete
-                        } else {
-                            TableEventKind::Create
-                        },
-                        ltime: e.ltime,
-                        owner: e.owner.clone(),
-                        network: network.clone(),
-                        table: table.clone(),
-                        key: key.clone(),
-                        value: e.value.clone(),
-                        residual_reap_secs: e.residual_secs(now),
-                    });
-                }
-            }
+            attachments.extend(self.attachment_entries(network));
+            self.collect_events(now, network, &mut events, |_, _| true);
         }
         let ltime = self.table_clock.increment();
         let msg = Message::BulkSync(BulkSync {
@@ -291,7 +254,68 @@ impl NetworkDb {
                 networks,
                 join,
                 fallback,
+                kind: SyncKind::Full,
             });
+        }
+    }
+
+    /// Every attachment this node knows of in `network`, its own first.
+    pub(crate) fn attachment_entries(&self, network: &NetworkId) -> Vec<NetworkEntry> {
+        let mut out = Vec::new();
+        if let Some(local) = self.local.get(network) {
+            out.push(NetworkEntry {
+                network: network.clone(),
+                ltime: local.ltime,
+                node: self.me.clone(),
+                leaving: local.leaving,
+            });
+        }
+        if let Some(attached) = self.attachments.get(network) {
+            for (node, a) in attached {
+                out.push(NetworkEntry {
+                    network: network.clone(),
+                    ltime: a.ltime,
+                    node: node.clone(),
+                    leaving: a.leaving,
+                });
+            }
+        }
+        out
+    }
+
+    /// Appends the entries of `network` for which `wanted(table, key)` holds to `out`, as a
+    /// sync carries them: creates and deletes with their residual life, expired tombstones
+    /// left out.
+    pub(crate) fn collect_events(
+        &self,
+        now: Instant,
+        network: &NetworkId,
+        out: &mut Vec<TableEvent>,
+        mut wanted: impl FnMut(&str, &str) -> bool,
+    ) {
+        let Some(tables) = self.tables.get(network) else {
+            return;
+        };
+        for (table, entries) in tables {
+            for (key, e) in entries.iter().filter(|(_, e)| !e.expired(now)) {
+                if !wanted(table, key) {
+                    continue;
+                }
+                out.push(TableEvent {
+                    kind: if e.deleting {
+                        TableEventKind::Delete
+                    } else {
+                        TableEventKind::Create
+                    },
+                    ltime: e.ltime,
+                    owner: e.owner.clone(),
+                    network: network.clone(),
+                    table: table.clone(),
+                    key: key.clone(),
+                    value: e.value.clone(),
+                    residual_reap_secs: e.residual_secs(now),
+                });
+            }
         }
     }
 
@@ -307,14 +331,19 @@ impl NetworkDb {
             .collect();
         pending.shuffle(&mut self.rng);
         while let Some(network) = pending.pop() {
-            let peers = self.network_peers(&network);
+            let peers = self.cached_peers(&network);
             let chosen = self.sample(&peers, 2);
             let Some(first) = chosen.first().cloned() else {
                 continue;
             };
             let networks = self.common_networks(&first);
             pending.retain(|n| !networks.contains(n));
-            self.send_bulk_sync(now, &first, networks, true, false, chosen.get(1).cloned());
+            let fallback = chosen.get(1).cloned();
+            if self.config.digest_sync {
+                self.send_digest(now, &first, networks, fallback);
+            } else {
+                self.send_bulk_sync(now, &first, networks, true, false, fallback);
+            }
         }
     }
 
@@ -345,8 +374,14 @@ impl NetworkDb {
             return;
         };
         let networks = self.common_networks(&fallback);
-        if !networks.is_empty() {
-            self.send_bulk_sync(now, &fallback, networks, true, false, None);
+        if networks.is_empty() {
+            return;
+        }
+        match pending.kind {
+            SyncKind::Digest => self.send_digest(now, &fallback, networks, None),
+            SyncKind::Full | SyncKind::Partial => {
+                self.send_bulk_sync(now, &fallback, networks, true, false, None);
+            }
         }
     }
 
@@ -403,6 +438,7 @@ impl NetworkDb {
 
     /// Removes expired tombstones, hidden entries, leaving attachments and dead nodes.
     pub(crate) fn reap(&mut self, now: Instant) {
+        self.membership_changed();
         let due = |at: Option<Instant>| at.is_some_and(|at| at <= now);
         for tables in self.tables.values_mut() {
             for entries in tables.values_mut() {

@@ -27,6 +27,8 @@
 mod clock;
 mod config;
 mod db;
+mod deferred;
+mod digest;
 mod entry;
 mod error;
 mod gossip;
@@ -49,6 +51,7 @@ pub use config::{
     Config, ConfigError, MAX_INTERVAL, MAX_PACKET_SIZE, MAX_TRANSPORT_OVERHEAD, MIN_PACKET_SIZE,
 };
 pub use db::{MAX_NAME_LEN, NetworkDb};
+pub use deferred::DEFER_WINDOW;
 pub use entry::TableElem;
 pub use error::Error;
 pub use ids::{Key, LTime, NetworkId, NodeName, TableName};

@@ -4,12 +4,19 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use bytes::Bytes;
+use rand::RngExt;
 
 use crate::node::Node;
 use crate::wire::{Message, NodeEvent, NodeEventKind};
 use crate::{
     Channel, Key, LTime, NODE_TABLE, NetworkDb, NetworkId, NodeName, NodeState, TableName,
 };
+
+/// How many members, on average, exchange attachments (push/pull) with a node new to them; the
+/// new node does the same with as many of the members it hears of, and the periodic push/pull
+/// and gossip fill in the rest. With this many, a newcomer misses every exchange with
+/// probability about `e^-6`.
+pub(crate) const JOIN_PUSH_PULLS: f64 = 3.0;
 
 impl NetworkDb {
     /// Starts cluster membership: remembers `bootstrap` (the addresses the membership layer
@@ -52,6 +59,7 @@ impl NetworkDb {
         if name == self.me {
             return;
         }
+        self.membership_changed();
         let previous = self.nodes.get(&name).map(|n| n.state);
         if previous != Some(NodeState::Active) {
             self.notify_node_table(&name, addr, true);
@@ -97,6 +105,14 @@ impl NetworkDb {
                         reap_at: None,
                     },
                 );
+                // Every member hears of a new node: if each exchanged its whole view with it,
+                // a cluster forming (or a newcomer) would cost a number of full exchanges
+                // that grows with the square of its size. About JOIN_PUSH_PULLS members do.
+                let members = self.active_peers().len().max(1) as f64;
+                let p = (JOIN_PUSH_PULLS / members).min(1.0);
+                if !self.rng.random_bool(p) {
+                    return;
+                }
             }
         }
         self.send_push_pull(&name, false);
@@ -114,6 +130,7 @@ impl NetworkDb {
         }
         let addr = node.addr;
         node.state = NodeState::Failed;
+        self.membership_gen += 1;
         node.reap_at = Some(now + self.config.node_reap_interval);
         let name = NodeName::from(name);
         self.notify_node_table(&name, addr, false);
@@ -142,6 +159,7 @@ impl NetworkDb {
         }
         let was_active = node.state == NodeState::Active;
         node.state = NodeState::Left;
+        self.membership_gen += 1;
         if node.reap_at.is_none() {
             node.reap_at = Some(now + self.config.node_reap_interval);
         }
@@ -155,6 +173,7 @@ impl NetworkDb {
 
     /// Removes every attachment and entry of `name`.
     pub(crate) fn drop_node_state(&mut self, name: &NodeName) {
+        self.membership_changed();
         self.attachments.retain(|_, attached| {
             attached.remove(name);
             !attached.is_empty()

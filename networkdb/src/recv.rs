@@ -4,6 +4,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use crate::deferred::DEFER_WINDOW;
 use crate::entry::Entry;
 use crate::network::Attachment;
 use crate::wire::{
@@ -66,7 +67,7 @@ impl NetworkDb {
     /// Whether a Lamport time could have been reached by counting. Larger ones (a buggy or
     /// hostile peer) are refused and counted: witnessing one would pin the clock at
     /// `u64::MAX` and leave only owner names to order writes.
-    fn sane(&mut self, ltime: crate::LTime) -> bool {
+    pub(crate) fn sane(&mut self, ltime: crate::LTime) -> bool {
         if ltime.0 > MAX_SANE_LTIME {
             self.stats.dropped_malformed += 1;
             return false;
@@ -117,11 +118,18 @@ impl NetworkDb {
             // Push/pull and bulk sync belong to the stream path, where the transport
             // authenticates the sender; one datagram must not make this node send full copies
             // of its tables to whoever it names.
-            Message::PushPull(_) | Message::BulkSync(_) if via == Via::Gossip => {
+            Message::PushPull(_)
+            | Message::BulkSync(_)
+            | Message::SyncDigest(_)
+            | Message::PartialSync(_)
+                if via == Via::Gossip =>
+            {
                 self.stats.wrong_channel += 1;
             }
             Message::PushPull(pp) => self.handle_push_pull(now, pp),
             Message::BulkSync(bs) => self.handle_bulk_sync(now, bs),
+            Message::SyncDigest(d) => self.handle_sync_digest(now, d),
+            Message::PartialSync(ps) => self.handle_partial_sync(now, ps),
             Message::Compound(parts) => {
                 if depth >= MAX_COMPOUND_DEPTH {
                     return Err(DecodeError::TooDeep);
@@ -150,6 +158,7 @@ impl NetworkDb {
         };
         if node.ltime >= ev.ltime {
             self.stats.stale_events += 1;
+            self.stats.stale_cluster_events += 1;
             return false;
         }
         node.ltime = ev.ltime;
@@ -197,6 +206,7 @@ impl NetworkDb {
             Some(att) => {
                 if att.ltime >= ev.ltime {
                     self.stats.stale_events += 1;
+                    self.stats.stale_cluster_events += 1;
                     return false;
                 }
                 att.ltime = ev.ltime;
@@ -220,11 +230,47 @@ impl NetworkDb {
                 );
             }
         }
+        self.membership_changed();
+        let waiting = self.deferred.take(&ev.network, &ev.node);
         if leave {
             // moby PR #50342: the leaver's entries are removed, no tombstones are forged.
             self.purge_owner_entries(Some(&ev.network), &ev.node);
+            self.stats.not_member += waiting.len() as u64;
+        } else {
+            for (event, raw, via) in waiting {
+                self.stats.deferred_applied += 1;
+                self.handle_table_event(now, event, raw.as_deref(), via);
+            }
         }
         true
+    }
+
+    /// Whether `owner` is an active node of which this node holds no attachment record to
+    /// `network` at all (not even a leaving one): its join has not arrived yet.
+    fn attachment_unknown(&self, network: &NetworkId, owner: &NodeName) -> bool {
+        let known = self
+            .attachments
+            .get(network)
+            .is_some_and(|a| a.contains_key(owner));
+        let active = self
+            .nodes
+            .get(owner)
+            .is_some_and(|n| n.state == NodeState::Active);
+        !known && active
+    }
+
+    /// Events whose owner's join did not arrive within [`DEFER_WINDOW`]: the owner is asked
+    /// for a sync of the network (it carries the attachment and the entries).
+    pub(crate) fn expire_deferred(&mut self, now: Instant) {
+        if self.deferred.len() == 0 {
+            return;
+        }
+        for (network, owner, dropped) in self.deferred.expire(now) {
+            self.stats.not_member += dropped as u64;
+            if self.local.get(&network).is_some_and(|n| !n.leaving) {
+                self.repair_attachment(now, &owner, &network);
+            }
+        }
     }
 
     /// A network this node joined with no peer known to bulk-sync with (an agent restarted
@@ -302,10 +348,22 @@ impl NetworkDb {
             .and_then(|a| a.get(&ev.owner))
             .is_some_and(|a| !a.leaving);
         if !local_ok || !owner_ok {
-            self.stats.not_member += 1;
-            if local_ok && via != Via::BulkSync {
-                self.repair_attachment(now, &ev.owner, &ev.network);
+            // An owner whose join this node has not heard of yet: the event waits for it.
+            if local_ok && via != Via::BulkSync && self.attachment_unknown(&ev.network, &ev.owner) {
+                let (network, owner) = (ev.network.clone(), ev.owner.clone());
+                let until = now + DEFER_WINDOW;
+                if self
+                    .deferred
+                    .push(until, (ev, raw.map(Bytes::copy_from_slice), via))
+                {
+                    self.stats.deferred_events += 1;
+                } else {
+                    self.stats.deferred_refused += 1;
+                    self.repair_attachment(now, &owner, &network);
+                }
+                return false;
             }
+            self.stats.not_member += 1;
             return false;
         }
         let existing = self.entry(&ev.network, &ev.table, &ev.key);
@@ -419,15 +477,7 @@ impl NetworkDb {
     /// A known but leaving attachment is no miss (the event is stale), and nothing is asked
     /// of a node not known as active.
     fn repair_attachment(&mut self, now: Instant, owner: &NodeName, network: &NetworkId) {
-        let known = self
-            .attachments
-            .get(network)
-            .is_some_and(|a| a.contains_key(owner));
-        let active = self
-            .nodes
-            .get(owner)
-            .is_some_and(|n| n.state == NodeState::Active);
-        if known || !active {
+        if !self.attachment_unknown(network, owner) {
             return;
         }
         if self
@@ -440,7 +490,11 @@ impl NetworkDb {
         self.attachment_repairs
             .insert(owner.clone(), now + ATTACHMENT_REPAIR_INTERVAL);
         self.stats.attachment_repairs += 1;
-        self.send_bulk_sync(now, owner, vec![network.clone()], true, false, None);
+        if self.config.digest_sync {
+            self.send_digest(now, owner, vec![network.clone()], None);
+        } else {
+            self.send_bulk_sync(now, owner, vec![network.clone()], true, false, None);
+        }
     }
 
     fn handle_bulk_sync(&mut self, now: Instant, bs: BulkSync) {
@@ -454,42 +508,36 @@ impl NetworkDb {
             self.stats.own_events += 1;
             return;
         }
-        for e in &bs.attachments {
+        self.apply_sync(now, &bs.node, &bs.attachments, bs.events);
+        if bs.unsolicited {
+            self.send_bulk_sync(now, &bs.node, bs.networks, false, false, None);
+        } else {
+            self.complete_syncs(now, &bs.node, bs.ltime);
+        }
+    }
+
+    /// Applies the attachments and entries a bulk or partial sync from `sender` carries, without
+    /// relaying the attachments.
+    pub(crate) fn apply_sync(
+        &mut self,
+        now: Instant,
+        sender: &NodeName,
+        attachments: &[NetworkEntry],
+        events: Vec<TableEvent>,
+    ) {
+        for e in attachments {
             let ev = as_event(e);
             self.handle_network_event(now, &ev);
             // The sender's entries of a network it is attached to are in this sync.
-            if e.node == bs.node
+            if &e.node == sender
                 && !e.leaving
                 && let Some(local) = self.local.get_mut(&e.network)
             {
                 local.joined_alone = false;
             }
         }
-        for ev in bs.events {
+        for ev in events {
             self.handle_table_event(now, ev, None, Via::BulkSync);
-        }
-        if bs.unsolicited {
-            self.send_bulk_sync(now, &bs.node, bs.networks, false, false, None);
-        } else {
-            // Any reply newer than a request answers it (moby#51701: concurrent syncs to one
-            // peer no longer overwrite each other's wait).
-            let mut answered = Vec::new();
-            self.pending_syncs.retain(|p| {
-                let done = p.peer == bs.node && p.ltime < bs.ltime;
-                if done {
-                    answered.push(p.sent);
-                }
-                !done
-            });
-            for sent in answered {
-                self.stats.bulk_syncs_completed += 1;
-                let took = now.saturating_duration_since(sent);
-                self.stats.bulk_sync_micros_total = self
-                    .stats
-                    .bulk_sync_micros_total
-                    .saturating_add(u64::try_from(took.as_micros()).unwrap_or(u64::MAX));
-            }
-            self.update_in_sync();
         }
     }
 }

@@ -29,12 +29,22 @@ pub struct Stats {
     pub wrong_channel: u64,
     /// Events ignored because the local state was as new or newer.
     pub stale_events: u64,
+    /// Of which node and network events (attachments carried by push/pull and bulk syncs
+    /// included).
+    pub stale_cluster_events: u64,
     /// Table events refused because this node or the owner is not in the network.
     pub not_member: u64,
     /// Of those, from an active owner this node did not know as attached at all (it missed
     /// the owner's join): a bulk sync with the owner was requested to learn the attachment
     /// and the entries (at most once per owner per `ATTACHMENT_REPAIR_INTERVAL`).
     pub attachment_repairs: u64,
+    /// Table events that arrived before their owner's attachment and waited for it.
+    pub deferred_events: u64,
+    /// Of those, applied when the attachment arrived (the others count as `not_member`).
+    pub deferred_applied: u64,
+    /// Table events of an owner not yet known as attached, refused because too many already
+    /// waited.
+    pub deferred_refused: u64,
     /// Networks joined with no peer known, bulk-synced with the first peer learnt to be
     /// attached.
     pub join_syncs_deferred: u64,
@@ -60,7 +70,17 @@ pub struct Stats {
     pub eager_events: u64,
     /// Bulk syncs sent (requests and replies).
     pub bulk_syncs_sent: u64,
-    /// Bulk-sync requests answered.
+    /// Digest messages sent (requests and replies; see `Config::digest_sync`).
+    pub sync_digests_sent: u64,
+    /// Networks a peer's digest request found equal to this node's copy.
+    pub sync_networks_equal: u64,
+    /// Networks a peer's digest request found different (answered with bucket hashes).
+    pub sync_networks_differ: u64,
+    /// Partial syncs sent (requests and replies), of the buckets digests disagreed on.
+    pub partial_syncs_sent: u64,
+    /// Table events those partial syncs carried.
+    pub partial_sync_events: u64,
+    /// Sync requests answered (bulk, digest and partial).
     pub bulk_syncs_completed: u64,
     /// Sum of the time from each answered request to its reply, in microseconds.
     pub bulk_sync_micros_total: u64,

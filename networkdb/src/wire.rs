@@ -37,6 +37,11 @@ pub enum Message {
     BulkSync(BulkSync),
     /// Several encoded messages in one datagram.
     Compound(Vec<Part>),
+    /// A summary of some networks' attachments and entries (the periodic anti-entropy's
+    /// first step), or the answer naming those that differ, on the stream path.
+    SyncDigest(SyncDigest),
+    /// A bulk sync restricted to the buckets two digests disagree on, on the stream path.
+    PartialSync(PartialSync),
 }
 
 /// One encoded [`Message`] inside a compound (no version byte).
@@ -161,6 +166,74 @@ pub struct BulkSync {
     /// Every entry of those networks, tombstones as deletes, never updates.
     pub events: Vec<TableEvent>,
 }
+
+/// One network's summary in a [`SyncDigest`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkDigest {
+    /// The network.
+    pub network: NetworkId,
+    /// Hash of every attachment the sender knows of in the network, its own included.
+    pub attachments: u64,
+    /// Hash of the sender's entries of the network (owner, time and deletion of each key),
+    /// tombstones included, expired ones left out.
+    pub entries: u64,
+    /// How many entries that hash covers.
+    pub count: u32,
+    /// Empty in a request. In a reply, for a network whose summaries differ: the replier's
+    /// entries split into `len / 4` buckets by key, one little-endian 32-bit hash each.
+    #[serde(with = "serde_bytes")]
+    pub buckets: Vec<u8>,
+}
+
+/// The periodic anti-entropy's summary exchange.
+///
+/// A request lists the sender's summary of every network it shares with the receiver; the
+/// reply lists, for the networks whose summaries differ, the replier's bucket hashes. The
+/// requester then sends a [`PartialSync`] of the buckets that differ.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncDigest {
+    /// The sender's table clock, incremented for this message; a reply's time is greater than
+    /// the request's (the same correlation as [`BulkSync`]).
+    pub ltime: LTime,
+    /// True for the answer to a request.
+    pub reply: bool,
+    /// The sender.
+    pub node: NodeName,
+    /// Summaries: every shared network in a request, the differing ones in a reply.
+    pub networks: Vec<NetworkDigest>,
+}
+
+/// Which buckets of a network a [`PartialSync`] covers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncScope {
+    /// The network.
+    pub network: NetworkId,
+    /// How many buckets its keys are split into (1..=[`MAX_SYNC_BUCKETS`]).
+    pub buckets: u32,
+    /// The buckets covered, each below `buckets`; empty for the attachments alone.
+    pub indices: Vec<u32>,
+}
+
+/// A bulk sync of some buckets of some networks: every attachment of each network, and the
+/// entries whose key falls in a listed bucket.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartialSync {
+    /// The sender's table clock, incremented for this sync (correlates the reply).
+    pub ltime: LTime,
+    /// True for a request; the receiver answers with its own entries of the same scopes.
+    pub unsolicited: bool,
+    /// The sender.
+    pub node: NodeName,
+    /// The buckets covered.
+    pub scopes: Vec<SyncScope>,
+    /// Every attachment the sender knows of in the scopes' networks, its own included.
+    pub attachments: Vec<NetworkEntry>,
+    /// The sender's entries in the scopes, tombstones as deletes.
+    pub events: Vec<TableEvent>,
+}
+
+/// The most buckets a network is split into by a digest reply.
+pub const MAX_SYNC_BUCKETS: u32 = 4096;
 
 /// Why a payload could not be decoded. The payload is dropped and counted; state is untouched.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

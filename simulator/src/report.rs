@@ -227,6 +227,17 @@ impl fmt::Display for Report {
             t.streams as f64 / node_secs,
             t.stream_bytes as f64 / node_secs
         )?;
+        let per_minute =
+            |name: &str| self.drops.get(name).copied().unwrap_or(0) as f64 / node_secs * 60.0;
+        let stale = per_minute("db.stale_events");
+        let stale_cluster = per_minute("db.stale_cluster_events");
+        writeln!(
+            f,
+            "stale copies received per node per simulated minute: {:.0} node and network events, \
+             {:.0} table events",
+            stale_cluster,
+            stale - stale_cluster
+        )?;
         let nonzero: Vec<String> = self
             .drops
             .iter()
@@ -310,6 +321,14 @@ pub(crate) fn add_node_counters(acc: &mut BTreeMap<String, u64>, node: &Node) {
         ("db.dropped_malformed", s.dropped_malformed),
         ("db.dropped_too_deep", s.dropped_too_deep),
         ("db.stale_events", s.stale_events),
+        ("db.stale_cluster_events", s.stale_cluster_events),
+        ("db.deferred_events", s.deferred_events),
+        ("db.deferred_applied", s.deferred_applied),
+        ("db.deferred_refused", s.deferred_refused),
+        ("db.attachment_repairs", s.attachment_repairs),
+        ("db.eager_datagrams", s.eager_datagrams),
+        ("db.sync_digests_sent", s.sync_digests_sent),
+        ("db.partial_syncs_sent", s.partial_syncs_sent),
         ("db.not_member", s.not_member),
         ("db.own_events", s.own_events),
         ("db.relay_skipped_on_sync", s.relay_skipped_on_sync),
