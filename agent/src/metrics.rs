@@ -345,9 +345,42 @@ impl Snapshot {
             "netagent_bulk_sync_duration_seconds_sum {:.6}",
             d.bulk_sync_micros_total as f64 / 1e6
         );
+        out.counter_family(
+            "netagent_sync_digests_total",
+            "Digest-first anti-entropy: digests sent, networks a peer's digest found equal or \
+             different, partial syncs sent and the table events they carried.",
+        );
+        for (what, v) in [
+            ("digest_sent", d.sync_digests_sent),
+            ("network_equal", d.sync_networks_equal),
+            ("network_differ", d.sync_networks_differ),
+            ("partial_sent", d.partial_syncs_sent),
+            ("partial_event", d.partial_sync_events),
+        ] {
+            out.sample("netagent_sync_digests_total", &[("what", what)], v);
+        }
+        out.counter_family(
+            "netagent_eager_push_total",
+            "Eager push: datagrams sent before the gossip tick (each copy) and events they carried.",
+        );
+        for (what, v) in [("datagram", d.eager_datagrams), ("event", d.eager_events)] {
+            out.sample("netagent_eager_push_total", &[("what", what)], v);
+        }
+        out.counter_family(
+            "netagent_deferred_events_total",
+            "Table events that arrived before their owner's network join: waited, applied when the \
+             join came, refused because too many waited.",
+        );
+        for (outcome, v) in [
+            ("waited", d.deferred_events),
+            ("applied", d.deferred_applied),
+            ("refused", d.deferred_refused),
+        ] {
+            out.sample("netagent_deferred_events_total", &[("outcome", outcome)], v);
+        }
         out.counter(
             "netagent_attachment_repairs_total",
-            "Bulk syncs asked of an owner whose network join this node missed.",
+            "Syncs asked of an owner whose network join this node missed.",
             d.attachment_repairs,
         );
         out.counter(

@@ -14,8 +14,11 @@
 //! - the highest sustained write rate (cluster-wide) at which the convergence lag stays under
 //!   1 s.
 //!
-//! `cargo bench -p cluster --bench cluster -- latency` runs the first part only, `-- throughput`
-//! the second. Figures are printed, never asserted. Go NetworkDB for comparison (issue figures): about 110
+//! - idle, 3,000 entries in one network on three nodes: bytes each node sends per second, with
+//!   the digest-first periodic sync and with full bulk syncs;
+//!
+//! `cargo bench -p cluster --bench cluster -- latency` (or `-- idle`, `-- throughput`) runs
+//! that part only. Figures are printed, never asserted. Go NetworkDB for comparison (issue figures): about 110
 //! table events per second per network (one 1400-byte compound per 200 ms tick), so a burst of
 //! 3,000 writes over 3 nodes takes about 27 s to converge.
 
@@ -336,6 +339,88 @@ async fn sustained(handles: &[Handle], network: &'static str, rate: usize, secs:
     worst
 }
 
+/// Transport bytes a node sent so far: sealed datagrams and stream frames (before TLS).
+async fn transport_bytes(h: &Handle) -> u64 {
+    let s = h.stats().await.unwrap();
+    s.datagram_bytes_out + s.frame_bytes_out
+}
+
+/// Three nodes, 3,000 entries in one network, nothing changing: bytes each node sends per
+/// second, with the digest-first periodic sync and with full bulk syncs (upstream's).
+async fn idle(pki: &Pki, digest: bool) {
+    let mut handles = Vec::new();
+    let mut seed = None;
+    for i in 0..LATENCY_NODES {
+        let mut o = opts(pki, &format!("idle{i}"), 1);
+        o.config = cluster::NodeConfig::default();
+        o.config.db.digest_sync = digest;
+        let (h, addr) = start(o, None).await;
+        if let Some(s) = seed {
+            h.join(vec![s]).await.unwrap();
+        } else {
+            seed = Some(addr);
+        }
+        handles.push(h);
+    }
+    for h in &handles {
+        assert!(
+            eventually(Duration::from_secs(30), || async {
+                members(h).await == LATENCY_NODES - 1
+            })
+            .await
+        );
+    }
+    join_network(&handles, "idle").await;
+    for (i, h) in handles.iter().enumerate() {
+        h.with_node(move |n, now| {
+            for w in (i..3000).step_by(LATENCY_NODES) {
+                n.db_mut()
+                    .create_entry(
+                        now,
+                        "t".into(),
+                        "idle".into(),
+                        format!("{w:064x}").into(),
+                        value(w),
+                    )
+                    .unwrap();
+            }
+        })
+        .await
+        .unwrap();
+    }
+    // Past the writes, the first attachment exchanges and the first periodic round.
+    tokio::time::sleep(Duration::from_secs(35)).await;
+    assert_eq!(min_entries(&handles, "idle").await, 3000);
+    let secs = 60;
+    let mut before = Vec::new();
+    for h in &handles {
+        let db = h.with_node(|n, _| n.db().stats().bytes_out).await.unwrap();
+        before.push((transport_bytes(h).await, db));
+    }
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    let (mut transport, mut db) = (0u64, 0u64);
+    for (h, (t0, d0)) in handles.iter().zip(before) {
+        let d1 = h.with_node(|n, _| n.db().stats().bytes_out).await.unwrap();
+        transport += transport_bytes(h).await - t0;
+        db += d1 - d0;
+    }
+    let per = |b: u64| b as f64 / LATENCY_NODES as f64 / secs as f64;
+    println!(
+        "idle, 3 nodes, 3,000 entries in one network, {}: {:.0} B/s per node on the transport \
+         (sealed datagrams and stream frames, SWIM included), of which NetworkDB {:.0} B/s",
+        if digest {
+            "digest-first sync (default)"
+        } else {
+            "full bulk syncs (upstream's)"
+        },
+        per(transport),
+        per(db)
+    );
+    for h in handles {
+        h.kill();
+    }
+}
+
 fn main() {
     if std::env::args().all(|a| a != "--bench") {
         println!("(run with `cargo bench -p cluster --bench cluster` for the figures)");
@@ -346,9 +431,9 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    // `-- latency` runs only the latency part, `-- throughput` only the rest.
+    // `-- latency`, `-- idle` or `-- throughput` runs only that part.
     let only = |part: &str| {
-        let parts = ["latency", "throughput"];
+        let parts = ["latency", "idle", "throughput"];
         let asked: Vec<String> = std::env::args()
             .filter(|a| parts.contains(&a.as_str()))
             .collect();
@@ -359,6 +444,10 @@ fn main() {
         if only("latency") {
             latency(&pki, true).await;
             latency(&pki, false).await;
+        }
+        if only("idle") {
+            idle(&pki, true).await;
+            idle(&pki, false).await;
         }
         if !only("throughput") {
             return;

@@ -25,6 +25,11 @@ pub struct NodeConfig {
     /// stream path (memberlist's push/pull; SWIM gossip alone can leave a large cluster
     /// missing members for minutes). Default 30 s (memberlist `PushPullInterval`).
     pub membership_sync_interval: Duration,
+    /// Send one random member a digest of the members this node sees alive this often; a
+    /// member whose digest differs starts the full exchange at once (at most one per
+    /// interval), so a member that missed a join or a renewal learns it in seconds instead of
+    /// at the next `membership_sync_interval`. Default 2 s (ours).
+    pub membership_digest_interval: Duration,
     /// The cluster size `swim` was computed for (foca's `new_lan(32)`: 32). With
     /// `scale_swim`, SWIM's transmissions and suspicion time are recomputed from the live
     /// member count in power-of-two steps above this size.
@@ -45,6 +50,7 @@ impl Default for NodeConfig {
             swim: foca::Config::new_lan(NonZeroU32::new(32).unwrap_or(NonZeroU32::MIN)),
             seed_announce_interval: DEFAULT_SEED_ANNOUNCE_INTERVAL,
             membership_sync_interval: Duration::from_secs(30),
+            membership_digest_interval: Duration::from_secs(2),
             swim_sized_for: NonZeroU32::new(32).unwrap_or(NonZeroU32::MIN),
             scale_swim: true,
         }
@@ -84,6 +90,9 @@ impl NodeConfig {
         if self.membership_sync_interval.is_zero() {
             return Err(NodeConfigError::MembershipSyncInterval);
         }
+        if self.membership_digest_interval.is_zero() {
+            return Err(NodeConfigError::MembershipDigestInterval);
+        }
         Ok(())
     }
 }
@@ -109,6 +118,9 @@ pub enum NodeConfigError {
     /// `membership_sync_interval` must be positive.
     #[error("invalid membership_sync_interval: must be greater than 0")]
     MembershipSyncInterval,
+    /// `membership_digest_interval` must be positive.
+    #[error("invalid membership_digest_interval: must be greater than 0")]
+    MembershipDigestInterval,
     /// `seed_announce_interval` must be positive.
     #[error("invalid seed_announce_interval: must be greater than 0")]
     SeedAnnounceInterval,

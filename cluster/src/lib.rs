@@ -20,6 +20,7 @@ mod config;
 pub mod crypto;
 mod engine;
 mod identity;
+mod membership_digest;
 mod node;
 #[cfg(feature = "shell")]
 pub mod shell;
@@ -29,6 +30,6 @@ pub use config::{DATAGRAM_OVERHEAD, NodeConfig, NodeConfigError};
 pub use engine::Engine;
 pub use identity::{NodeIdentity, base_name};
 pub use node::{
-    DEFERRED_MAX_BYTES, DEFERRED_TTL, FRAME_OVERHEAD, InputError, KIND_NETWORKDB, KIND_SWIM,
-    MemberEvent, Node, NodeStats, Output, STREAM_MEMBERSHIP,
+    DEFERRED_MAX_BYTES, DEFERRED_TTL, FRAME_OVERHEAD, InputError, KIND_MEMBERSHIP_DIGEST,
+    KIND_NETWORKDB, KIND_SWIM, MemberEvent, Node, NodeStats, Output, STREAM_MEMBERSHIP,
 };

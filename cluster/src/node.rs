@@ -20,6 +20,8 @@ use crate::{NodeConfig, NodeConfigError};
 pub const KIND_SWIM: u8 = 1;
 /// First byte of a datagram carrying a NetworkDB payload.
 pub const KIND_NETWORKDB: u8 = 2;
+/// First byte of a datagram carrying a membership digest (`membership_digest`).
+pub const KIND_MEMBERSHIP_DIGEST: u8 = 3;
 /// First byte of a stream frame carrying SWIM membership state (NetworkDB frames start with
 /// NetworkDB's version byte, 1).
 pub const STREAM_MEMBERSHIP: u8 = b'M';
@@ -131,6 +133,12 @@ pub struct NodeStats {
     pub membership_syncs: u64,
     /// Announces sent to seeds while isolated.
     pub seed_announces: u64,
+    /// Membership digests sent (see `NodeConfig::membership_digest_interval`).
+    pub membership_digests_sent: u64,
+    /// Digests received equal to this node's.
+    pub membership_digests_equal: u64,
+    /// Digests received that differed and started a full exchange.
+    pub membership_digests_differ: u64,
     /// Times SWIM's settings were rescaled for the cluster's size.
     pub swim_rescales: u64,
     /// Membership states from senders this node did not know: not applied; the node
@@ -187,6 +195,10 @@ pub struct Node {
     deferred_bytes: usize,
     /// Next exchange of the full membership state with a random member.
     next_membership_sync: Instant,
+    /// Next membership digest to a random member.
+    next_membership_digest: Instant,
+    /// No exchange is started for a differing digest before this time.
+    next_digest_exchange: Instant,
     /// Picks the membership-exchange peer.
     pick_rng: Xoshiro256PlusPlus,
     /// SWIM's settings as configured (packet size applied), before scaling.
@@ -241,6 +253,7 @@ impl Node {
             NonZeroUsize::new(swim_packet).ok_or(NodeConfigError::PacketSize(swim_packet))?;
         let rng = Xoshiro256PlusPlus::seed_from_u64(seed ^ 0x5157_494d);
         let membership_sync_interval = config.membership_sync_interval;
+        let membership_digest_interval = config.membership_digest_interval;
         let swim_base = swim_config.clone();
         let swim_step = config.swim_sized_for.get();
         let swim = Foca::new(identity.clone(), swim_config, rng, PostcardCodec);
@@ -266,6 +279,8 @@ impl Node {
             deferred: VecDeque::new(),
             deferred_bytes: 0,
             next_membership_sync: now + membership_sync_interval,
+            next_membership_digest: now + membership_digest_interval,
+            next_digest_exchange: now,
             pick_rng: Xoshiro256PlusPlus::seed_from_u64(seed ^ 0x4d45_4d42),
             swim_step,
             swim_base,
@@ -351,6 +366,7 @@ impl Node {
                     InputError::Swim(e.to_string())
                 })
             }
+            KIND_MEMBERSHIP_DIGEST => self.handle_membership_digest(now, body),
             KIND_NETWORKDB => {
                 self.stats.db_datagrams_in += 1;
                 self.db
@@ -591,6 +607,10 @@ impl Node {
         if self.next_seed_announce.is_some_and(|at| at <= now) {
             self.announce_to_seeds(now);
         }
+        if self.next_membership_digest <= now {
+            self.next_membership_digest = now + self.config.membership_digest_interval;
+            self.send_membership_digest();
+        }
         if self.next_membership_sync <= now {
             self.next_membership_sync = now + self.config.membership_sync_interval;
             let members: Vec<NodeIdentity> =
@@ -602,8 +622,41 @@ impl Node {
         }
     }
 
+    /// This node's SWIM identity.
+    pub(crate) fn swim_identity(&self) -> &NodeIdentity {
+        self.swim.identity()
+    }
+
+    /// The members SWIM sees alive or suspect.
+    pub(crate) fn member_ids(&self) -> impl Iterator<Item = &NodeIdentity> {
+        self.swim.iter_members().map(|m| m.id())
+    }
+
+    pub(crate) fn stats_mut(&mut self) -> &mut NodeStats {
+        &mut self.stats
+    }
+
+    pub(crate) fn push_output(&mut self, out: Output) {
+        self.outputs.push_back(out);
+    }
+
+    /// Whether an exchange may start for a differing digest now (at most one per
+    /// `membership_digest_interval`); if so, the next one waits an interval.
+    pub(crate) fn digest_exchange_due(&mut self, now: Instant) -> bool {
+        if now < self.next_digest_exchange {
+            return false;
+        }
+        self.next_digest_exchange = now + self.config.membership_digest_interval;
+        true
+    }
+
+    /// Starts the full membership exchange with `to` (it answers with its own).
+    pub(crate) fn start_membership_exchange(&mut self, to: &NodeIdentity) {
+        self.send_membership(to, false);
+    }
+
     /// A uniform index below `n`, from the node's seeded generator.
-    fn pick(&mut self, n: usize) -> usize {
+    pub(crate) fn pick(&mut self, n: usize) -> usize {
         use rand::RngExt;
         self.pick_rng.random_range(0..n)
     }
@@ -619,6 +672,7 @@ impl Node {
             next = next.min(at);
         }
         next.min(self.next_membership_sync)
+            .min(self.next_membership_digest)
     }
 
     /// The next output.

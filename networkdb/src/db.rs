@@ -127,12 +127,15 @@ pub struct NetworkDb {
     pub(crate) eager_at: Option<Instant>,
     /// Table events waiting for their owner's attachment.
     pub(crate) deferred: Deferred,
-    /// Bumped by every change of an attachment or a node's state: it invalidates
-    /// `peer_cache`.
+    /// Bumped by every change of a node's state (and of many attachments at once): it
+    /// invalidates `peer_cache` and `active_cache`. A single attachment's change removes its
+    /// network's cached peers instead.
     pub(crate) membership_gen: u64,
     /// [`network_peers`](Self::network_peers) per network, as of a `membership_gen`: the
     /// gossip paths ask for it on every tick and every eager push.
     pub(crate) peer_cache: hashbrown::HashMap<NetworkId, (u64, Arc<[NodeName]>)>,
+    /// [`active_peers`](Self::active_peers) as of a `membership_gen`.
+    pub(crate) active_cache: Option<(u64, Arc<[NodeName]>)>,
     pub(crate) outputs: VecDeque<Output>,
     pub(crate) stats: Stats,
 }
@@ -192,6 +195,7 @@ impl NetworkDb {
             deferred: Deferred::default(),
             membership_gen: 0,
             peer_cache: hashbrown::HashMap::new(),
+            active_cache: None,
             outputs: VecDeque::new(),
             stats: Stats::default(),
         })
@@ -693,7 +697,19 @@ impl NetworkDb {
         peers
     }
 
-    /// Records that an attachment or a node's state changed (see `peer_cache`).
+    /// [`active_peers`](Self::active_peers), cached until the next change of a node's state.
+    pub(crate) fn cached_active_peers(&mut self) -> Arc<[NodeName]> {
+        if let Some((generation, peers)) = &self.active_cache
+            && *generation == self.membership_gen
+        {
+            return peers.clone();
+        }
+        let peers: Arc<[NodeName]> = self.active_peers().into();
+        self.active_cache = Some((self.membership_gen, peers.clone()));
+        peers
+    }
+
+    /// Records that a node's state (or many attachments) changed (see `peer_cache`).
     pub(crate) fn membership_changed(&mut self) {
         self.membership_gen += 1;
     }
@@ -958,6 +974,7 @@ impl NetworkDb {
 pub(crate) fn period(config: &Config, timer: Timer) -> Duration {
     match timer {
         Timer::Gossip => config.gossip_interval,
+        Timer::BulkSync if config.digest_sync => config.digest_sync_interval,
         Timer::BulkSync => config.bulk_sync_interval,
         Timer::PushPull => config.push_pull_interval,
         Timer::Reap => config.reap_period,

@@ -15,7 +15,7 @@
 
 use std::time::Instant;
 
-use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
+use xxhash_rust::xxh3::{Xxh3, xxh3_64};
 
 use crate::db::{PendingSync, SyncKind};
 use crate::entry::Entry;
@@ -27,11 +27,11 @@ const ENTRIES_PER_BUCKET: usize = 8;
 
 /// A key's place in a bucket split: hash of `(table, key)`, the same on every node.
 pub(crate) fn key_hash(table: &str, key: &str) -> u64 {
-    let mut buf = Vec::with_capacity(table.len() + key.len() + 8);
-    buf.extend_from_slice(&(table.len() as u32).to_le_bytes());
-    buf.extend_from_slice(table.as_bytes());
-    buf.extend_from_slice(key.as_bytes());
-    xxh3_64(&buf)
+    let mut h = Xxh3::new();
+    h.update(&(table.len() as u32).to_le_bytes());
+    h.update(table.as_bytes());
+    h.update(key.as_bytes());
+    h.digest()
 }
 
 /// The bucket of a key hash among `buckets` (at least 1).
@@ -42,12 +42,11 @@ pub(crate) fn bucket_of(key_hash: u64, buckets: u32) -> u32 {
 /// Hash of one entry's version: its owner, time and whether it is a tombstone. The value
 /// is not hashed: an owner writes one value per time.
 fn entry_hash(key_hash: u64, e: &Entry) -> u64 {
-    let owner = e.owner.as_bytes();
-    let mut buf = Vec::with_capacity(owner.len() + 9);
-    buf.extend_from_slice(owner);
-    buf.extend_from_slice(&e.ltime.0.to_le_bytes());
-    buf.push(u8::from(e.deleting));
-    xxh3_64_with_seed(&buf, key_hash)
+    let mut h = Xxh3::with_seed(key_hash);
+    h.update(e.owner.as_bytes());
+    h.update(&e.ltime.0.to_le_bytes());
+    h.update(&[u8::from(e.deleting)]);
+    h.digest()
 }
 
 /// How many buckets a network of `count` entries is split into.

@@ -140,7 +140,7 @@ impl NetworkDb {
         if !self.cluster_queue.has_fresh() {
             return;
         }
-        let active = self.active_peers();
+        let active = self.cached_active_peers();
         let limit = retransmit_limit(self.config.retransmit_mult, active.len() + 1);
         let targets = self.sample(&active, self.config.gossip_fanout);
         if targets.is_empty() {
@@ -174,7 +174,7 @@ impl NetworkDb {
         if self.cluster_queue.len() == 0 {
             return;
         }
-        let active = self.active_peers();
+        let active = self.cached_active_peers();
         if active.is_empty() {
             return;
         }
@@ -430,7 +430,7 @@ impl NetworkDb {
     }
 
     pub(crate) fn periodic_push_pull(&mut self, _now: Instant) {
-        let active = self.active_peers();
+        let active = self.cached_active_peers();
         if let Some(peer) = self.sample(&active, 1).pop() {
             self.send_push_pull(&peer, false);
         }

@@ -39,7 +39,7 @@ impl NetworkDb {
             node: self.me.clone(),
         });
         let payload = msg.encode();
-        let candidates = self.active_peers();
+        let candidates = self.cached_active_peers();
         let limit =
             crate::queue::retransmit_limit(self.config.retransmit_mult, candidates.len() + 1);
         let count = self.config.gossip_fanout.saturating_mul(limit as usize);
@@ -77,6 +77,7 @@ impl NetworkDb {
                     n.state = NodeState::Active;
                     n.reap_at = None;
                 }
+                self.membership_changed();
                 self.restore_entries(&name);
                 let networks = self.common_networks(&name);
                 if !networks.is_empty() {
@@ -105,10 +106,11 @@ impl NetworkDb {
                         reap_at: None,
                     },
                 );
+                self.membership_changed();
                 // Every member hears of a new node: if each exchanged its whole view with it,
                 // a cluster forming (or a newcomer) would cost a number of full exchanges
                 // that grows with the square of its size. About JOIN_PUSH_PULLS members do.
-                let members = self.active_peers().len().max(1) as f64;
+                let members = self.cached_active_peers().len().max(1) as f64;
                 let p = (JOIN_PUSH_PULLS / members).min(1.0);
                 if !self.rng.random_bool(p) {
                     return;

@@ -230,7 +230,7 @@ impl NetworkDb {
                 );
             }
         }
-        self.membership_changed();
+        self.peer_cache.remove(&ev.network);
         let waiting = self.deferred.take(&ev.network, &ev.node);
         if leave {
             // moby PR #50342: the leaver's entries are removed, no tombstones are forged.

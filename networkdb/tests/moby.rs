@@ -610,9 +610,10 @@ fn test_network_db_bulk_sync_node_concurrent_joins() {
 /// which carries the attachments ahead of the entries.
 #[test]
 fn test_bulk_sync_carries_network_attachments() {
-    // No periodic push/pull, so only the bulk sync can repair the missed JOIN.
+    // No periodic push/pull or digest round, so only the bulk sync can repair the missed JOIN.
     let config = Config {
         push_pull_interval: Duration::from_secs(24 * 3600),
+        digest_sync_interval: Duration::from_secs(24 * 3600),
         ..Config::default()
     };
     let mut h = Harness::cluster(2, config, 41);

@@ -297,11 +297,17 @@ fn max_ltime_poisons_the_table_clock() {
 
 /// node1 misses node0's network join (every copy of the event and node0's join-time bulk sync
 /// are lost). node0's later writes reached node1 and were refused, and kept being refused
-/// until the next push/pull or periodic bulk sync, up to 30 s later. Now the first refused
-/// write from a live owner with no known attachment asks the owner for a bulk sync.
+/// until the next push/pull or periodic bulk sync, up to 30 s later. Now a write from a live
+/// owner with no known attachment waits for the join (`DEFER_WINDOW`), then asks the owner
+/// for a sync.
 #[test]
 fn missed_attachment_is_repaired_by_the_first_refused_write() {
-    let mut h = Harness::cluster(2, Config::default(), 907);
+    // No periodic digest round: only the refused write can trigger the repair.
+    let config = Config {
+        digest_sync_interval: Duration::from_secs(3600),
+        ..Config::default()
+    };
+    let mut h = Harness::cluster(2, config, 907);
     let now = h.now();
     h.db_mut(1).join_network(now, NET.into()).expect("join");
     h.run_for(Duration::from_secs(2));

@@ -639,7 +639,10 @@ impl Simulation {
         match out {
             Output::Datagram { to, payload } => {
                 let sealed = payload.len() + cluster::crypto::ENVELOPE_OVERHEAD;
-                if payload.first() == Some(&cluster::KIND_SWIM) {
+                if matches!(
+                    payload.first(),
+                    Some(&cluster::KIND_SWIM | &cluster::KIND_MEMBERSHIP_DIGEST)
+                ) {
                     self.traffic.swim_datagrams += 1;
                 } else {
                     self.traffic.db_datagrams += 1;

@@ -118,6 +118,8 @@ pub struct ShellStats {
     pub frames_in: u64,
     /// Stream frames sent.
     pub frames_out: u64,
+    /// Bytes of those frames, length prefixes included (before TLS).
+    pub frame_bytes_out: u64,
     /// Stream frames the core refused (undecodable or impersonating).
     pub frames_refused: u64,
     /// TLS handshakes that failed (wrong CA, no certificate...).
@@ -564,6 +566,7 @@ impl<E: Engine> Owner<E> {
         ShellStats {
             frames_in: c.frames_in.load(Ordering::Relaxed),
             frames_out: c.frames_out.load(Ordering::Relaxed),
+            frame_bytes_out: c.frame_bytes_out.load(Ordering::Relaxed),
             handshake_failures: c.handshake_failures.load(Ordering::Relaxed),
             stream_send_failures: c.send_failures.load(Ordering::Relaxed)
                 + c.dropped_full.load(Ordering::Relaxed),

@@ -26,6 +26,7 @@ pub(crate) struct StreamCounters {
     pub(crate) handshake_failures: AtomicU64,
     pub(crate) frames_in: AtomicU64,
     pub(crate) frames_out: AtomicU64,
+    pub(crate) frame_bytes_out: AtomicU64,
     pub(crate) oversized_frames: AtomicU64,
     pub(crate) send_failures: AtomicU64,
     pub(crate) dropped_full: AtomicU64,
@@ -213,6 +214,9 @@ async fn writer(
         }
         if sent {
             counters.frames_out.fetch_add(1, Ordering::Relaxed);
+            counters
+                .frame_bytes_out
+                .fetch_add(frame.len() as u64, Ordering::Relaxed);
         } else {
             counters.send_failures.fetch_add(1, Ordering::Relaxed);
         }
