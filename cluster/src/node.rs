@@ -862,6 +862,7 @@ fn claimed_sender(msg: &Message) -> Result<Option<String>, InputError> {
         Message::BulkSync(bs) => Some(bs.node.to_string()),
         Message::SyncDigest(d) => Some(d.node.to_string()),
         Message::PartialSync(ps) => Some(ps.node.to_string()),
+        Message::PushPullDigest(d) => Some(d.node.to_string()),
         Message::PushPull(pp) => Some(pp.node.to_string()),
         Message::TableEvent(ev) => Some(ev.owner.to_string()),
         Message::NodeEvent(ev) => Some(ev.node.to_string()),

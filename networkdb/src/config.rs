@@ -39,6 +39,13 @@ pub struct Config {
     /// Retransmit multiplier: a queued event is sent `mult * ceil(log10(n + 1))` times.
     /// Default 4 (memberlist `RetransmitMult`, literal 4 for table queues); 1..=64.
     pub retransmit_mult: u32,
+    /// Retransmit multiplier of node and network events (the cluster queue): such an event is
+    /// sent `mult * ceil(log10(n + 1))` times (at least `retransmit_mult` times) by every node
+    /// that learns it. Default 2 (ours;
+    /// memberlist's 4): every node receives each event about that many times, and the digest
+    /// rounds (attachments of every joined network, every 2 s), the wait of a table event for
+    /// its owner's join and push/pull repair the few nodes a shorter epidemic misses; 1..=64.
+    pub cluster_retransmit_mult: u32,
     /// Period of the anti-entropy bulk sync. Default 30 s (memberlist `PushPullInterval`).
     pub bulk_sync_interval: Duration,
     /// How long a bulk-sync request waits for its reply. Default 30 s (libnetwork).
@@ -110,6 +117,7 @@ impl Default for Config {
             gossip_interval: Duration::from_millis(200),
             gossip_fanout: 3,
             retransmit_mult: 4,
+            cluster_retransmit_mult: 2,
             bulk_sync_interval: Duration::from_secs(30),
             bulk_sync_timeout: Duration::from_secs(30),
             push_pull_interval: Duration::from_secs(30),
@@ -168,6 +176,13 @@ impl Config {
             "",
         )?;
         range("retransmit_mult", self.retransmit_mult as usize, 1, 64, "")?;
+        range(
+            "cluster_retransmit_mult",
+            self.cluster_retransmit_mult as usize,
+            1,
+            64,
+            "",
+        )?;
         range(
             "max_relay_queue_on_sync",
             self.max_relay_queue_on_sync,

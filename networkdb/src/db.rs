@@ -127,15 +127,14 @@ pub struct NetworkDb {
     pub(crate) eager_at: Option<Instant>,
     /// Table events waiting for their owner's attachment.
     pub(crate) deferred: Deferred,
-    /// Bumped by every change of a node's state (and of many attachments at once): it
-    /// invalidates `peer_cache` and `active_cache`. A single attachment's change removes its
-    /// network's cached peers instead.
-    pub(crate) membership_gen: u64,
-    /// [`network_peers`](Self::network_peers) per network, as of a `membership_gen`: the
-    /// gossip paths ask for it on every tick and every eager push.
-    pub(crate) peer_cache: hashbrown::HashMap<NetworkId, (u64, Arc<[NodeName]>)>,
-    /// [`active_peers`](Self::active_peers) as of a `membership_gen`.
-    pub(crate) active_cache: Option<(u64, Arc<[NodeName]>)>,
+    /// [`network_peers`](Self::network_peers) per network: the gossip paths ask for it on
+    /// every tick and every eager push. An entry is removed when an attachment of its network
+    /// or the state of a node attached to it changes (`node_changed`).
+    pub(crate) peer_cache: hashbrown::HashMap<NetworkId, Arc<[NodeName]>>,
+    /// [`active_peers`](Self::active_peers), until a node's state changes.
+    pub(crate) active_cache: Option<Arc<[NodeName]>>,
+    /// Counts changes of the set of nodes or of their states ([`nodes_version`](Self::nodes_version)).
+    pub(crate) nodes_version: u64,
     pub(crate) outputs: VecDeque<Output>,
     pub(crate) stats: Stats,
 }
@@ -193,9 +192,9 @@ impl NetworkDb {
             timers,
             eager_at: None,
             deferred: Deferred::default(),
-            membership_gen: 0,
             peer_cache: hashbrown::HashMap::new(),
             active_cache: None,
+            nodes_version: 0,
             outputs: VecDeque::new(),
             stats: Stats::default(),
         })
@@ -620,6 +619,12 @@ impl NetworkDb {
             .collect()
     }
 
+    /// A number that changes whenever a node is added, removed or changes state: a reader of
+    /// [`cluster_peers`](Self::cluster_peers) can skip the work when it has not changed.
+    pub fn nodes_version(&self) -> u64 {
+        self.nodes_version
+    }
+
     /// The state of a node, if known.
     pub fn node_state(&self, name: &str) -> Option<NodeState> {
         self.nodes.get(name).map(|n| n.state)
@@ -679,12 +684,10 @@ impl NetworkDb {
             .insert(key.clone(), entry)
     }
 
-    /// [`network_peers`](Self::network_peers), cached until the next change of an attachment or
-    /// a node's state.
+    /// [`network_peers`](Self::network_peers), cached until an attachment of the network or
+    /// the state of a node attached to it changes.
     pub(crate) fn cached_peers(&mut self, network: &NetworkId) -> Arc<[NodeName]> {
-        if let Some((generation, peers)) = self.peer_cache.get(network)
-            && *generation == self.membership_gen
-        {
+        if let Some(peers) = self.peer_cache.get(network) {
             return peers.clone();
         }
         let peers: Arc<[NodeName]> = self.network_peers(network).into();
@@ -692,26 +695,30 @@ impl NetworkDb {
             // Networks this node left long ago: start over.
             self.peer_cache.clear();
         }
-        self.peer_cache
-            .insert(network.clone(), (self.membership_gen, peers.clone()));
+        self.peer_cache.insert(network.clone(), peers.clone());
         peers
     }
 
-    /// [`active_peers`](Self::active_peers), cached until the next change of a node's state.
+    /// [`active_peers`](Self::active_peers), cached until a node's state changes.
     pub(crate) fn cached_active_peers(&mut self) -> Arc<[NodeName]> {
-        if let Some((generation, peers)) = &self.active_cache
-            && *generation == self.membership_gen
-        {
+        if let Some(peers) = &self.active_cache {
             return peers.clone();
         }
         let peers: Arc<[NodeName]> = self.active_peers().into();
-        self.active_cache = Some((self.membership_gen, peers.clone()));
+        self.active_cache = Some(peers.clone());
         peers
     }
 
-    /// Records that a node's state (or many attachments) changed (see `peer_cache`).
-    pub(crate) fn membership_changed(&mut self) {
-        self.membership_gen += 1;
+    /// The state of `name` changed (or its attachments are about to be dropped): the cached
+    /// peers of its networks and of the cluster are recomputed when next asked for.
+    pub(crate) fn node_changed(&mut self, name: &NodeName) {
+        self.nodes_version += 1;
+        self.active_cache = None;
+        for (network, attached) in &self.attachments {
+            if attached.contains_key(name) {
+                self.peer_cache.remove(network);
+            }
+        }
     }
 
     /// Active remote nodes attached to `network` and not leaving, in name order.

@@ -15,11 +15,14 @@
 
 use std::time::Instant;
 
-use xxhash_rust::xxh3::{Xxh3, xxh3_64};
+use xxhash_rust::xxh3::Xxh3;
 
 use crate::db::{PendingSync, SyncKind};
 use crate::entry::Entry;
-use crate::wire::{MAX_SYNC_BUCKETS, Message, NetworkDigest, PartialSync, SyncDigest, SyncScope};
+use crate::wire::{
+    MAX_SYNC_BUCKETS, Message, NetworkDigest, NetworkEntry, PartialSync, PushPullDigest,
+    SyncDigest, SyncScope,
+};
 use crate::{Channel, LTime, NetworkDb, NetworkId, NodeName};
 
 /// Entries per bucket a digest reply aims at when it splits a network that differs.
@@ -46,6 +49,17 @@ fn entry_hash(key_hash: u64, e: &Entry) -> u64 {
     h.update(e.owner.as_bytes());
     h.update(&e.ltime.0.to_le_bytes());
     h.update(&[u8::from(e.deleting)]);
+    h.digest()
+}
+
+/// Hash of one attachment record.
+fn attachment_hash(entry: &NetworkEntry) -> u64 {
+    let mut h = Xxh3::new();
+    h.update(&(entry.network.len() as u32).to_le_bytes());
+    h.update(entry.network.as_bytes());
+    h.update(entry.node.as_bytes());
+    h.update(&entry.ltime.0.to_le_bytes());
+    h.update(&[u8::from(entry.leaving)]);
     h.digest()
 }
 
@@ -88,11 +102,7 @@ impl NetworkDb {
     fn summary(&self, now: Instant, network: &NetworkId) -> Summary {
         let mut attachments = 0u64;
         for entry in self.attachment_entries(network) {
-            let mut buf = Vec::with_capacity(entry.node.len() + 9);
-            buf.extend_from_slice(entry.node.as_bytes());
-            buf.extend_from_slice(&entry.ltime.0.to_le_bytes());
-            buf.push(u8::from(entry.leaving));
-            attachments = attachments.wrapping_add(xxh3_64(&buf));
+            attachments = attachments.wrapping_add(attachment_hash(&entry));
         }
         let mut entries = 0u64;
         let mut count = 0u32;
@@ -266,6 +276,7 @@ impl NetworkDb {
                 indices = (0..buckets).collect();
             }
             scopes.push(SyncScope {
+                attachments: summary.attachments != theirs.attachments,
                 network: theirs.network,
                 buckets,
                 indices,
@@ -292,7 +303,9 @@ impl NetworkDb {
         let mut attachments = Vec::new();
         let mut events = Vec::new();
         for scope in &scopes {
-            attachments.extend(self.attachment_entries(&scope.network));
+            if scope.attachments {
+                attachments.extend(self.attachment_entries(&scope.network));
+            }
             let buckets = scope.buckets;
             let indices = &scope.indices;
             self.collect_events(now, &scope.network, &mut events, |table, key| {
@@ -351,6 +364,58 @@ impl NetworkDb {
             self.send_partial_sync(now, &sync.node, sync.scopes, false);
         } else {
             self.complete_syncs(now, &sync.node, sync.ltime);
+        }
+    }
+
+    /// A summary of every attachment this node knows (see [`PushPullDigest`]).
+    fn attachments_digest(&self) -> (u64, u32) {
+        let networks: std::collections::BTreeSet<&NetworkId> =
+            self.local.keys().chain(self.attachments.keys()).collect();
+        let mut hash = 0u64;
+        let mut count = 0u32;
+        for network in networks {
+            for entry in self.attachment_entries(network) {
+                hash = hash.wrapping_add(attachment_hash(&entry));
+                count = count.saturating_add(1);
+            }
+        }
+        (hash, count)
+    }
+
+    /// The periodic attachment exchange starts with a summary (see [`PushPullDigest`]).
+    pub(crate) fn send_push_pull_digest(&mut self, peer: &NodeName) {
+        let (hash, count) = self.attachments_digest();
+        let msg = Message::PushPullDigest(PushPullDigest {
+            node: self.me.clone(),
+            hash,
+            count,
+        });
+        self.stats.push_pull_digests_sent += 1;
+        self.send(peer, Channel::Stream, msg.encode());
+    }
+
+    /// A peer's attachment summary: equal, nothing more is sent (a network joined with no
+    /// peer known is synced with the peer if it is attached); different, the full exchange
+    /// starts.
+    pub(crate) fn handle_push_pull_digest(&mut self, now: Instant, digest: PushPullDigest) {
+        if digest.node == self.me || !self.syncable(&digest.node) {
+            return;
+        }
+        if self.attachments_digest() != (digest.hash, digest.count) {
+            self.stats.push_pull_digests_differ += 1;
+            self.send_push_pull(&digest.node, false);
+            return;
+        }
+        let alone: Vec<NetworkId> = self
+            .local
+            .iter()
+            .filter(|(_, l)| l.joined_alone && !l.leaving)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for network in alone {
+            if self.is_attached(&network, &digest.node) {
+                self.sync_if_joined_alone(now, &network, &digest.node);
+            }
         }
     }
 

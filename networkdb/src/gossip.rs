@@ -141,7 +141,7 @@ impl NetworkDb {
             return;
         }
         let active = self.cached_active_peers();
-        let limit = retransmit_limit(self.config.retransmit_mult, active.len() + 1);
+        let limit = self.cluster_retransmit_limit(active.len() + 1);
         let targets = self.sample(&active, self.config.gossip_fanout);
         if targets.is_empty() {
             return;
@@ -161,6 +161,14 @@ impl NetworkDb {
         }
     }
 
+    /// How often a node or network event is sent by each node: `cluster_retransmit_mult *
+    /// ceil(log10(n + 1))`, never fewer than a network's events in a small cluster
+    /// (`retransmit_mult`).
+    fn cluster_retransmit_limit(&self, nodes: usize) -> u32 {
+        retransmit_limit(self.config.cluster_retransmit_mult, nodes)
+            .max(self.config.retransmit_mult)
+    }
+
     /// Every active node but this one, in name order.
     pub(crate) fn active_peers(&self) -> Vec<NodeName> {
         self.nodes
@@ -178,7 +186,7 @@ impl NetworkDb {
         if active.is_empty() {
             return;
         }
-        let limit = retransmit_limit(self.config.retransmit_mult, active.len() + 1);
+        let limit = self.cluster_retransmit_limit(active.len() + 1);
         // As memberlist does for these events, every peer gets its own compound and every
         // copy counts as one transmission: an event is sent `limit` times in all, not
         // `limit` times to `gossip_fanout` peers each (three times the traffic, and three
@@ -432,13 +440,18 @@ impl NetworkDb {
     pub(crate) fn periodic_push_pull(&mut self, _now: Instant) {
         let active = self.cached_active_peers();
         if let Some(peer) = self.sample(&active, 1).pop() {
-            self.send_push_pull(&peer, false);
+            if self.config.digest_sync {
+                self.send_push_pull_digest(&peer);
+            } else {
+                self.send_push_pull(&peer, false);
+            }
         }
     }
 
     /// Removes expired tombstones, hidden entries, leaving attachments and dead nodes.
     pub(crate) fn reap(&mut self, now: Instant) {
-        self.membership_changed();
+        // Reaping removes only leaving attachments and nodes no longer active: no cached peer
+        // list holds them.
         let due = |at: Option<Instant>| at.is_some_and(|at| at <= now);
         for tables in self.tables.values_mut() {
             for entries in tables.values_mut() {
@@ -462,6 +475,7 @@ impl NetworkDb {
         for name in dead {
             self.drop_node_state(&name);
             self.nodes.remove(&name);
+            self.nodes_version += 1;
         }
     }
 

@@ -59,7 +59,6 @@ impl NetworkDb {
         if name == self.me {
             return;
         }
-        self.membership_changed();
         let previous = self.nodes.get(&name).map(|n| n.state);
         if previous != Some(NodeState::Active) {
             self.notify_node_table(&name, addr, true);
@@ -77,7 +76,7 @@ impl NetworkDb {
                     n.state = NodeState::Active;
                     n.reap_at = None;
                 }
-                self.membership_changed();
+                self.node_changed(&name);
                 self.restore_entries(&name);
                 let networks = self.common_networks(&name);
                 if !networks.is_empty() {
@@ -106,7 +105,7 @@ impl NetworkDb {
                         reap_at: None,
                     },
                 );
-                self.membership_changed();
+                self.node_changed(&name);
                 // Every member hears of a new node: if each exchanged its whole view with it,
                 // a cluster forming (or a newcomer) would cost a number of full exchanges
                 // that grows with the square of its size. About JOIN_PUSH_PULLS members do.
@@ -132,9 +131,9 @@ impl NetworkDb {
         }
         let addr = node.addr;
         node.state = NodeState::Failed;
-        self.membership_gen += 1;
         node.reap_at = Some(now + self.config.node_reap_interval);
         let name = NodeName::from(name);
+        self.node_changed(&name);
         self.notify_node_table(&name, addr, false);
         self.hide_entries(now, &name);
         self.abandon_syncs_to(now, &name);
@@ -161,11 +160,11 @@ impl NetworkDb {
         }
         let was_active = node.state == NodeState::Active;
         node.state = NodeState::Left;
-        self.membership_gen += 1;
         if node.reap_at.is_none() {
             node.reap_at = Some(now + self.config.node_reap_interval);
         }
         let addr = node.addr;
+        self.node_changed(name);
         if was_active {
             self.notify_node_table(name, addr, false);
         }
@@ -175,7 +174,7 @@ impl NetworkDb {
 
     /// Removes every attachment and entry of `name`.
     pub(crate) fn drop_node_state(&mut self, name: &NodeName) {
-        self.membership_changed();
+        self.node_changed(name);
         self.attachments.retain(|_, attached| {
             attached.remove(name);
             !attached.is_empty()

@@ -122,6 +122,7 @@ impl NetworkDb {
             | Message::BulkSync(_)
             | Message::SyncDigest(_)
             | Message::PartialSync(_)
+            | Message::PushPullDigest(_)
                 if via == Via::Gossip =>
             {
                 self.stats.wrong_channel += 1;
@@ -130,6 +131,7 @@ impl NetworkDb {
             Message::BulkSync(bs) => self.handle_bulk_sync(now, bs),
             Message::SyncDigest(d) => self.handle_sync_digest(now, d),
             Message::PartialSync(ps) => self.handle_partial_sync(now, ps),
+            Message::PushPullDigest(d) => self.handle_push_pull_digest(now, d),
             Message::Compound(parts) => {
                 if depth >= MAX_COMPOUND_DEPTH {
                     return Err(DecodeError::TooDeep);
@@ -193,6 +195,17 @@ impl NetworkDb {
                 let network = ev.network.clone();
                 self.queue_network_event(now, NetworkEventKind::Leave, ltime, &network);
             }
+            return false;
+        }
+        // The common case, a copy of an event already applied, decided with two lookups.
+        if self
+            .attachments
+            .get(&ev.network)
+            .and_then(|a| a.get(&ev.node))
+            .is_some_and(|att| att.ltime >= ev.ltime)
+        {
+            self.stats.stale_events += 1;
+            self.stats.stale_cluster_events += 1;
             return false;
         }
         let leave = ev.kind == NetworkEventKind::Leave;

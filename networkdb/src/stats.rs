@@ -76,6 +76,10 @@ pub struct Stats {
     pub sync_networks_equal: u64,
     /// Networks a peer's digest request found different (answered with bucket hashes).
     pub sync_networks_differ: u64,
+    /// Attachment summaries sent by the periodic push/pull (see `Config::digest_sync`).
+    pub push_pull_digests_sent: u64,
+    /// Of those received, how many differed from this node's and started the full exchange.
+    pub push_pull_digests_differ: u64,
     /// Partial syncs sent (requests and replies), of the buckets digests disagreed on.
     pub partial_syncs_sent: u64,
     /// Table events those partial syncs carried.

@@ -42,6 +42,22 @@ pub enum Message {
     SyncDigest(SyncDigest),
     /// A bulk sync restricted to the buckets two digests disagree on, on the stream path.
     PartialSync(PartialSync),
+    /// A summary of every attachment the sender knows (the periodic push/pull's first step),
+    /// on the stream path.
+    PushPullDigest(PushPullDigest),
+}
+
+/// The periodic attachment exchange's first step: the receiver answers with a full
+/// [`PushPull`] only when its own summary differs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushPullDigest {
+    /// The sender.
+    pub node: NodeName,
+    /// Wrapping sum of the hashes of every attachment the sender knows, its own included
+    /// (network, node, time, leaving).
+    pub hash: u64,
+    /// How many attachments that is.
+    pub count: u32,
 }
 
 /// One encoded [`Message`] inside a compound (no version byte).
@@ -208,14 +224,16 @@ pub struct SyncDigest {
 pub struct SyncScope {
     /// The network.
     pub network: NetworkId,
+    /// Whether the network's attachments are carried (their summaries differed).
+    pub attachments: bool,
     /// How many buckets its keys are split into (1..=[`MAX_SYNC_BUCKETS`]).
     pub buckets: u32,
     /// The buckets covered, each below `buckets`; empty for the attachments alone.
     pub indices: Vec<u32>,
 }
 
-/// A bulk sync of some buckets of some networks: every attachment of each network, and the
-/// entries whose key falls in a listed bucket.
+/// A bulk sync of some buckets of some networks: the attachments of each network whose scope
+/// asks for them, and the entries whose key falls in a listed bucket.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartialSync {
     /// The sender's table clock, incremented for this sync (correlates the reply).
@@ -226,7 +244,8 @@ pub struct PartialSync {
     pub node: NodeName,
     /// The buckets covered.
     pub scopes: Vec<SyncScope>,
-    /// Every attachment the sender knows of in the scopes' networks, its own included.
+    /// Every attachment the sender knows of in the networks whose scope asks for them, its own
+    /// included.
     pub attachments: Vec<NetworkEntry>,
     /// The sender's entries in the scopes, tombstones as deletes.
     pub events: Vec<TableEvent>,

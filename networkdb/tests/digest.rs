@@ -52,6 +52,14 @@ fn an_idle_sync_sends_summaries_not_entries() {
     assert!(stats.iter().map(|s| s.sync_networks_equal).sum::<u64>() >= 20);
     assert_eq!(stats.iter().map(|s| s.partial_syncs_sent).sum::<u64>(), 0);
     assert_eq!(stats.iter().map(|s| s.bulk_sync_timeouts).sum::<u64>(), 0);
+    assert!(stats.iter().map(|s| s.push_pull_digests_sent).sum::<u64>() >= 20);
+    assert_eq!(
+        stats
+            .iter()
+            .map(|s| s.push_pull_digests_differ)
+            .sum::<u64>(),
+        0
+    );
 
     let full = Config {
         digest_sync: false,
@@ -134,6 +142,27 @@ fn a_long_partition_heals_within_one_sync_period() {
         .expect("converged within one sync period after the heal");
 }
 
+#[test]
+fn a_missed_attachment_elsewhere_is_repaired_by_the_push_pull_digest() {
+    let mut h = populated(Config::default(), 25);
+    // Node 2 misses node 0 joining a network node 2 is not on (no digest round covers it).
+    h.isolate(2);
+    let now = h.now();
+    h.db_mut(0).join_network(now, "other".into()).expect("join");
+    h.run_for(Duration::from_secs(5));
+    h.heal();
+    let n0 = h.name(0);
+    assert!(!h.db(2).is_attached("other", &n0), "node 2 missed the join");
+    let repaired = h.run_until_true(Duration::from_secs(65), Duration::from_millis(500), |h| {
+        h.db(2).is_attached("other", &n0)
+    });
+    assert!(repaired, "the periodic push/pull repaired it (seed 25)");
+    let differ: u64 = (0..3)
+        .map(|i| h.db(i).stats().push_pull_digests_differ)
+        .sum();
+    assert!(differ >= 1);
+}
+
 fn payload(msg: Message) -> Vec<u8> {
     msg.encode()
 }
@@ -179,6 +208,7 @@ fn malformed_sync_messages_are_counted_and_change_nothing() {
             node: sender.clone(),
             scopes: vec![SyncScope {
                 network: "net".into(),
+                attachments: true,
                 buckets,
                 indices,
             }],

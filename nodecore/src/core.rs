@@ -20,6 +20,10 @@ use crate::{Event, LocalState};
 /// How often the core brings NetworkDB in line with its state (joins, records, catalogue).
 pub const RECONCILE_INTERVAL: Duration = Duration::from_secs(1);
 
+/// How long after a membership change the allocators' candidates follow it: changes within
+/// it are applied in one update.
+pub const MEMBERS_DEBOUNCE: Duration = Duration::from_millis(250);
+
 /// How long a network this node created or has endpoints on must be missing from the
 /// catalogue (its owner left or crashed) before this node publishes it again. Long enough
 /// for a restarted node to receive the catalogue by bulk sync first.
@@ -107,6 +111,11 @@ pub struct NodeCore {
     /// ([`resolve_on`](NodeCore::resolve_on)).
     pub(crate) names_external: BTreeSet<String>,
     pub(crate) next_reconcile: Instant,
+    /// When the allocators' candidates follow the membership next (see
+    /// [`members_changed`](NodeCore::members_changed)); `None` when nothing changed.
+    pub(crate) members_due: Option<Instant>,
+    /// [`NetworkDb::nodes_version`] when the candidates were last set.
+    pub(crate) members_version: Option<u64>,
     pub(crate) stats: CoreStats,
     /// Claims of restored values in flight (see `claim_restored`), by (pool, ticket).
     pub(crate) restoring: BTreeMap<(String, ipam::Ticket), (String, u32)>,
@@ -149,6 +158,8 @@ impl NodeCore {
             names_attached: BTreeSet::new(),
             names_external: BTreeSet::new(),
             next_reconcile: now,
+            members_due: None,
+            members_version: None,
             stats: CoreStats::default(),
             restoring: BTreeMap::new(),
             restore_failed: BTreeSet::new(),
@@ -300,8 +311,22 @@ impl NodeCore {
         }
     }
 
-    /// The cluster's membership changed: the allocators' candidates follow.
-    pub fn members_changed(&mut self, db: &NetworkDb, now: Instant) {
+    /// The cluster's membership changed: the allocators' candidates follow within
+    /// [`MEMBERS_DEBOUNCE`]. A cluster forming (or a partition healing) reports hundreds of
+    /// changes in a burst, and each update reads the whole membership: one update per burst.
+    pub fn members_changed(&mut self, _db: &NetworkDb, now: Instant) {
+        if self.members_due.is_none() {
+            self.members_due = Some(now + MEMBERS_DEBOUNCE);
+        }
+    }
+
+    /// The allocators' candidates become the cluster's members now.
+    fn update_members(&mut self, db: &NetworkDb, now: Instant) {
+        self.members_due = None;
+        if self.members_version == Some(db.nodes_version()) {
+            return;
+        }
+        self.members_version = Some(db.nodes_version());
         let members = db
             .cluster_peers()
             .into_iter()
@@ -316,8 +341,11 @@ impl NodeCore {
     pub fn handle_timeout(&mut self, db: &NetworkDb, now: Instant) {
         if now >= self.next_reconcile {
             self.next_reconcile = now + RECONCILE_INTERVAL;
-            self.members_changed(db, now);
+            self.update_members(db, now);
             self.reconcile(db, now);
+        }
+        if self.members_due.is_some_and(|at| at <= now) {
+            self.update_members(db, now);
         }
         self.pools.handle_timeout(now);
         self.drain_pools(db, now);
@@ -328,6 +356,7 @@ impl NodeCore {
     pub fn poll_timeout(&self) -> Instant {
         [
             Some(self.next_reconcile),
+            self.members_due,
             self.pools.poll_timeout(),
             self.pending.next_deadline(),
         ]

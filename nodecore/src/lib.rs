@@ -54,7 +54,7 @@ pub use crate::addressing::{
 };
 pub use crate::catalogue::{GLOBAL_NETWORK, NETWORKS_TABLE};
 pub use crate::core::{
-    ADOPT_AFTER, CoreStats, DEFAULT_ALLOCATION_TIMEOUT, FOUNDERS_TABLE, NodeCore,
+    ADOPT_AFTER, CoreStats, DEFAULT_ALLOCATION_TIMEOUT, FOUNDERS_TABLE, MEMBERS_DEBOUNCE, NodeCore,
     RECONCILE_INTERVAL, Settings,
 };
 pub use crate::endpoints::JoinPlan;
