@@ -15,7 +15,7 @@
 
 use std::time::Instant;
 
-use xxhash_rust::xxh3::Xxh3;
+use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use crate::db::{PendingSync, SyncKind};
 use crate::entry::Entry;
@@ -28,13 +28,27 @@ use crate::{Channel, LTime, NetworkDb, NetworkId, NodeName};
 /// Entries per bucket a digest reply aims at when it splits a network that differs.
 const ENTRIES_PER_BUCKET: usize = 8;
 
+/// XXH3-64 with `seed` of the concatenation of `parts` (the one-shot function: the streaming
+/// hasher's state is larger than the short inputs hashed here). Short inputs are gathered on
+/// the stack.
+fn hash_parts(seed: u64, parts: &[&[u8]]) -> u64 {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    let mut stack = [0u8; 256];
+    if len > stack.len() {
+        return xxh3_64_with_seed(&parts.concat(), seed);
+    }
+    let mut at = 0;
+    for part in parts {
+        stack[at..at + part.len()].copy_from_slice(part);
+        at += part.len();
+    }
+    xxh3_64_with_seed(&stack[..len], seed)
+}
+
 /// A key's place in a bucket split: hash of `(table, key)`, the same on every node.
 pub(crate) fn key_hash(table: &str, key: &str) -> u64 {
-    let mut h = Xxh3::new();
-    h.update(&(table.len() as u32).to_le_bytes());
-    h.update(table.as_bytes());
-    h.update(key.as_bytes());
-    h.digest()
+    let table_len = (table.len() as u32).to_le_bytes();
+    hash_parts(0, &[&table_len, table.as_bytes(), key.as_bytes()])
 }
 
 /// The bucket of a key hash among `buckets` (at least 1).
@@ -45,22 +59,29 @@ pub(crate) fn bucket_of(key_hash: u64, buckets: u32) -> u32 {
 /// Hash of one entry's version: its owner, time and whether it is a tombstone. The value
 /// is not hashed: an owner writes one value per time.
 fn entry_hash(key_hash: u64, e: &Entry) -> u64 {
-    let mut h = Xxh3::with_seed(key_hash);
-    h.update(e.owner.as_bytes());
-    h.update(&e.ltime.0.to_le_bytes());
-    h.update(&[u8::from(e.deleting)]);
-    h.digest()
+    hash_parts(
+        key_hash,
+        &[
+            e.owner.as_bytes(),
+            &e.ltime.0.to_le_bytes(),
+            &[u8::from(e.deleting)],
+        ],
+    )
 }
 
 /// Hash of one attachment record.
 fn attachment_hash(entry: &NetworkEntry) -> u64 {
-    let mut h = Xxh3::new();
-    h.update(&(entry.network.len() as u32).to_le_bytes());
-    h.update(entry.network.as_bytes());
-    h.update(entry.node.as_bytes());
-    h.update(&entry.ltime.0.to_le_bytes());
-    h.update(&[u8::from(entry.leaving)]);
-    h.digest()
+    let network_len = (entry.network.len() as u32).to_le_bytes();
+    hash_parts(
+        0,
+        &[
+            &network_len,
+            entry.network.as_bytes(),
+            entry.node.as_bytes(),
+            &entry.ltime.0.to_le_bytes(),
+            &[u8::from(entry.leaving)],
+        ],
+    )
 }
 
 /// How many buckets a network of `count` entries is split into.
