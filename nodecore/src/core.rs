@@ -20,9 +20,12 @@ use crate::{Event, LocalState};
 /// How often the core brings NetworkDB in line with its state (joins, records, catalogue).
 pub const RECONCILE_INTERVAL: Duration = Duration::from_secs(1);
 
-/// How long after a membership change the allocators' candidates follow it: changes within
-/// it are applied in one update.
+/// The interval over which the allocators' candidates follow at most [`MEMBERS_BURST`]
+/// membership changes at once; further changes within it are applied together at its end.
 pub const MEMBERS_DEBOUNCE: Duration = Duration::from_millis(250);
+
+/// Membership changes followed at once per [`MEMBERS_DEBOUNCE`].
+pub const MEMBERS_BURST: u32 = 8;
 
 /// How long a network this node created or has endpoints on must be missing from the
 /// catalogue (its owner left or crashed) before this node publishes it again. Long enough
@@ -116,6 +119,8 @@ pub struct NodeCore {
     pub(crate) members_due: Option<Instant>,
     /// [`NetworkDb::nodes_version`] when the candidates were last set.
     pub(crate) members_version: Option<u64>,
+    /// The current interval of [`MEMBERS_DEBOUNCE`]: its start and the updates made in it.
+    pub(crate) members_window: Option<(Instant, u32)>,
     pub(crate) stats: CoreStats,
     /// Claims of restored values in flight (see `claim_restored`), by (pool, ticket).
     pub(crate) restoring: BTreeMap<(String, ipam::Ticket), (String, u32)>,
@@ -160,6 +165,7 @@ impl NodeCore {
             next_reconcile: now,
             members_due: None,
             members_version: None,
+            members_window: None,
             stats: CoreStats::default(),
             restoring: BTreeMap::new(),
             restore_failed: BTreeSet::new(),
@@ -311,12 +317,27 @@ impl NodeCore {
         }
     }
 
-    /// The cluster's membership changed: the allocators' candidates follow within
-    /// [`MEMBERS_DEBOUNCE`]. A cluster forming (or a partition healing) reports hundreds of
-    /// changes in a burst, and each update reads the whole membership: one update per burst.
-    pub fn members_changed(&mut self, _db: &NetworkDb, now: Instant) {
-        if self.members_due.is_none() {
-            self.members_due = Some(now + MEMBERS_DEBOUNCE);
+    /// The cluster's membership changed: the allocators' candidates follow at once, up to
+    /// [`MEMBERS_BURST`] times per [`MEMBERS_DEBOUNCE`]; changes beyond that are applied
+    /// together at the end of the interval. A cluster forming (or a partition healing) reports
+    /// hundreds of changes in a burst, and each update reads the whole membership.
+    pub fn members_changed(&mut self, db: &NetworkDb, now: Instant) {
+        if self.members_due.is_some() {
+            return;
+        }
+        let window_over = self
+            .members_window
+            .is_none_or(|(start, _)| now >= start + MEMBERS_DEBOUNCE);
+        if window_over {
+            self.members_window = Some((now, 0));
+        }
+        match &mut self.members_window {
+            Some((_, used)) if *used < MEMBERS_BURST => {
+                *used += 1;
+                self.update_members(db, now);
+            }
+            Some((start, _)) => self.members_due = Some(*start + MEMBERS_DEBOUNCE),
+            None => self.update_members(db, now),
         }
     }
 

@@ -54,8 +54,8 @@ pub use crate::addressing::{
 };
 pub use crate::catalogue::{GLOBAL_NETWORK, NETWORKS_TABLE};
 pub use crate::core::{
-    ADOPT_AFTER, CoreStats, DEFAULT_ALLOCATION_TIMEOUT, FOUNDERS_TABLE, MEMBERS_DEBOUNCE, NodeCore,
-    RECONCILE_INTERVAL, Settings,
+    ADOPT_AFTER, CoreStats, DEFAULT_ALLOCATION_TIMEOUT, FOUNDERS_TABLE, MEMBERS_BURST,
+    MEMBERS_DEBOUNCE, NodeCore, RECONCILE_INTERVAL, Settings,
 };
 pub use crate::endpoints::JoinPlan;
 pub use crate::error::CoreError;
