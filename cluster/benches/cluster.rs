@@ -45,13 +45,18 @@ const WRITES: usize = 200;
 /// Bursts of 30 timed per configuration.
 const BURSTS: usize = 20;
 
-async fn cluster(pki: &Pki, nodes: usize, eager_push: bool) -> Vec<Handle> {
+async fn cluster(
+    pki: &Pki,
+    prefix: &str,
+    nodes: usize,
+    db: impl Fn(&mut networkdb::Config),
+) -> Vec<Handle> {
     let mut handles = Vec::new();
     let mut seed = None;
     for i in 0..nodes {
-        let mut o = opts(pki, &format!("node{i}"), 1);
+        let mut o = opts(pki, &format!("{prefix}{i}"), 1);
         o.config = cluster::NodeConfig::default();
-        o.config.db.eager_push = eager_push;
+        db(&mut o.config.db);
         let (h, addr) = start(o, None).await;
         if let Some(s) = seed {
             h.join(vec![s]).await.unwrap();
@@ -143,7 +148,7 @@ fn percentiles(what: &str, mut samples: Vec<Duration>) {
 
 /// Single writes and bursts of 30 on three nodes: the time until every node holds them.
 async fn latency(pki: &Pki, eager: bool) {
-    let mut handles = cluster(pki, LATENCY_NODES, eager).await;
+    let mut handles = cluster(pki, "node", LATENCY_NODES, |db| db.eager_push = eager).await;
     join_network(&handles, "lat").await;
     let mut arrivals = watch_arrivals(&mut handles, "lat").await;
     println!(
@@ -348,28 +353,7 @@ async fn transport_bytes(h: &Handle) -> u64 {
 /// Three nodes, 3,000 entries in one network, nothing changing: bytes each node sends per
 /// second, with the digest-first periodic sync and with full bulk syncs (upstream's).
 async fn idle(pki: &Pki, digest: bool) {
-    let mut handles = Vec::new();
-    let mut seed = None;
-    for i in 0..LATENCY_NODES {
-        let mut o = opts(pki, &format!("idle{i}"), 1);
-        o.config = cluster::NodeConfig::default();
-        o.config.db.digest_sync = digest;
-        let (h, addr) = start(o, None).await;
-        if let Some(s) = seed {
-            h.join(vec![s]).await.unwrap();
-        } else {
-            seed = Some(addr);
-        }
-        handles.push(h);
-    }
-    for h in &handles {
-        assert!(
-            eventually(Duration::from_secs(30), || async {
-                members(h).await == LATENCY_NODES - 1
-            })
-            .await
-        );
-    }
+    let handles = cluster(pki, "idle", LATENCY_NODES, |db| db.digest_sync = digest).await;
     join_network(&handles, "idle").await;
     for (i, h) in handles.iter().enumerate() {
         h.with_node(move |n, now| {
@@ -452,7 +436,7 @@ fn main() {
         if !only("throughput") {
             return;
         }
-        let handles = cluster(&pki, NODES, true).await;
+        let handles = cluster(&pki, "node", NODES, |_| {}).await;
         burst(&handles).await;
         let mut best = 0;
         for (i, rate) in [1_000usize, 2_000, 4_000, 8_000, 16_000, 32_000].into_iter().enumerate() {

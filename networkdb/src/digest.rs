@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
-use crate::db::{PendingSync, SyncKind};
+use crate::db::SyncKind;
 use crate::entry::Entry;
 use crate::wire::{
     MAX_SYNC_BUCKETS, Message, NetworkDigest, NetworkEntry, PartialSync, PushPullDigest,
@@ -175,25 +175,35 @@ impl NetworkDb {
                 }
             })
             .collect();
+        let ltime = self.send_sync_digest(peer, false, digests);
+        self.await_reply(
+            now,
+            peer,
+            ltime,
+            networks,
+            false,
+            fallback,
+            SyncKind::Digest,
+        );
+    }
+
+    /// Sends a [`SyncDigest`] at a fresh table time, which it returns.
+    fn send_sync_digest(
+        &mut self,
+        to: &NodeName,
+        reply: bool,
+        networks: Vec<NetworkDigest>,
+    ) -> LTime {
         let ltime = self.table_clock.increment();
         let msg = Message::SyncDigest(SyncDigest {
             ltime,
-            reply: false,
+            reply,
             node: self.me.clone(),
-            networks: digests,
+            networks,
         });
         self.stats.sync_digests_sent += 1;
-        self.send(peer, Channel::Stream, msg.encode());
-        self.pending_syncs.push(PendingSync {
-            peer: peer.clone(),
-            ltime,
-            deadline: now + self.config.bulk_sync_timeout,
-            sent: now,
-            networks,
-            join: false,
-            fallback,
-            kind: SyncKind::Digest,
-        });
+        self.send(to, Channel::Stream, msg.encode());
+        ltime
     }
 
     pub(crate) fn handle_sync_digest(&mut self, now: Instant, digest: SyncDigest) {
@@ -238,15 +248,7 @@ impl NetworkDb {
                 buckets,
             });
         }
-        let ltime = self.table_clock.increment();
-        let msg = Message::SyncDigest(SyncDigest {
-            ltime,
-            reply: true,
-            node: self.me.clone(),
-            networks: differ,
-        });
-        self.stats.sync_digests_sent += 1;
-        self.send(&request.node, Channel::Stream, msg.encode());
+        self.send_sync_digest(&request.node, true, differ);
     }
 
     /// A reply completes the round's wait; the networks it lists are repaired by a partial
@@ -349,16 +351,7 @@ impl NetworkDb {
         });
         self.send(peer, Channel::Stream, msg.encode());
         if unsolicited {
-            self.pending_syncs.push(PendingSync {
-                peer: peer.clone(),
-                ltime,
-                deadline: now + self.config.bulk_sync_timeout,
-                sent: now,
-                networks,
-                join: false,
-                fallback: None,
-                kind: SyncKind::Partial,
-            });
+            self.await_reply(now, peer, ltime, networks, false, None, SyncKind::Partial);
         }
     }
 

@@ -254,17 +254,36 @@ impl NetworkDb {
         self.stats.bulk_syncs_sent += 1;
         self.send(peer, Channel::Stream, msg.encode());
         if unsolicited {
-            self.pending_syncs.push(PendingSync {
-                peer: peer.clone(),
-                ltime,
-                deadline: now + self.config.bulk_sync_timeout,
-                sent: now,
-                networks,
-                join,
-                fallback,
-                kind: SyncKind::Full,
-            });
+            self.await_reply(now, peer, ltime, networks, join, fallback, SyncKind::Full);
         }
+    }
+
+    /// Registers a sync request sent to `peer` at `ltime`: any reply from `peer` newer than
+    /// it completes it; after `bulk_sync_timeout` it is counted and its fallback is tried.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the fields of one pending request"
+    )]
+    pub(crate) fn await_reply(
+        &mut self,
+        now: Instant,
+        peer: &NodeName,
+        ltime: crate::LTime,
+        networks: Vec<NetworkId>,
+        join: bool,
+        fallback: Option<NodeName>,
+        kind: SyncKind,
+    ) {
+        self.pending_syncs.push(PendingSync {
+            peer: peer.clone(),
+            ltime,
+            deadline: now + self.config.bulk_sync_timeout,
+            sent: now,
+            networks,
+            join,
+            fallback,
+            kind,
+        });
     }
 
     /// Every attachment this node knows of in `network`, its own first.

@@ -103,20 +103,7 @@ impl<K: Clone + Eq + Hash> BroadcastQueue<K> {
     /// Takes items that fit in `budget` bytes (each costs [`part_cost`]), charges each one
     /// transmit and retires those that reach `limit`. Returns the bytes used.
     pub(crate) fn drain_into(&mut self, budget: usize, limit: u32, out: &mut Vec<Bytes>) -> usize {
-        let mut used = 0;
-        let mut taken = Vec::new();
-        for (slot, item) in &self.items {
-            let cost = part_cost(item.bytes.len());
-            if used + cost > budget {
-                if budget - used < 16 {
-                    break;
-                }
-                continue;
-            }
-            used += cost;
-            out.push(item.bytes.clone());
-            taken.push(*slot);
-        }
+        let (used, taken) = self.select(budget, false, out);
         self.charge(taken, 1, limit);
         used
     }
@@ -138,9 +125,21 @@ impl<K: Clone + Eq + Hash> BroadcastQueue<K> {
         limit: u32,
         out: &mut Vec<Bytes>,
     ) -> usize {
+        let (used, taken) = self.select(budget, true, out);
+        self.charge(taken, charge.max(1), limit);
+        used
+    }
+
+    /// Copies into `out`, in drain order, the items that fit in `budget` bytes (each costs
+    /// [`part_cost`]; only never-sent ones if `fresh_only`). Returns the bytes used and the
+    /// slots taken.
+    fn select(&self, budget: usize, fresh_only: bool, out: &mut Vec<Bytes>) -> (usize, Vec<Slot>) {
         let mut used = 0;
         let mut taken = Vec::new();
-        for (slot, item) in self.items.iter().take_while(|(slot, _)| slot.0 == 0) {
+        for (slot, item) in &self.items {
+            if fresh_only && slot.0 > 0 {
+                break;
+            }
             let cost = part_cost(item.bytes.len());
             if used + cost > budget {
                 if budget - used < 16 {
@@ -152,8 +151,7 @@ impl<K: Clone + Eq + Hash> BroadcastQueue<K> {
             out.push(item.bytes.clone());
             taken.push(*slot);
         }
-        self.charge(taken, charge.max(1), limit);
-        used
+        (used, taken)
     }
 
     /// Charges the items in `slots` `charge` transmits each, retiring those that reach `limit`.
