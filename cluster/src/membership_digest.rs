@@ -34,7 +34,7 @@ fn member_hash(id: &NodeIdentity) -> u64 {
 impl Node {
     /// This node's digest of the members it sees alive (suspects included), itself included.
     pub(crate) fn membership_digest(&self) -> MembershipDigest {
-        let me = self.swim_identity().clone();
+        let me = self.identity().clone();
         let mut hash = member_hash(&me);
         let mut count = 1u32;
         for id in self.member_ids() {
@@ -50,7 +50,7 @@ impl Node {
 
     /// Sends this node's digest to one random member.
     pub(crate) fn send_membership_digest(&mut self) {
-        let members: Vec<NodeIdentity> = self.member_ids().cloned().collect();
+        let members = self.members();
         if members.is_empty() {
             return;
         }
@@ -61,8 +61,8 @@ impl Node {
             Ok(bytes) => payload.extend_from_slice(&bytes),
             Err(_) => return,
         }
-        self.stats_mut().membership_digests_sent += 1;
-        self.push_output(Output::Datagram {
+        self.stats.membership_digests_sent += 1;
+        self.outputs.push_back(Output::Datagram {
             to: to.addr,
             payload,
         });
@@ -78,27 +78,27 @@ impl Node {
         let theirs: MembershipDigest = match postcard::from_bytes(body) {
             Ok(d) => d,
             Err(e) => {
-                self.stats_mut().dropped_decode += 1;
+                self.stats.dropped_decode += 1;
                 return Err(crate::InputError::Swim(format!("membership digest: {e}")));
             }
         };
         // Only a member may start an exchange (its state would not be applied anyway).
         if !self.member_ids().any(|m| *m == theirs.sender) {
-            self.stats_mut().dropped_not_member += 1;
+            self.stats.dropped_not_member += 1;
             return Err(crate::InputError::NotMember(
                 theirs.sender.db_name().to_string(),
             ));
         }
         let mine = self.membership_digest();
         if (mine.hash, mine.count) == (theirs.hash, theirs.count) {
-            self.stats_mut().membership_digests_equal += 1;
+            self.stats.membership_digests_equal += 1;
             return Ok(());
         }
         if !self.digest_exchange_due(now) {
             return Ok(());
         }
-        self.stats_mut().membership_digests_differ += 1;
-        self.start_membership_exchange(&theirs.sender);
+        self.stats.membership_digests_differ += 1;
+        self.send_membership(&theirs.sender, false);
         Ok(())
     }
 }

@@ -184,11 +184,11 @@ pub struct Node {
     db: NetworkDb,
     timers: BinaryHeap<Reverse<Scheduled>>,
     seq: u64,
-    outputs: VecDeque<Output>,
+    pub(crate) outputs: VecDeque<Output>,
     seeds: Vec<SocketAddr>,
     /// While no member is active, announce to the seeds at this time.
     next_seed_announce: Option<Instant>,
-    stats: NodeStats,
+    pub(crate) stats: NodeStats,
     now: Instant,
     /// Stream messages from senders not yet known as members, oldest first.
     deferred: VecDeque<Deferred>,
@@ -315,7 +315,7 @@ impl Node {
 
     /// Active SWIM members, this node excluded.
     pub fn members(&self) -> Vec<NodeIdentity> {
-        self.swim.iter_members().map(|m| m.id().clone()).collect()
+        self.member_ids().cloned().collect()
     }
 
     /// Joins the cluster through `seeds`: announces to each, and keeps announcing every
@@ -568,7 +568,7 @@ impl Node {
     }
 
     /// Sends every member this node knows (Down ones included) to `to`.
-    fn send_membership(&mut self, to: &NodeIdentity, reply: bool) {
+    pub(crate) fn send_membership(&mut self, to: &NodeIdentity, reply: bool) {
         let state = MembershipState {
             sender: self.swim.identity().clone(),
             reply,
@@ -613,8 +613,7 @@ impl Node {
         }
         if self.next_membership_sync <= now {
             self.next_membership_sync = now + self.config.membership_sync_interval;
-            let members: Vec<NodeIdentity> =
-                self.swim.iter_members().map(|m| m.id().clone()).collect();
+            let members = self.members();
             if !members.is_empty() {
                 let pick = self.pick(members.len());
                 self.send_membership(&members[pick], false);
@@ -622,22 +621,9 @@ impl Node {
         }
     }
 
-    /// This node's SWIM identity.
-    pub(crate) fn swim_identity(&self) -> &NodeIdentity {
-        self.swim.identity()
-    }
-
     /// The members SWIM sees alive or suspect.
     pub(crate) fn member_ids(&self) -> impl Iterator<Item = &NodeIdentity> {
         self.swim.iter_members().map(|m| m.id())
-    }
-
-    pub(crate) fn stats_mut(&mut self) -> &mut NodeStats {
-        &mut self.stats
-    }
-
-    pub(crate) fn push_output(&mut self, out: Output) {
-        self.outputs.push_back(out);
     }
 
     /// Whether an exchange may start for a differing digest now (at most one per
@@ -648,11 +634,6 @@ impl Node {
         }
         self.next_digest_exchange = now + self.config.membership_digest_interval;
         true
-    }
-
-    /// Starts the full membership exchange with `to` (it answers with its own).
-    pub(crate) fn start_membership_exchange(&mut self, to: &NodeIdentity) {
-        self.send_membership(to, false);
     }
 
     /// A uniform index below `n`, from the node's seeded generator.

@@ -282,6 +282,7 @@ impl NetworkDb {
                 continue;
             }
             let buckets = count as u32;
+            let summary = self.summary(now, &theirs.network);
             let mine = self.bucket_hashes(now, &theirs.network, buckets);
             let mut indices: Vec<u32> = mine
                 .chunks_exact(4)
@@ -290,7 +291,6 @@ impl NetworkDb {
                 .filter(|(_, (a, b))| a != b)
                 .map(|(i, _)| i as u32)
                 .collect();
-            let summary = self.summary(now, &theirs.network);
             if indices.is_empty()
                 && (summary.entries, summary.count) != (theirs.entries, theirs.count)
             {
@@ -298,8 +298,13 @@ impl NetworkDb {
                 // network, so a difference can never hide for good.
                 indices = (0..buckets).collect();
             }
+            let attachments = summary.attachments != theirs.attachments;
+            if indices.is_empty() && !attachments {
+                // Equal by now (what differed arrived meanwhile): nothing to exchange.
+                continue;
+            }
             scopes.push(SyncScope {
-                attachments: summary.attachments != theirs.attachments,
+                attachments,
                 network: theirs.network,
                 buckets,
                 indices,
@@ -431,29 +436,6 @@ impl NetworkDb {
                 self.sync_if_joined_alone(now, &network, &digest.node);
             }
         }
-    }
-
-    /// The sync round that `reply` (from `peer`, at `ltime`) answers is done.
-    pub(crate) fn complete_syncs(&mut self, now: Instant, peer: &NodeName, ltime: LTime) {
-        // Any reply newer than a request answers it (moby#51701: concurrent syncs to one
-        // peer no longer overwrite each other's wait).
-        let mut answered = Vec::new();
-        self.pending_syncs.retain(|p| {
-            let done = &p.peer == peer && p.ltime < ltime;
-            if done {
-                answered.push(p.sent);
-            }
-            !done
-        });
-        for sent in answered {
-            self.stats.bulk_syncs_completed += 1;
-            let took = now.saturating_duration_since(sent);
-            self.stats.bulk_sync_micros_total = self
-                .stats
-                .bulk_sync_micros_total
-                .saturating_add(u64::try_from(took.as_micros()).unwrap_or(u64::MAX));
-        }
-        self.update_in_sync();
     }
 }
 

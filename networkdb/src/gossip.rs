@@ -258,6 +258,30 @@ impl NetworkDb {
         }
     }
 
+    /// A reply from `peer` at `ltime` (bulk, digest or partial) completes every request sent
+    /// to it before.
+    pub(crate) fn complete_syncs(&mut self, now: Instant, peer: &NodeName, ltime: crate::LTime) {
+        // Any reply newer than a request answers it (moby#51701: concurrent syncs to one
+        // peer no longer overwrite each other's wait).
+        let mut answered = Vec::new();
+        self.pending_syncs.retain(|p| {
+            let done = &p.peer == peer && p.ltime < ltime;
+            if done {
+                answered.push(p.sent);
+            }
+            !done
+        });
+        for sent in answered {
+            self.stats.bulk_syncs_completed += 1;
+            let took = now.saturating_duration_since(sent);
+            self.stats.bulk_sync_micros_total = self
+                .stats
+                .bulk_sync_micros_total
+                .saturating_add(u64::try_from(took.as_micros()).unwrap_or(u64::MAX));
+        }
+        self.update_in_sync();
+    }
+
     /// Registers a sync request sent to `peer` at `ltime`: any reply from `peer` newer than
     /// it completes it; after `bulk_sync_timeout` it is counted and its fallback is tried.
     #[allow(

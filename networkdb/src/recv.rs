@@ -216,12 +216,8 @@ impl NetworkDb {
             .is_some_and(|n| n.state == NodeState::Active);
         let attached = self.attachments.entry(ev.network.clone()).or_default();
         match attached.get_mut(&ev.node) {
+            // Newer than the record: the check above returned for a stale one.
             Some(att) => {
-                if att.ltime >= ev.ltime {
-                    self.stats.stale_events += 1;
-                    self.stats.stale_cluster_events += 1;
-                    return false;
-                }
                 att.ltime = ev.ltime;
                 att.leaving = leave;
                 att.reap_at = leave.then_some(reap_at);
@@ -486,7 +482,8 @@ impl NetworkDb {
     /// the owner's attachment at all: it missed the owner's join (a gossip event that never
     /// reached it, or arrived before the owner was a member). Without a repair every entry
     /// of that owner is refused until the next push/pull, up to 30 s later. Ask the owner
-    /// for a bulk sync of the network: its reply carries the attachment and the entries.
+    /// for a sync of the network (a digest round, or a bulk sync with `digest_sync` off): it
+    /// carries the attachment and the entries.
     /// A known but leaving attachment is no miss (the event is stale), and nothing is asked
     /// of a node not known as active.
     fn repair_attachment(&mut self, now: Instant, owner: &NodeName, network: &NetworkId) {

@@ -35,8 +35,9 @@ pub struct Stats {
     /// Table events refused because this node or the owner is not in the network.
     pub not_member: u64,
     /// Of those, from an active owner this node did not know as attached at all (it missed
-    /// the owner's join): a bulk sync with the owner was requested to learn the attachment
-    /// and the entries (at most once per owner per `ATTACHMENT_REPAIR_INTERVAL`).
+    /// the owner's join, and it did not arrive within `DEFER_WINDOW`): a sync with the owner
+    /// was requested to learn the attachment and the entries (at most once per owner per
+    /// `ATTACHMENT_REPAIR_INTERVAL`).
     pub attachment_repairs: u64,
     /// Table events that arrived before their owner's attachment and waited for it.
     pub deferred_events: u64,

@@ -325,19 +325,15 @@ impl NodeCore {
         if self.members_due.is_some() {
             return;
         }
-        let window_over = self
-            .members_window
-            .is_none_or(|(start, _)| now >= start + MEMBERS_DEBOUNCE);
-        if window_over {
-            self.members_window = Some((now, 0));
-        }
-        match &mut self.members_window {
-            Some((_, used)) if *used < MEMBERS_BURST => {
-                *used += 1;
-                self.update_members(db, now);
-            }
-            Some((start, _)) => self.members_due = Some(*start + MEMBERS_DEBOUNCE),
-            None => self.update_members(db, now),
+        let (start, used) = match self.members_window {
+            Some((start, used)) if now < start + MEMBERS_DEBOUNCE => (start, used),
+            _ => (now, 0),
+        };
+        if used < MEMBERS_BURST {
+            self.members_window = Some((start, used + 1));
+            self.update_members(db, now);
+        } else {
+            self.members_due = Some(start + MEMBERS_DEBOUNCE);
         }
     }
 
