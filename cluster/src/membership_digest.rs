@@ -11,7 +11,7 @@
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
-use xxhash_rust::xxh3::xxh3_64;
+use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
 use crate::identity::NodeIdentity;
 use crate::node::{KIND_MEMBERSHIP_DIGEST, Node, Output};
@@ -21,14 +21,29 @@ use crate::node::{KIND_MEMBERSHIP_DIGEST, Node, Output};
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct MembershipDigest {
     pub(crate) sender: NodeIdentity,
-    /// Wrapping sum of `XXH3-64(db name || "/" || address)` over the members.
+    /// Wrapping sum of [`member_hash`] over the members.
     pub(crate) hash: u64,
     pub(crate) count: u32,
 }
 
-/// The summary term of one member.
+/// The summary term of one member: `XXH3-64(name, seed = incarnation)` xor
+/// `XXH3-64(address octets || port, big-endian)`, computed without allocating (every member
+/// sums every member every interval).
 fn member_hash(id: &NodeIdentity) -> u64 {
-    xxh3_64(format!("{}/{}", id.db_name(), id.addr).as_bytes())
+    let mut addr = [0u8; 18];
+    let len = match id.addr {
+        std::net::SocketAddr::V4(a) => {
+            addr[..4].copy_from_slice(&a.ip().octets());
+            addr[4..6].copy_from_slice(&a.port().to_be_bytes());
+            6
+        }
+        std::net::SocketAddr::V6(a) => {
+            addr[..16].copy_from_slice(&a.ip().octets());
+            addr[16..].copy_from_slice(&a.port().to_be_bytes());
+            18
+        }
+    };
+    xxh3_64_with_seed(id.name.as_bytes(), id.incarnation) ^ xxh3_64(&addr[..len])
 }
 
 impl Node {

@@ -14,7 +14,9 @@ use crate::deferred::Deferred;
 use crate::entry::Entry;
 use crate::network::{Attachment, LocalNetwork};
 use crate::node::Node;
+use crate::peers::PeerSet;
 use crate::queue::BroadcastQueue;
+use crate::seen::SeenParts;
 use crate::timer::{Timer, TimerTable};
 use crate::wire::{Message, NetworkEvent, NetworkEventKind, TableEvent, TableEventKind};
 use crate::{
@@ -131,8 +133,12 @@ pub struct NetworkDb {
     /// every tick and every eager push. An entry is removed when an attachment of its network
     /// or the state of a node attached to it changes (`node_changed`).
     pub(crate) peer_cache: hashbrown::HashMap<NetworkId, Arc<[NodeName]>>,
-    /// [`active_peers`](Self::active_peers), until a node's state changes.
-    pub(crate) active_cache: Option<Arc<[NodeName]>>,
+    /// Every active node but this one, kept up to date by `node_changed`.
+    pub(crate) active: PeerSet,
+    /// Every failed node, kept up to date by `node_changed`.
+    pub(crate) failed: PeerSet,
+    /// Gossip parts settled recently, skipped undecoded when they come again.
+    pub(crate) seen: SeenParts,
     /// Counts changes of the set of nodes or of their states ([`nodes_version`](Self::nodes_version)).
     pub(crate) nodes_version: u64,
     pub(crate) outputs: VecDeque<Output>,
@@ -162,6 +168,7 @@ impl NetworkDb {
                 now + Duration::from_nanos(rng.random_range(0..nanos)),
             );
         }
+        let seen_seed = rng.random();
         let mut nodes = BTreeMap::new();
         nodes.insert(
             name.clone(),
@@ -193,7 +200,9 @@ impl NetworkDb {
             eager_at: None,
             deferred: Deferred::default(),
             peer_cache: hashbrown::HashMap::new(),
-            active_cache: None,
+            seen: SeenParts::new(seen_seed),
+            active: PeerSet::default(),
+            failed: PeerSet::default(),
             nodes_version: 0,
             outputs: VecDeque::new(),
             stats: Stats::default(),
@@ -309,6 +318,8 @@ impl NetworkDb {
         self.queue_network_event(now, NetworkEventKind::Leave, ltime, &network);
         let reap_at = now + self.config.reap_entry_interval;
         let mut changes = Vec::new();
+        // Others' entries are forgotten: their events may apply again after a rejoin.
+        self.seen.clear();
         if let Some(tables) = self.tables.get_mut(&network) {
             for (table, entries) in tables.iter_mut() {
                 entries.retain(|key, e| {
@@ -324,6 +335,7 @@ impl NetworkDb {
                         e.deleting = true;
                         e.hidden = false;
                         e.reap_at = Some(reap_at);
+                        e.rehash();
                     }
                     true
                 });
@@ -668,14 +680,16 @@ impl NetworkDb {
         self.tables.get(network)?.get(table)?.get(key)
     }
 
-    /// Stores `entry`, returning the previous one.
+    /// Stores `entry` (setting its hashes), returning the previous one.
     pub(crate) fn put_entry(
         &mut self,
         network: &NetworkId,
         table: &TableName,
         key: &Key,
-        entry: Entry,
+        mut entry: Entry,
     ) -> Option<Entry> {
+        entry.key_hash = crate::digest::key_hash(table, key);
+        entry.rehash();
         self.tables
             .entry(network.clone())
             .or_default()
@@ -699,26 +713,28 @@ impl NetworkDb {
         peers
     }
 
-    /// [`active_peers`](Self::active_peers), cached until a node's state changes.
-    pub(crate) fn cached_active_peers(&mut self) -> Arc<[NodeName]> {
-        if let Some(peers) = &self.active_cache {
-            return peers.clone();
-        }
-        let peers: Arc<[NodeName]> = self.active_peers().into();
-        self.active_cache = Some(peers.clone());
-        peers
-    }
-
-    /// The state of `name` changed (or its attachments are about to be dropped): the cached
-    /// peers of its networks and of the cluster are recomputed when next asked for.
+    /// The state of `name` changed, it was added or removed, or its attachments are about to
+    /// be dropped: the active and failed sets follow, and the cached peers of its networks are
+    /// recomputed when next asked for. Called after every such change.
     pub(crate) fn node_changed(&mut self, name: &NodeName) {
         self.nodes_version += 1;
-        self.active_cache = None;
-        for (network, attached) in &self.attachments {
-            if attached.contains_key(name) {
-                self.peer_cache.remove(network);
-            }
+        if *name != self.me {
+            let state = self.nodes.get(name).map(|n| n.state);
+            self.active.set(name, state == Some(NodeState::Active));
+            self.failed.set(name, state == Some(NodeState::Failed));
         }
+        // Only local networks' peers are cached.
+        let attachments = &self.attachments;
+        self.peer_cache.retain(|network, _| {
+            attachments
+                .get(network)
+                .is_none_or(|attached| !attached.contains_key(name))
+        });
+    }
+
+    /// `min(count, active)` distinct active nodes picked uniformly.
+    pub(crate) fn sample_active(&mut self, count: usize) -> Vec<NodeName> {
+        self.active.sample(&mut self.rng, count)
     }
 
     /// Active remote nodes attached to `network` and not leaving, in name order.
@@ -899,14 +915,14 @@ impl NetworkDb {
     ) {
         let ltime = self.table_clock.increment();
         let deleting = kind == TableEventKind::Delete;
-        let entry = Entry {
-            owner: self.me.clone(),
+        let entry = Entry::new(
+            self.me.clone(),
             ltime,
-            value: value.clone(),
+            value.clone(),
             deleting,
-            hidden: false,
-            reap_at: deleting.then(|| now + self.config.reap_entry_interval),
-        };
+            false,
+            deleting.then(|| now + self.config.reap_entry_interval),
+        );
         let residual = entry.residual_secs(now);
         let prev = self
             .put_entry(&network, &table, &key, entry)

@@ -10,8 +10,9 @@
 //!    the same buckets.
 //!
 //! Idle, a round costs two small messages per pair instead of two copies of every table.
-//! Hashes are order-independent sums of per-entry XXH3 hashes, computed when needed: no index
-//! is kept beside the tables.
+//! Hashes are order-independent sums of per-entry XXH3 hashes. Each entry keeps its own two
+//! hashes (key and version, set when it is stored), so a summary is a pass of additions; no
+//! index is kept beside the tables.
 
 use std::time::Instant;
 
@@ -20,8 +21,7 @@ use xxhash_rust::xxh3::xxh3_64_with_seed;
 use crate::db::SyncKind;
 use crate::entry::Entry;
 use crate::wire::{
-    MAX_SYNC_BUCKETS, Message, NetworkDigest, NetworkEntry, PartialSync, PushPullDigest,
-    SyncDigest, SyncScope,
+    MAX_SYNC_BUCKETS, Message, NetworkDigest, PartialSync, PushPullDigest, SyncDigest, SyncScope,
 };
 use crate::{Channel, LTime, NetworkDb, NetworkId, NodeName};
 
@@ -58,7 +58,7 @@ pub(crate) fn bucket_of(key_hash: u64, buckets: u32) -> u32 {
 
 /// Hash of one entry's version: its owner, time and whether it is a tombstone. The value
 /// is not hashed: an owner writes one value per time.
-fn entry_hash(key_hash: u64, e: &Entry) -> u64 {
+pub(crate) fn entry_hash(key_hash: u64, e: &Entry) -> u64 {
     hash_parts(
         key_hash,
         &[
@@ -69,17 +69,17 @@ fn entry_hash(key_hash: u64, e: &Entry) -> u64 {
     )
 }
 
-/// Hash of one attachment record.
-fn attachment_hash(entry: &NetworkEntry) -> u64 {
-    let network_len = (entry.network.len() as u32).to_le_bytes();
+/// Hash of one attachment record: `node` attached to `network` at `ltime`, leaving or not.
+fn attachment_hash(network: &str, node: &str, ltime: LTime, leaving: bool) -> u64 {
+    let network_len = (network.len() as u32).to_le_bytes();
     hash_parts(
         0,
         &[
             &network_len,
-            entry.network.as_bytes(),
-            entry.node.as_bytes(),
-            &entry.ltime.0.to_le_bytes(),
-            &[u8::from(entry.leaving)],
+            network.as_bytes(),
+            node.as_bytes(),
+            &ltime.0.to_le_bytes(),
+            &[u8::from(leaving)],
         ],
     )
 }
@@ -112,23 +112,20 @@ impl NetworkDb {
             .get(network)
             .into_iter()
             .flat_map(|tables| tables.iter())
-            .flat_map(move |(table, entries)| {
+            .flat_map(move |(_, entries)| {
                 entries
                     .iter()
                     .filter(move |(_, e)| !e.expired(now))
-                    .map(move |(key, e)| (key_hash(table, key), e))
+                    .map(move |(_, e)| (e.key_hash, e))
             })
     }
 
     fn summary(&self, now: Instant, network: &NetworkId) -> Summary {
-        let mut attachments = 0u64;
-        for entry in self.attachment_entries(network) {
-            attachments = attachments.wrapping_add(attachment_hash(&entry));
-        }
+        let attachments = self.attachments_hash(network).0;
         let mut entries = 0u64;
         let mut count = 0u32;
-        for (kh, e) in self.synced_entries(now, network) {
-            entries = entries.wrapping_add(entry_hash(kh, e));
+        for (_, e) in self.synced_entries(now, network) {
+            entries = entries.wrapping_add(e.version);
             count = count.saturating_add(1);
         }
         Summary {
@@ -143,7 +140,7 @@ impl NetworkDb {
         let mut sums = vec![0u64; buckets as usize];
         for (kh, e) in self.synced_entries(now, network) {
             let b = bucket_of(kh, buckets) as usize;
-            sums[b] = sums[b].wrapping_add(entry_hash(kh, e));
+            sums[b] = sums[b].wrapping_add(e.version);
         }
         sums.iter()
             .flat_map(|s| ((s >> 32) as u32 ^ *s as u32).to_le_bytes())
@@ -336,10 +333,8 @@ impl NetworkDb {
             }
             let buckets = scope.buckets;
             let indices = &scope.indices;
-            self.collect_events(now, &scope.network, &mut events, |table, key| {
-                indices
-                    .binary_search(&bucket_of(key_hash(table, key), buckets))
-                    .is_ok()
+            self.collect_events(now, &scope.network, &mut events, |kh| {
+                indices.binary_search(&bucket_of(kh, buckets)).is_ok()
             });
         }
         let ltime = self.table_clock.increment();
@@ -393,12 +388,31 @@ impl NetworkDb {
         let mut hash = 0u64;
         let mut count = 0u32;
         for network in networks {
-            for entry in self.attachment_entries(network) {
-                hash = hash.wrapping_add(attachment_hash(&entry));
-                count = count.saturating_add(1);
-            }
+            let (h, n) = self.attachments_hash(network);
+            hash = hash.wrapping_add(h);
+            count = count.saturating_add(n);
         }
         (hash, count)
+    }
+
+    /// The sum of the hashes of `network`'s attachment records (this node's included, as
+    /// [`attachment_entries`](Self::attachment_entries) lists them), and how many.
+    fn attachments_hash(&self, network: &NetworkId) -> (u64, u32) {
+        let own = self
+            .local
+            .get(network)
+            .map(|l| attachment_hash(network, &self.me, l.ltime, l.leaving));
+        let others = self
+            .attachments
+            .get(network)
+            .into_iter()
+            .flatten()
+            .map(|(node, a)| attachment_hash(network, node, a.ltime, a.leaving));
+        own.into_iter()
+            .chain(others)
+            .fold((0u64, 0u32), |(h, n), x| {
+                (h.wrapping_add(x), n.saturating_add(1))
+            })
     }
 
     /// The periodic attachment exchange starts with a summary (see [`PushPullDigest`]).

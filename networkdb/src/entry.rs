@@ -21,9 +21,43 @@ pub(crate) struct Entry {
     pub(crate) hidden: bool,
     /// When a tombstone or hidden entry is removed.
     pub(crate) reap_at: Option<Instant>,
+    /// The digests' hash of its table and key ([`key_hash`](crate::digest::key_hash)), set
+    /// when it is stored.
+    pub(crate) key_hash: u64,
+    /// The digests' hash of its version (owner, time, tombstone): kept with the entry, so a
+    /// summary sums numbers instead of hashing every entry. Set when it is stored; changing
+    /// the owner, the time or `deleting` of a stored entry calls [`rehash`](Self::rehash).
+    pub(crate) version: u64,
 }
 
 impl Entry {
+    /// A new entry; its hashes are set when [`NetworkDb::put_entry`](crate::NetworkDb) stores
+    /// it.
+    pub(crate) fn new(
+        owner: NodeName,
+        ltime: LTime,
+        value: Bytes,
+        deleting: bool,
+        hidden: bool,
+        reap_at: Option<Instant>,
+    ) -> Self {
+        Self {
+            owner,
+            ltime,
+            value,
+            deleting,
+            hidden,
+            reap_at,
+            key_hash: 0,
+            version: 0,
+        }
+    }
+
+    /// Recomputes [`version`](Self::version) after a change of the owner, time or tombstone.
+    pub(crate) fn rehash(&mut self) {
+        self.version = crate::digest::entry_hash(self.key_hash, self);
+    }
+
     /// Whether readers see the entry.
     pub(crate) fn visible(&self) -> bool {
         !self.deleting && !self.hidden

@@ -140,9 +140,8 @@ impl NetworkDb {
         if !self.cluster_queue.has_fresh() {
             return;
         }
-        let active = self.cached_active_peers();
-        let limit = self.cluster_retransmit_limit(active.len() + 1);
-        let targets = self.sample(&active, self.config.gossip_fanout);
+        let limit = self.cluster_retransmit_limit(self.active.len() + 1);
+        let targets = self.sample_active(self.config.gossip_fanout);
         if targets.is_empty() {
             return;
         }
@@ -169,24 +168,14 @@ impl NetworkDb {
             .max(self.config.retransmit_mult)
     }
 
-    /// Every active node but this one, in name order.
-    pub(crate) fn active_peers(&self) -> Vec<NodeName> {
-        self.nodes
-            .iter()
-            .filter(|(name, n)| **name != self.me && n.state == NodeState::Active)
-            .map(|(name, _)| name.clone())
-            .collect()
-    }
-
     fn gossip_cluster_events(&mut self, budget: usize) {
         if self.cluster_queue.len() == 0 {
             return;
         }
-        let active = self.cached_active_peers();
-        if active.is_empty() {
+        if self.active.len() == 0 {
             return;
         }
-        let limit = self.cluster_retransmit_limit(active.len() + 1);
+        let limit = self.cluster_retransmit_limit(self.active.len() + 1);
         // As memberlist does for these events, every peer gets its own compound and every
         // copy counts as one transmission: an event is sent `limit` times in all, not
         // `limit` times to `gossip_fanout` peers each (three times the traffic, and three
@@ -197,7 +186,7 @@ impl NetworkDb {
         // to `cluster_datagrams_per_tick` rounds per tick while the backlog lasts.
         let mut parts: Vec<Bytes> = Vec::new();
         for _ in 0..self.config.cluster_datagrams_per_tick {
-            for peer in self.sample(&active, self.config.gossip_fanout) {
+            for peer in self.sample_active(self.config.gossip_fanout) {
                 parts.clear();
                 self.cluster_queue.drain_into(budget, limit, &mut parts);
                 if parts.is_empty() {
@@ -240,7 +229,7 @@ impl NetworkDb {
         let mut events = Vec::new();
         for network in &networks {
             attachments.extend(self.attachment_entries(network));
-            self.collect_events(now, network, &mut events, |_, _| true);
+            self.collect_events(now, network, &mut events, |_| true);
         }
         let ltime = self.table_clock.increment();
         let msg = Message::BulkSync(BulkSync {
@@ -334,22 +323,22 @@ impl NetworkDb {
         out
     }
 
-    /// Appends the entries of `network` for which `wanted(table, key)` holds to `out`, as a
-    /// sync carries them: creates and deletes with their residual life, expired tombstones
-    /// left out.
+    /// Appends the entries of `network` whose key hash ([`key_hash`](crate::digest::key_hash))
+    /// `wanted` accepts to `out`, as a sync carries them: creates and deletes with their
+    /// residual life, expired tombstones left out.
     pub(crate) fn collect_events(
         &self,
         now: Instant,
         network: &NetworkId,
         out: &mut Vec<TableEvent>,
-        mut wanted: impl FnMut(&str, &str) -> bool,
+        mut wanted: impl FnMut(u64) -> bool,
     ) {
         let Some(tables) = self.tables.get(network) else {
             return;
         };
         for (table, entries) in tables {
             for (key, e) in entries.iter().filter(|(_, e)| !e.expired(now)) {
-                if !wanted(table, key) {
+                if !wanted(e.key_hash) {
                     continue;
                 }
                 out.push(TableEvent {
@@ -481,8 +470,7 @@ impl NetworkDb {
     }
 
     pub(crate) fn periodic_push_pull(&mut self, _now: Instant) {
-        let active = self.cached_active_peers();
-        if let Some(peer) = self.sample(&active, 1).pop() {
+        if let Some(peer) = self.sample_active(1).pop() {
             if self.config.digest_sync {
                 self.send_push_pull_digest(&peer);
             } else {
@@ -496,16 +484,28 @@ impl NetworkDb {
         // Reaping removes only leaving attachments and nodes no longer active: no cached peer
         // list holds them.
         let due = |at: Option<Instant>| at.is_some_and(|at| at <= now);
+        let mut removed = false;
         for tables in self.tables.values_mut() {
             for entries in tables.values_mut() {
-                entries.retain(|_, e| !e.expired(now));
+                entries.retain(|_, e| {
+                    let expired = e.expired(now);
+                    removed |= expired;
+                    !expired
+                });
             }
             tables.retain(|_, entries| !entries.is_empty());
         }
         self.tables.retain(|_, tables| !tables.is_empty());
         self.attachment_repairs.retain(|_, next| *next > now);
         for attached in self.attachments.values_mut() {
-            attached.retain(|_, a| !(a.leaving && due(a.reap_at)));
+            attached.retain(|_, a| {
+                let reaped = a.leaving && due(a.reap_at);
+                removed |= reaped;
+                !reaped
+            });
+        }
+        if removed {
+            self.seen.clear();
         }
         self.attachments.retain(|_, attached| !attached.is_empty());
         self.local.retain(|_, n| !(n.leaving && due(n.reap_at)));
@@ -518,19 +518,13 @@ impl NetworkDb {
         for name in dead {
             self.drop_node_state(&name);
             self.nodes.remove(&name);
-            self.nodes_version += 1;
+            self.node_changed(&name);
         }
     }
 
     /// Offers one random failed node for reconnection.
     pub(crate) fn offer_reconnect(&mut self) {
-        let failed: Vec<NodeName> = self
-            .nodes
-            .iter()
-            .filter(|(_, n)| n.state == NodeState::Failed)
-            .map(|(name, _)| name.clone())
-            .collect();
-        let Some(node) = self.sample(&failed, 1).pop() else {
+        let Some(node) = self.failed.sample(&mut self.rng, 1).pop() else {
             return;
         };
         if let Some(addr) = self.nodes.get(&node).map(|n| n.addr) {

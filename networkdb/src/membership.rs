@@ -39,11 +39,10 @@ impl NetworkDb {
             node: self.me.clone(),
         });
         let payload = msg.encode();
-        let candidates = self.cached_active_peers();
         let limit =
-            crate::queue::retransmit_limit(self.config.retransmit_mult, candidates.len() + 1);
+            crate::queue::retransmit_limit(self.config.retransmit_mult, self.active.len() + 1);
         let count = self.config.gossip_fanout.saturating_mul(limit as usize);
-        for peer in self.sample(&candidates, count) {
+        for peer in self.sample_active(count) {
             self.send(&peer, Channel::Datagram, payload.clone());
         }
         self.queue_node_event(now, NodeEventKind::Leave, ltime);
@@ -85,12 +84,12 @@ impl NetworkDb {
             }
             Some(NodeState::Left) | None => {
                 let incarnations: Vec<NodeName> = self
-                    .nodes
+                    .failed
                     .iter()
-                    .filter(|(other, n)| {
-                        n.state == NodeState::Failed && n.addr == addr && **other != name
+                    .filter(|other| {
+                        **other != name && self.nodes.get(*other).is_some_and(|n| n.addr == addr)
                     })
-                    .map(|(other, _)| other.clone())
+                    .cloned()
                     .collect();
                 for old in incarnations {
                     self.set_left(now, &old);
@@ -109,7 +108,7 @@ impl NetworkDb {
                 // Every member hears of a new node: if each exchanged its whole view with it,
                 // a cluster forming (or a newcomer) would cost a number of full exchanges
                 // that grows with the square of its size. About JOIN_PUSH_PULLS members do.
-                let members = self.cached_active_peers().len().max(1) as f64;
+                let members = self.active.len().max(1) as f64;
                 let p = (JOIN_PUSH_PULLS / members).min(1.0);
                 if !self.rng.random_bool(p) {
                     return;
@@ -185,6 +184,7 @@ impl NetworkDb {
     /// Hard-deletes the entries `owner` holds (in one network, or all), notifying watches of
     /// those that were visible.
     pub(crate) fn purge_owner_entries(&mut self, network: Option<&NetworkId>, owner: &NodeName) {
+        self.seen.clear();
         let mut gone: Vec<(NetworkId, TableName, Key, Bytes)> = Vec::new();
         for (nid, tables) in self.tables.iter_mut() {
             if network.is_some_and(|n| n != nid) {

@@ -16,6 +16,18 @@ use crate::{Channel, NetworkDb, NetworkId, NodeName, NodeState};
 /// Lamport times above this are refused (2^62: unreachable by incrementing).
 const MAX_SANE_LTIME: u64 = 1 << 62;
 
+/// What became of a received event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Fate {
+    /// Applied, and to be relayed by the caller (node and network events).
+    Relay,
+    /// Applied, or found stale: the same bytes again can only be stale.
+    Settled,
+    /// Refused for now (an owner not yet known as attached, this node's own event, a bad
+    /// time): the same bytes may apply later.
+    Open,
+}
+
 /// Where a table event came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Via {
@@ -42,7 +54,9 @@ impl NetworkDb {
         self.stats.payloads_in += 1;
         self.stats.bytes_in += payload.len() as u64;
         let via = via_of(channel);
-        let result = Message::decode(payload).and_then(|msg| self.dispatch(now, msg, None, 0, via));
+        let result = Message::decode(payload)
+            .and_then(|msg| self.dispatch(now, msg, None, 0, via))
+            .map(drop);
         if let Err(err) = &result {
             self.count_decode_error(err);
         }
@@ -57,7 +71,7 @@ impl NetworkDb {
         channel: Channel,
         msg: Message,
     ) -> Result<(), DecodeError> {
-        let result = self.dispatch(now, msg, None, 0, via_of(channel));
+        let result = self.dispatch(now, msg, None, 0, via_of(channel)).map(drop);
         if let Err(err) = &result {
             self.count_decode_error(err);
         }
@@ -84,6 +98,9 @@ impl NetworkDb {
         }
     }
 
+    /// Handles one decoded message; `raw` is its encoding when it came as a compound part.
+    /// Returns what became of it (a compound, or a message of the stream path, is
+    /// [`Fate::Settled`]).
     fn dispatch(
         &mut self,
         now: Instant,
@@ -91,10 +108,12 @@ impl NetworkDb {
         raw: Option<&[u8]>,
         depth: usize,
         via: Via,
-    ) -> Result<(), DecodeError> {
+    ) -> Result<Fate, DecodeError> {
+        let mut fate = Fate::Settled;
         match msg {
             Message::NodeEvent(ev) => {
-                if self.handle_node_event(now, &ev) {
+                fate = self.handle_node_event(now, &ev);
+                if fate == Fate::Relay {
                     let bytes = raw.map_or_else(
                         || Message::NodeEvent(ev.clone()).encode_part(),
                         <[u8]>::to_vec,
@@ -103,7 +122,8 @@ impl NetworkDb {
                 }
             }
             Message::NetworkEvent(ev) => {
-                if self.handle_network_event(now, &ev) {
+                fate = self.handle_network_event(now, &ev);
+                if fate == Fate::Relay {
                     let bytes = raw.map_or_else(
                         || Message::NetworkEvent(ev.clone()).encode_part(),
                         <[u8]>::to_vec,
@@ -113,7 +133,7 @@ impl NetworkDb {
                 }
             }
             Message::TableEvent(ev) => {
-                self.handle_table_event(now, ev, raw, via);
+                fate = self.handle_table_event(now, ev, raw, via);
             }
             // Push/pull and bulk sync belong to the stream path, where the transport
             // authenticates the sender; one datagram must not make this node send full copies
@@ -137,50 +157,75 @@ impl NetworkDb {
                     return Err(DecodeError::TooDeep);
                 }
                 for part in parts {
-                    let msg = Message::decode_part(&part.0)?;
-                    self.dispatch(now, msg, Some(&part.0), depth + 1, via)?;
+                    self.dispatch_part(now, &part.0, depth + 1, via)?;
                 }
             }
+        }
+        Ok(fate)
+    }
+
+    /// Handles one part of a gossip compound, skipping it undecoded when the same bytes were
+    /// settled recently ([`SeenParts`](crate::seen::SeenParts)).
+    fn dispatch_part(
+        &mut self,
+        now: Instant,
+        part: &[u8],
+        depth: usize,
+        via: Via,
+    ) -> Result<(), DecodeError> {
+        let hash = self.seen.hash(part);
+        if self.seen.contains(hash) {
+            self.stats.duplicate_parts += 1;
+            self.stats.stale_events += 1;
+            // The first byte is the message's tag: node and network events are 0 and 1.
+            if part.first().is_some_and(|tag| *tag <= 1) {
+                self.stats.stale_cluster_events += 1;
+            }
+            return Ok(());
+        }
+        let msg = Message::decode_part(part)?;
+        if self.dispatch(now, msg, Some(part), depth, via)? != Fate::Open {
+            self.seen.insert(hash);
         }
         Ok(())
     }
 
-    /// libnetwork `handleNodeEvent`; returns whether to relay.
-    pub(crate) fn handle_node_event(&mut self, now: Instant, ev: &NodeEvent) -> bool {
+    /// libnetwork `handleNodeEvent`.
+    pub(crate) fn handle_node_event(&mut self, now: Instant, ev: &NodeEvent) -> Fate {
         if !self.sane(ev.ltime) {
-            return false;
+            return Fate::Open;
         }
         self.network_clock.witness(ev.ltime);
         if ev.node == self.me {
             self.stats.own_events += 1;
-            return false;
+            return Fate::Open;
         }
         let Some(node) = self.nodes.get_mut(&ev.node) else {
-            return false;
+            return Fate::Open;
         };
         if node.ltime >= ev.ltime {
             self.stats.stale_events += 1;
             self.stats.stale_cluster_events += 1;
-            return false;
+            return Fate::Settled;
         }
         node.ltime = ev.ltime;
         match (ev.kind, node.state) {
             // Only the membership layer makes a node active (moby/libnetwork#2013).
-            (NodeEventKind::Join, _) | (NodeEventKind::Leave, NodeState::Left) => false,
+            (NodeEventKind::Join, _) | (NodeEventKind::Leave, NodeState::Left) => Fate::Settled,
             // A goodbye also retires a node already seen as failed: what was kept for its
             // return is dropped (moby PR #53142).
             (NodeEventKind::Leave, NodeState::Active | NodeState::Failed) => {
                 let name = ev.node.clone();
                 self.set_left(now, &name);
-                true
+                Fate::Relay
             }
         }
     }
 
-    /// libnetwork `handleNetworkEvent` with moby's fixes; returns whether to relay.
-    pub(crate) fn handle_network_event(&mut self, now: Instant, ev: &NetworkEvent) -> bool {
+    /// libnetwork `handleNetworkEvent` with moby's fixes.
+    pub(crate) fn handle_network_event(&mut self, now: Instant, ev: &NetworkEvent) -> Fate {
         if !self.sane(ev.ltime) {
-            return false;
+            return Fate::Open;
         }
         self.network_clock.witness(ev.ltime);
         if ev.node == self.me {
@@ -195,7 +240,7 @@ impl NetworkDb {
                 let network = ev.network.clone();
                 self.queue_network_event(now, NetworkEventKind::Leave, ltime, &network);
             }
-            return false;
+            return Fate::Open;
         }
         // The common case, a copy of an event already applied, decided with two lookups.
         if self
@@ -206,7 +251,7 @@ impl NetworkDb {
         {
             self.stats.stale_events += 1;
             self.stats.stale_cluster_events += 1;
-            return false;
+            return Fate::Settled;
         }
         let leave = ev.kind == NetworkEventKind::Leave;
         let reap_at = now + self.config.reap_network_interval();
@@ -227,7 +272,7 @@ impl NetworkDb {
                     if attached.is_empty() {
                         self.attachments.remove(&ev.network);
                     }
-                    return false;
+                    return Fate::Open;
                 }
                 attached.insert(
                     ev.node.clone(),
@@ -251,7 +296,7 @@ impl NetworkDb {
                 self.handle_table_event(now, event, raw.as_deref(), via);
             }
         }
-        true
+        Fate::Relay
     }
 
     /// Whether `owner` is an active node of which this node holds no attachment record to
@@ -313,16 +358,17 @@ impl NetworkDb {
         self.send_bulk_sync(now, peer, networks, true, false, None);
     }
 
-    /// Applies a table event. Returns whether it changed local state.
+    /// Applies a table event ([`Fate::Settled`] when applied or stale; relaying is queued
+    /// here).
     pub(crate) fn handle_table_event(
         &mut self,
         now: Instant,
         ev: TableEvent,
         raw: Option<&[u8]>,
         via: Via,
-    ) -> bool {
+    ) -> Fate {
         if !self.sane(ev.ltime) {
-            return false;
+            return Fate::Open;
         }
         if ev.owner == self.me {
             // Own events never re-enter (and are not witnessed).
@@ -347,7 +393,7 @@ impl NetworkDb {
                 } = ev;
                 self.write_local(now, TableEventKind::Delete, table, network, key, value);
             }
-            return false;
+            return Fate::Open;
         }
         self.table_clock.witness(ev.ltime);
         let local_ok = self.local.get(&ev.network).is_some_and(|n| !n.leaving);
@@ -370,17 +416,17 @@ impl NetworkDb {
                     self.stats.deferred_refused += 1;
                     self.repair_attachment(now, &owner, &network);
                 }
-                return false;
+                return Fate::Open;
             }
             self.stats.not_member += 1;
-            return false;
+            return Fate::Open;
         }
         let existing = self.entry(&ev.network, &ev.table, &ev.key);
         // Newer Lamport time wins; equal times from different owners (concurrent writes) are
         // ordered by owner name, so every node keeps the same one whatever the arrival order.
         if existing.is_some_and(|e| (e.ltime, &e.owner) >= (ev.ltime, &ev.owner)) {
             self.stats.stale_events += 1;
-            return false;
+            return Fate::Settled;
         }
         let found = existing.is_some();
         let prev = existing.and_then(Entry::visible_value).cloned();
@@ -408,21 +454,21 @@ impl NetworkDb {
         if !deleting && !owner_failed {
             residual = 0;
         }
-        let entry = Entry {
-            owner: ev.owner.clone(),
-            ltime: ev.ltime,
-            value: ev.value.clone(),
+        let entry = Entry::new(
+            ev.owner.clone(),
+            ev.ltime,
+            ev.value.clone(),
             deleting,
-            hidden: owner_failed && !deleting,
+            owner_failed && !deleting,
             reap_at,
-        };
+        );
         let value = entry.visible_value().cloned();
         self.put_entry(&ev.network, &ev.table, &ev.key, entry);
         self.stats.table_events_applied += 1;
         self.notify(&ev.table, &ev.network, &ev.key, prev, value);
 
         let Some(local) = self.local.get(&ev.network) else {
-            return true;
+            return Fate::Settled;
         };
         let relay = if !found && deleting {
             // A tombstone learnt for a key never seen is spread again only when it came by
@@ -442,7 +488,7 @@ impl NetworkDb {
                 self.queue_table_event(now, ev, raw, false);
             }
         }
-        true
+        Fate::Settled
     }
 
     fn handle_push_pull(&mut self, now: Instant, pp: PushPull) {

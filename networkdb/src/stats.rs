@@ -29,6 +29,9 @@ pub struct Stats {
     pub wrong_channel: u64,
     /// Events ignored because the local state was as new or newer.
     pub stale_events: u64,
+    /// Of which gossip parts skipped before decoding: the same bytes were applied or found
+    /// stale a moment before.
+    pub duplicate_parts: u64,
     /// Of which node and network events (attachments carried by push/pull and bulk syncs
     /// included).
     pub stale_cluster_events: u64,
