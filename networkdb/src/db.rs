@@ -537,6 +537,22 @@ impl NetworkDb {
             .collect()
     }
 
+    /// The visible entries of `table` in `network`, in key order, as `(key, value, owner)`,
+    /// borrowed: [`table_by_network`](Self::table_by_network) without the copy.
+    pub fn visible_entries<'a>(
+        &'a self,
+        table: &str,
+        network: &str,
+    ) -> impl Iterator<Item = (&'a Key, &'a Bytes, &'a NodeName)> + 'a {
+        self.tables
+            .get(network)
+            .and_then(|t| t.get(table))
+            .into_iter()
+            .flatten()
+            .filter(|(_, e)| e.visible())
+            .map(|(k, e)| (k, &e.value, &e.owner))
+    }
+
     /// Calls `f(network, key, value, deleted)` for every entry of `table` in every network, in
     /// order, tombstones and hidden entries reported as deleted, until `f` returns true.
     pub fn walk_table(

@@ -70,7 +70,7 @@ pub(crate) fn entry_hash(key_hash: u64, e: &Entry) -> u64 {
 }
 
 /// Hash of one attachment record: `node` attached to `network` at `ltime`, leaving or not.
-fn attachment_hash(network: &str, node: &str, ltime: LTime, leaving: bool) -> u64 {
+pub(crate) fn attachment_hash(network: &str, node: &str, ltime: LTime, leaving: bool) -> u64 {
     let network_len = (network.len() as u32).to_le_bytes();
     hash_parts(
         0,
@@ -407,7 +407,7 @@ impl NetworkDb {
             .get(network)
             .into_iter()
             .flatten()
-            .map(|(node, a)| attachment_hash(network, node, a.ltime, a.leaving));
+            .map(|(_, a)| a.hash);
         own.into_iter()
             .chain(others)
             .fold((0u64, 0u32), |(h, n), x| {

@@ -32,7 +32,7 @@ impl NetworkDb {
 
     /// One gossip tick: per local network (leaving ones too, so queues drain), one compound
     /// of local events then relayed ones, within the packet budget, to up to `gossip_fanout`
-    /// random peers; then cluster events to random active nodes.
+    /// random peers, each copy one transmit; then cluster events to random active nodes.
     pub(crate) fn gossip(&mut self, _now: Instant) {
         let budget = self
             .config
@@ -54,8 +54,11 @@ impl NetworkDb {
                 continue;
             };
             parts.clear();
-            let used = net.local.drain_into(budget, limit, &mut parts);
-            net.relay.drain_into(budget - used, limit, &mut parts);
+            // Every copy counts as one transmission (see `gossip_cluster_events`).
+            let charge = u32::try_from(targets.len()).unwrap_or(u32::MAX);
+            let used = net.local.drain_into(budget, charge, limit, &mut parts);
+            net.relay
+                .drain_into(budget - used, charge, limit, &mut parts);
             if parts.is_empty() {
                 continue;
             }
@@ -95,8 +98,8 @@ impl NetworkDb {
     /// transmission of every event queued since the last one, without waiting for the tick.
     /// Per network, a backlog goes on the stream path as on a tick, then up to
     /// [`EAGER_DATAGRAMS_PER_NETWORK`] compounds of fresh local then relayed events go to
-    /// `gossip_fanout` random peers (one transmit each, as on a tick); fresh node and network
-    /// events go in one compound to `gossip_fanout` random nodes (one transmit per copy).
+    /// `gossip_fanout` random peers; fresh node and network events go in one compound to
+    /// `gossip_fanout` random nodes. Every copy is one transmit, as on a tick.
     /// Whatever does not fit waits for the tick.
     pub(crate) fn eager_push(&mut self, _now: Instant) {
         let budget = self
@@ -123,8 +126,10 @@ impl NetworkDb {
                     break;
                 };
                 parts.clear();
-                let used = net.local.drain_fresh(budget, 1, limit, &mut parts);
-                net.relay.drain_fresh(budget - used, 1, limit, &mut parts);
+                let charge = u32::try_from(targets.len()).unwrap_or(u32::MAX);
+                let used = net.local.drain_fresh(budget, charge, limit, &mut parts);
+                net.relay
+                    .drain_fresh(budget - used, charge, limit, &mut parts);
                 if parts.is_empty() {
                     break;
                 }
@@ -188,7 +193,7 @@ impl NetworkDb {
         for _ in 0..self.config.cluster_datagrams_per_tick {
             for peer in self.sample_active(self.config.gossip_fanout) {
                 parts.clear();
-                self.cluster_queue.drain_into(budget, limit, &mut parts);
+                self.cluster_queue.drain_into(budget, 1, limit, &mut parts);
                 if parts.is_empty() {
                     return;
                 }

@@ -11,6 +11,10 @@ pub(crate) struct Attachment {
     pub(crate) ltime: LTime,
     pub(crate) leaving: bool,
     pub(crate) reap_at: Option<Instant>,
+    /// The digests' hash of this record ([`attachment_hash`](crate::digest::attachment_hash)),
+    /// kept with it so that a summary only adds numbers: recomputed whenever `ltime` or
+    /// `leaving` changes.
+    pub(crate) hash: u64,
 }
 
 /// Invalidation key of a table queue: one queued event per (table, key).

@@ -100,11 +100,18 @@ impl<K: Clone + Eq + Hash> BroadcastQueue<K> {
         dropped
     }
 
-    /// Takes items that fit in `budget` bytes (each costs [`part_cost`]), charges each one
-    /// transmit and retires those that reach `limit`. Returns the bytes used.
-    pub(crate) fn drain_into(&mut self, budget: usize, limit: u32, out: &mut Vec<Bytes>) -> usize {
+    /// Takes items that fit in `budget` bytes (each costs [`part_cost`]), charges each
+    /// `charge` transmits (one per copy sent) and retires those that reach `limit`. Returns
+    /// the bytes used.
+    pub(crate) fn drain_into(
+        &mut self,
+        budget: usize,
+        charge: u32,
+        limit: u32,
+        out: &mut Vec<Bytes>,
+    ) -> usize {
         let (used, taken) = self.select(budget, false, out);
-        self.charge(taken, 1, limit);
+        self.charge(taken, charge.max(1), limit);
         used
     }
 
@@ -116,8 +123,7 @@ impl<K: Clone + Eq + Hash> BroadcastQueue<K> {
     }
 
     /// Like [`drain_into`](Self::drain_into), restricted to items never sent yet (the eager
-    /// push), newest first, each charged `charge` transmits (one per copy sent, for queues
-    /// whose every copy counts). Returns the bytes used.
+    /// push), newest first. Returns the bytes used.
     pub(crate) fn drain_fresh(
         &mut self,
         budget: usize,
@@ -211,7 +217,7 @@ mod tests {
         q.push(Some("k"), Bytes::from_static(b"new"));
         assert_eq!(q.len(), 2);
         let mut out = Vec::new();
-        q.drain_into(1000, 4, &mut out);
+        q.drain_into(1000, 1, 4, &mut out);
         assert_eq!(
             out,
             vec![Bytes::from_static(b"new"), Bytes::from_static(b"other")]
@@ -225,11 +231,11 @@ mod tests {
             q.push(Some(i), Bytes::from(vec![0u8; 99]));
         }
         let mut out = Vec::new();
-        assert_eq!(q.drain_into(450, 2, &mut out), 400);
+        assert_eq!(q.drain_into(450, 1, 2, &mut out), 400);
         assert_eq!(out.len(), 4);
         for _ in 0..10 {
             out.clear();
-            q.drain_into(450, 2, &mut out);
+            q.drain_into(450, 1, 2, &mut out);
         }
         assert_eq!(q.len(), 0);
     }
@@ -242,7 +248,7 @@ mod tests {
         q.push(Some(2), Bytes::from(vec![0; 200]));
         assert_eq!(q.bytes(), 21 + 202);
         let mut out = Vec::new();
-        q.drain_into(1000, 1, &mut out);
+        q.drain_into(1000, 1, 1, &mut out);
         assert_eq!(q.bytes(), 0);
         for i in 0..20 {
             q.push(Some(i), Bytes::from(vec![0; 5]));
@@ -269,7 +275,7 @@ mod tests {
         // The ticks still send them, up to the limit in all.
         for _ in 0..3 {
             out.clear();
-            q.drain_into(1000, 4, &mut out);
+            q.drain_into(1000, 1, 4, &mut out);
             assert_eq!(out.len(), 2);
         }
         assert_eq!(q.len(), 0);

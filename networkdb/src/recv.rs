@@ -5,11 +5,13 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use crate::deferred::DEFER_WINDOW;
+use crate::digest::attachment_hash;
 use crate::entry::Entry;
 use crate::network::Attachment;
 use crate::wire::{
     BulkSync, DecodeError, MAX_COMPOUND_DEPTH, Message, NetworkEntry, NetworkEvent,
-    NetworkEventKind, NodeEvent, NodeEventKind, PushPull, TableEvent, TableEventKind,
+    NetworkEventKind, NodeEvent, NodeEventKind, PROTOCOL_VERSION, PushPull, TableEvent,
+    TableEventKind, compound_parts,
 };
 use crate::{Channel, NetworkDb, NetworkId, NodeName, NodeState};
 
@@ -54,13 +56,33 @@ impl NetworkDb {
         self.stats.payloads_in += 1;
         self.stats.bytes_in += payload.len() as u64;
         let via = via_of(channel);
-        let result = Message::decode(payload)
-            .and_then(|msg| self.dispatch(now, msg, None, 0, via))
-            .map(drop);
+        let result = self.handle_payload(now, payload, via);
         if let Err(err) = &result {
             self.count_decode_error(err);
         }
         result
+    }
+
+    /// Decodes and handles a payload; a compound's parts are taken from it without copying.
+    fn handle_payload(
+        &mut self,
+        now: Instant,
+        payload: &[u8],
+        via: Via,
+    ) -> Result<(), DecodeError> {
+        let (&version, body) = payload.split_first().ok_or(DecodeError::Empty)?;
+        if version != PROTOCOL_VERSION {
+            return Err(DecodeError::UnsupportedVersion(version));
+        }
+        match compound_parts(body)? {
+            // At depth 1, as `dispatch` hands a compound's parts on.
+            Some(parts) => parts
+                .into_iter()
+                .try_for_each(|part| self.dispatch_part(now, part, 1, via)),
+            None => Message::decode_part(body)
+                .and_then(|msg| self.dispatch(now, msg, None, 0, via))
+                .map(drop),
+        }
     }
 
     /// Handles a message already decoded by the caller (the cluster layer decodes stream
@@ -265,6 +287,7 @@ impl NetworkDb {
             Some(att) => {
                 att.ltime = ev.ltime;
                 att.leaving = leave;
+                att.hash = attachment_hash(&ev.network, &ev.node, ev.ltime, leave);
                 att.reap_at = leave.then_some(reap_at);
             }
             None => {
@@ -280,6 +303,7 @@ impl NetworkDb {
                         ltime: ev.ltime,
                         leaving: false,
                         reap_at: None,
+                        hash: attachment_hash(&ev.network, &ev.node, ev.ltime, false),
                     },
                 );
             }

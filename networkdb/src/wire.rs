@@ -339,6 +339,52 @@ pub fn encode_compound(parts: &[Bytes]) -> Vec<u8> {
     out
 }
 
+/// The parts of a compound, borrowed from `body` (a message without its version byte), or
+/// `None` when `body` is not a compound: what [`Message::decode_part`] would return as
+/// [`Message::Compound`], without copying every part. A truncated compound, or bytes after its
+/// last part, is an error.
+pub fn compound_parts(body: &[u8]) -> Result<Option<Vec<&[u8]>>, DecodeError> {
+    const COMPOUND_TAG: u8 = 5;
+    let Some((&COMPOUND_TAG, mut rest)) = body.split_first() else {
+        return Ok(None);
+    };
+    let count = take_varint(&mut rest)?;
+    // Every part takes at least its length byte.
+    let mut parts = Vec::with_capacity(count.min(rest.len()));
+    for _ in 0..count {
+        let len = take_varint(&mut rest)?;
+        if len > rest.len() {
+            return Err(DecodeError::Malformed(format!(
+                "compound part of {len} bytes with {} left",
+                rest.len()
+            )));
+        }
+        let (part, tail) = rest.split_at(len);
+        parts.push(part);
+        rest = tail;
+    }
+    if !rest.is_empty() {
+        return Err(DecodeError::TrailingBytes(rest.len()));
+    }
+    Ok(Some(parts))
+}
+
+/// Reads a postcard varint (LEB128, at most ten bytes) off the front of `bytes`.
+fn take_varint(bytes: &mut &[u8]) -> Result<usize, DecodeError> {
+    let mut value: u64 = 0;
+    for (i, &b) in bytes.iter().enumerate().take(10) {
+        value |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            *bytes = &bytes[i + 1..];
+            return usize::try_from(value)
+                .map_err(|_| DecodeError::Malformed("length out of range".into()));
+        }
+    }
+    Err(DecodeError::Malformed(
+        "truncated or overlong varint".into(),
+    ))
+}
+
 fn varint_len(mut v: usize) -> usize {
     let mut n = 1;
     while v >= 0x80 {
@@ -389,6 +435,47 @@ mod tests {
         assert_eq!(hand, serde);
         let body: usize = parts.iter().map(|p| part_cost(p.len())).sum();
         assert!(hand.len() <= COMPOUND_HEADER_BYTES + body);
+    }
+
+    #[test]
+    fn borrowed_parts_match_the_serde_decoding() {
+        let parts: Vec<Bytes> = (0..300u32)
+            .map(|i| {
+                let mut e = table_event();
+                e.key = format!("key{i}").into();
+                Bytes::from(Message::TableEvent(e).encode_part())
+            })
+            .collect();
+        let payload = encode_compound(&parts);
+        let borrowed = compound_parts(&payload[1..])
+            .expect("valid")
+            .expect("a compound");
+        let Ok(Message::Compound(owned)) = Message::decode(&payload) else {
+            panic!("not a compound");
+        };
+        assert_eq!(borrowed.len(), owned.len());
+        for (b, o) in borrowed.iter().zip(&owned) {
+            assert_eq!(*b, o.0.as_slice());
+        }
+        let single = Message::TableEvent(table_event()).encode();
+        assert_eq!(compound_parts(&single[1..]), Ok(None));
+        assert_eq!(compound_parts(&[]), Ok(None));
+        // Truncated in a part, in a length, after the count; and a byte too many.
+        for cut in [payload.len() - 1, 5, 2] {
+            assert!(compound_parts(&payload[1..cut]).is_err(), "cut at {cut}");
+        }
+        let mut long = payload.clone();
+        long.push(0);
+        assert_eq!(
+            compound_parts(&long[1..]),
+            Err(DecodeError::TrailingBytes(1))
+        );
+        assert!(
+            compound_parts(&[
+                5, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff
+            ])
+            .is_err()
+        );
     }
 
     #[test]

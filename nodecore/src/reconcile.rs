@@ -47,17 +47,21 @@ impl NodeCore {
     pub(crate) fn sync_records(&mut self, db: &NetworkDb, network_id: &str) {
         let wanted = self.wanted(network_id);
         for table in [overlay::PEER_TABLE, discovery::ENDPOINT_TABLE] {
-            let current = db.table_by_network(table, network_id);
+            // This node's own records: the others' are not its business.
+            let own: BTreeMap<&str, &Bytes> = db
+                .visible_entries(table, network_id)
+                .filter(|(_, _, owner)| *owner == db.name())
+                .map(|(key, value, _)| (key.as_str(), value))
+                .collect();
             for (key, records) in &wanted {
                 let value = records.value(table);
-                match current.get(key.as_str()) {
-                    Some(e) if &e.owner == db.name() && e.value == *value => {}
-                    _ => self.put(table, network_id, key, value.clone()),
+                if own.get(key.as_str()).is_none_or(|v| *v != value) {
+                    self.put(table, network_id, key, value.clone());
                 }
             }
-            for (key, elem) in &current {
-                if &elem.owner == db.name() && !wanted.contains_key(key.as_str()) {
-                    self.delete(table, network_id, key.as_str());
+            for key in own.keys() {
+                if !wanted.contains_key(*key) {
+                    self.delete(table, network_id, key);
                 }
             }
         }

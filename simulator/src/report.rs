@@ -322,6 +322,7 @@ pub(crate) fn add_node_counters(acc: &mut BTreeMap<String, u64>, node: &Node) {
         ("db.dropped_too_deep", s.dropped_too_deep),
         ("db.stale_events", s.stale_events),
         ("db.stale_cluster_events", s.stale_cluster_events),
+        ("db.duplicate_parts", s.duplicate_parts),
         ("db.deferred_events", s.deferred_events),
         ("db.deferred_applied", s.deferred_applied),
         ("db.deferred_refused", s.deferred_refused),
