@@ -56,9 +56,9 @@ impl NetworkDb {
             parts.clear();
             // Every copy counts as one transmission (see `gossip_cluster_events`).
             let charge = u32::try_from(targets.len()).unwrap_or(u32::MAX);
-            let used = net.local.drain_into(budget, charge, limit, &mut parts);
+            let used = net.local.drain(budget, false, charge, limit, &mut parts);
             net.relay
-                .drain_into(budget - used, charge, limit, &mut parts);
+                .drain(budget - used, false, charge, limit, &mut parts);
             if parts.is_empty() {
                 continue;
             }
@@ -127,9 +127,9 @@ impl NetworkDb {
                 };
                 parts.clear();
                 let charge = u32::try_from(targets.len()).unwrap_or(u32::MAX);
-                let used = net.local.drain_fresh(budget, charge, limit, &mut parts);
+                let used = net.local.drain(budget, true, charge, limit, &mut parts);
                 net.relay
-                    .drain_fresh(budget - used, charge, limit, &mut parts);
+                    .drain(budget - used, true, charge, limit, &mut parts);
                 if parts.is_empty() {
                     break;
                 }
@@ -153,7 +153,7 @@ impl NetworkDb {
         parts.clear();
         let charge = u32::try_from(targets.len()).unwrap_or(u32::MAX);
         self.cluster_queue
-            .drain_fresh(budget, charge, limit, &mut parts);
+            .drain(budget, true, charge, limit, &mut parts);
         if parts.is_empty() {
             return;
         }
@@ -193,7 +193,8 @@ impl NetworkDb {
         for _ in 0..self.config.cluster_datagrams_per_tick {
             for peer in self.sample_active(self.config.gossip_fanout) {
                 parts.clear();
-                self.cluster_queue.drain_into(budget, 1, limit, &mut parts);
+                self.cluster_queue
+                    .drain(budget, false, 1, limit, &mut parts);
                 if parts.is_empty() {
                     return;
                 }

@@ -100,17 +100,18 @@ impl<K: Clone + Eq + Hash> BroadcastQueue<K> {
         dropped
     }
 
-    /// Takes items that fit in `budget` bytes (each costs [`part_cost`]), charges each
-    /// `charge` transmits (one per copy sent) and retires those that reach `limit`. Returns
-    /// the bytes used.
-    pub(crate) fn drain_into(
+    /// Takes the items that fit in `budget` bytes (each costs [`part_cost`]; only never-sent
+    /// ones if `fresh_only`, as the eager push does), charges each `charge` transmits (one per
+    /// copy sent) and retires those that reach `limit`. Returns the bytes used.
+    pub(crate) fn drain(
         &mut self,
         budget: usize,
+        fresh_only: bool,
         charge: u32,
         limit: u32,
         out: &mut Vec<Bytes>,
     ) -> usize {
-        let (used, taken) = self.select(budget, false, out);
+        let (used, taken) = self.select(budget, fresh_only, out);
         self.charge(taken, charge.max(1), limit);
         used
     }
@@ -120,20 +121,6 @@ impl<K: Clone + Eq + Hash> BroadcastQueue<K> {
         self.items
             .first_key_value()
             .is_some_and(|(slot, _)| slot.0 == 0)
-    }
-
-    /// Like [`drain_into`](Self::drain_into), restricted to items never sent yet (the eager
-    /// push), newest first. Returns the bytes used.
-    pub(crate) fn drain_fresh(
-        &mut self,
-        budget: usize,
-        charge: u32,
-        limit: u32,
-        out: &mut Vec<Bytes>,
-    ) -> usize {
-        let (used, taken) = self.select(budget, true, out);
-        self.charge(taken, charge.max(1), limit);
-        used
     }
 
     /// Copies into `out`, in drain order, the items that fit in `budget` bytes (each costs
@@ -217,7 +204,7 @@ mod tests {
         q.push(Some("k"), Bytes::from_static(b"new"));
         assert_eq!(q.len(), 2);
         let mut out = Vec::new();
-        q.drain_into(1000, 1, 4, &mut out);
+        q.drain(1000, false, 1, 4, &mut out);
         assert_eq!(
             out,
             vec![Bytes::from_static(b"new"), Bytes::from_static(b"other")]
@@ -231,11 +218,11 @@ mod tests {
             q.push(Some(i), Bytes::from(vec![0u8; 99]));
         }
         let mut out = Vec::new();
-        assert_eq!(q.drain_into(450, 1, 2, &mut out), 400);
+        assert_eq!(q.drain(450, false, 1, 2, &mut out), 400);
         assert_eq!(out.len(), 4);
         for _ in 0..10 {
             out.clear();
-            q.drain_into(450, 1, 2, &mut out);
+            q.drain(450, false, 1, 2, &mut out);
         }
         assert_eq!(q.len(), 0);
     }
@@ -248,7 +235,7 @@ mod tests {
         q.push(Some(2), Bytes::from(vec![0; 200]));
         assert_eq!(q.bytes(), 21 + 202);
         let mut out = Vec::new();
-        q.drain_into(1000, 1, 1, &mut out);
+        q.drain(1000, false, 1, 1, &mut out);
         assert_eq!(q.bytes(), 0);
         for i in 0..20 {
             q.push(Some(i), Bytes::from(vec![0; 5]));
@@ -266,23 +253,23 @@ mod tests {
         q.push(Some(2), Bytes::from_static(b"b"));
         assert!(q.has_fresh());
         let mut out = Vec::new();
-        q.drain_fresh(1000, 1, 4, &mut out);
+        q.drain(1000, true, 1, 4, &mut out);
         assert_eq!(out.len(), 2);
         assert!(!q.has_fresh());
         out.clear();
-        q.drain_fresh(1000, 1, 4, &mut out);
+        q.drain(1000, true, 1, 4, &mut out);
         assert!(out.is_empty(), "sent items are not fresh");
         // The ticks still send them, up to the limit in all.
         for _ in 0..3 {
             out.clear();
-            q.drain_into(1000, 1, 4, &mut out);
+            q.drain(1000, false, 1, 4, &mut out);
             assert_eq!(out.len(), 2);
         }
         assert_eq!(q.len(), 0);
         // A charge of several transmits (one per copy) retires sooner.
         q.push(Some(3), Bytes::from_static(b"c"));
         out.clear();
-        q.drain_fresh(1000, 4, 4, &mut out);
+        q.drain(1000, true, 4, 4, &mut out);
         assert_eq!(out.len(), 1);
         assert_eq!(q.len(), 0);
     }
