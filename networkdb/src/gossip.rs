@@ -5,9 +5,9 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use rand::seq::SliceRandom;
-use rand::seq::index::sample;
 
 use crate::db::{PendingSync, SyncKind};
+use crate::peers::sample_indices;
 use crate::queue::retransmit_limit;
 use crate::wire::{
     BulkSync, COMPOUND_HEADER_BYTES, Message, NetworkEntry, PushPull, TableEvent, TableEventKind,
@@ -23,9 +23,7 @@ impl NetworkDb {
     /// Picks `min(count, candidates.len())` distinct candidates uniformly (moby's exact
     /// `mRandomNodes`).
     pub(crate) fn sample(&mut self, candidates: &[NodeName], count: usize) -> Vec<NodeName> {
-        let amount = count.min(candidates.len());
-        sample(&mut self.rng, candidates.len(), amount)
-            .into_iter()
+        sample_indices(&mut self.rng, candidates.len(), count)
             .map(|i| candidates[i].clone())
             .collect()
     }

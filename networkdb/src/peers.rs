@@ -39,10 +39,18 @@ impl PeerSet {
 
     /// `min(count, len)` distinct members picked uniformly (moby's `mRandomNodes`).
     pub(crate) fn sample(&self, rng: &mut impl Rng, count: usize) -> Vec<NodeName> {
-        let amount = count.min(self.0.len());
-        sample(rng, self.0.len(), amount)
-            .into_iter()
+        sample_indices(rng, self.0.len(), count)
             .filter_map(|i| self.0.get_index(i).cloned())
             .collect()
     }
+}
+
+/// `min(count, len)` distinct indices below `len`, picked uniformly: the one sampling every
+/// gossip target choice goes through.
+pub(crate) fn sample_indices(
+    rng: &mut impl Rng,
+    len: usize,
+    count: usize,
+) -> impl Iterator<Item = usize> {
+    sample(rng, len, count.min(len)).into_iter()
 }
