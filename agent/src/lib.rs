@@ -7,6 +7,7 @@
 //! tests and the simulator use the same parts.
 
 pub mod api;
+pub mod balancer;
 mod base64;
 pub mod cli;
 pub mod cni;

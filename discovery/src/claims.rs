@@ -13,6 +13,9 @@ pub struct Claims {
     pub names: BTreeSet<(String, IpAddr)>,
     /// The PTR entry: the endpoint's address and its name as published.
     pub ptr: Option<(IpAddr, String)>,
+    /// For a task of a service with a VIP: `(VIP, task address)`, a backend of the VIP's
+    /// load balancer.
+    pub backend: Option<(IpAddr, IpAddr)>,
 }
 
 /// Why a record asserts nothing.
@@ -39,7 +42,9 @@ pub enum RecordError {
 ///   the VIP, or its IP when the service has none.
 ///
 /// Names are lower-cased and lose a trailing dot; empty aliases are skipped. A VIP that is not
-/// an IP address counts as no VIP, as in libnetwork (`net.ParseIP` gives nil).
+/// an IP address counts as no VIP, as in libnetwork (`net.ParseIP` gives nil). A task of a
+/// service with a VIP is also a backend of the VIP's load balancer; a disabled one is not
+/// (libnetwork sets its IPVS weight to 0).
 pub fn claims(record: &EndpointRecord) -> Result<Option<Claims>, RecordError> {
     if record.name.is_empty() {
         return Err(RecordError::EmptyName);
@@ -49,9 +54,12 @@ pub fn claims(record: &EndpointRecord) -> Result<Option<Claims>, RecordError> {
     if record.service_disabled {
         return Ok(None);
     }
+    let is_task = !record.service_id.is_empty() && !record.service_name.is_empty();
+    let vip = parse_ip(&record.virtual_ip).filter(|_| is_task);
     let mut c = Claims {
         names: BTreeSet::new(),
         ptr: Some((ip, record.name.clone())),
+        backend: vip.map(|vip| (vip, ip)),
     };
     let mut add = |name: &str, ip: IpAddr| {
         let name = normalize(name);
@@ -63,8 +71,8 @@ pub fn claims(record: &EndpointRecord) -> Result<Option<Claims>, RecordError> {
     for alias in &record.task_aliases {
         add(alias, ip);
     }
-    if !record.service_id.is_empty() && !record.service_name.is_empty() {
-        let target = parse_ip(&record.virtual_ip).unwrap_or(ip);
+    if is_task {
+        let target = vip.unwrap_or(ip);
         for service in std::iter::once(&record.service_name).chain(&record.aliases) {
             if normalize(service).is_empty() {
                 continue;
@@ -154,6 +162,7 @@ mod tests {
                 ("front", "10.0.0.2"),
             ])
         );
+        assert_eq!(c.backend, Some((ip("10.0.0.2"), ip("10.0.0.7"))));
     }
 
     #[test]
@@ -175,6 +184,7 @@ mod tests {
                 ("db", "10.0.0.9")
             ])
         );
+        assert_eq!(c.backend, None);
     }
 
     #[test]

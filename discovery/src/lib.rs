@@ -14,18 +14,23 @@
 //!   IP of two endpoints survives the first one's departure. Names are case-insensitive.
 //! * [`ServiceDiscovery`]: the records of every attached network, fed by NetworkDB watch events
 //!   (other nodes' writes) and by the node's own writes, which NetworkDB does not echo.
+//! * [`ServiceTable`], [`plan`] and [`BalancerOp`]: the VIPs a sandbox's load balancer
+//!   serves, each with its enabled tasks, from the same records, and the changes that bring a
+//!   balancer from one table to another.
 //! * [`resolve`] and [`reverse`]: what a container on a list of networks gets for a name or an
 //!   address, with libnetwork's `name.network` suffix rules.
 //!
 //! Nothing here touches a socket, the clock or randomness: the embedded DNS server in the
 //! agent and the simulator's checker drive the same code.
 
+mod balance;
 mod claims;
 mod network;
 mod record;
 mod registry;
 mod resolve;
 
+pub use balance::{BalancerOp, ServiceTable, plan};
 pub use claims::{Claims, RecordError, claims};
 pub use network::NetworkRecords;
 pub use record::{DecodeError, ENDPOINT_TABLE, EndpointRecord, PortConfig, Protocol};

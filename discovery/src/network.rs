@@ -12,10 +12,14 @@ use crate::claims::{Claims, normalize};
 /// A pair stays while its count is above zero: libnetwork's `SetMatrix` semantics, so two
 /// endpoints that briefly claim one IP, or every task of a service claiming its VIP, release
 /// it only when the last of them goes.
+///
+/// The same multisets hold each VIP's load-balancer backends: the enabled tasks' addresses
+/// ([`Claims::backend`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NetworkRecords {
     names: BTreeMap<String, BTreeMap<IpAddr, u32>>,
     ptrs: BTreeMap<IpAddr, BTreeMap<String, u32>>,
+    backends: BTreeMap<IpAddr, BTreeMap<IpAddr, u32>>,
 }
 
 impl NetworkRecords {
@@ -37,6 +41,14 @@ impl NetworkRecords {
                 .entry(name.clone())
                 .or_insert(0) += 1;
         }
+        if let Some((vip, ip)) = &c.backend {
+            *self
+                .backends
+                .entry(*vip)
+                .or_default()
+                .entry(*ip)
+                .or_insert(0) += 1;
+        }
     }
 
     /// Removes one record's claims, which must have been added.
@@ -47,6 +59,17 @@ impl NetworkRecords {
         if let Some((ip, name)) = &c.ptr {
             release(&mut self.ptrs, ip, name);
         }
+        if let Some((vip, ip)) = &c.backend {
+            release(&mut self.backends, vip, ip);
+        }
+    }
+
+    /// Every VIP with the addresses of its enabled tasks (at least one), in address order:
+    /// what a sandbox's load balancer spreads connections to the VIP over.
+    pub fn services(&self) -> impl Iterator<Item = (IpAddr, Vec<IpAddr>)> + '_ {
+        self.backends
+            .iter()
+            .map(|(vip, ips)| (*vip, ips.keys().copied().collect()))
     }
 
     /// The addresses of `name` (any case, trailing dot or not), in address order; empty when
@@ -91,9 +114,9 @@ impl NetworkRecords {
         self.names.len()
     }
 
-    /// Whether the network has no name and no PTR entry.
+    /// Whether the network has no name, no PTR entry and no VIP backend.
     pub fn is_empty(&self) -> bool {
-        self.names.is_empty() && self.ptrs.is_empty()
+        self.names.is_empty() && self.ptrs.is_empty() && self.backends.is_empty()
     }
 }
 
@@ -136,6 +159,17 @@ mod tests {
         .unwrap()
     }
 
+    fn services(r: &NetworkRecords) -> Vec<(String, Vec<String>)> {
+        r.services()
+            .map(|(vip, ips)| {
+                (
+                    vip.to_string(),
+                    ips.iter().map(ToString::to_string).collect(),
+                )
+            })
+            .collect()
+    }
+
     fn addrs(r: &NetworkRecords, name: &str) -> Vec<String> {
         r.addrs(name).map(|a| a.to_string()).collect()
     }
@@ -151,9 +185,17 @@ mod tests {
         r.add(&b);
         assert_eq!(addrs(&r, "WEB."), ["10.0.0.2"]);
         assert_eq!(addrs(&r, "tasks.web"), ["10.0.0.3", "10.0.0.4"]);
+        assert_eq!(
+            services(&r),
+            [(
+                "10.0.0.2".into(),
+                vec!["10.0.0.3".into(), "10.0.0.4".into()]
+            )]
+        );
         r.remove(&a);
         assert_eq!(addrs(&r, "web"), ["10.0.0.2"]);
         assert_eq!(addrs(&r, "tasks.web"), ["10.0.0.4"]);
+        assert_eq!(services(&r), [("10.0.0.2".into(), vec!["10.0.0.4".into()])]);
         r.remove(&b);
         assert!(r.is_empty());
     }

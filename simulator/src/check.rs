@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use discovery::{NetworkRecords, ServiceDiscovery};
+use discovery::{NetworkRecords, ServiceDiscovery, ServiceTable};
 
 use networkdb::{NodeState, WatchEvent};
 use overlay::{KernelState, PeerDb};
@@ -278,6 +278,7 @@ pub(crate) fn final_checks(sim: &mut Simulation) {
     if sim.opts.check_dns {
         for &i in &live {
             dns_check(sim, i, &mut found);
+            balancer_check(sim, i, &mut found);
         }
     }
 
@@ -424,6 +425,55 @@ fn dns_check(sim: &Simulation, i: usize, found: &mut Vec<(&'static str, String)>
     }
 }
 
+/// The `balancer` checker for live host `i`: one sandbox per network its service discovery
+/// is attached to, whose fake load balancer holds exactly the VIPs and enabled tasks that
+/// service discovery gives for the network, and that a fresh computation from the node's view
+/// of `endpoint_table` gives; no balancer for any other network.
+fn balancer_check(sim: &Simulation, i: usize, found: &mut Vec<(&'static str, String)>) {
+    let h = &sim.hosts[i];
+    let (Some(node), Some(sd)) = (h.node(), &h.dns) else {
+        return;
+    };
+    let db = node.db();
+    let table = crate::sim::TABLES[crate::sim::ENDPOINT_TABLE];
+    for id in h.balancers.keys() {
+        if !sd.is_attached(id.as_str()) {
+            found.push((
+                "balancer",
+                format!(
+                    "node{i}: a sandbox balancer remains for network {id}, which is not attached"
+                ),
+            ));
+        }
+    }
+    let empty = ServiceTable::new();
+    for (id, records) in sd.networks() {
+        let got = h.balancers.get(id).unwrap_or(&empty);
+        let said = ServiceTable::of([records]);
+        let view = db.table_by_network(table, id);
+        let fresh = ServiceTable::of([&ServiceDiscovery::records_of(
+            view.values().map(|e| &e.value[..]),
+        )]);
+        for (what, want) in [("service discovery", &said), ("endpoint_table", &fresh)] {
+            if want != got {
+                let first = discovery::plan(want, got);
+                found.push((
+                    "balancer",
+                    format!(
+                        "node{i}: network {id}: the sandbox balancer holds {} VIPs and {} \
+                         backends, {what} calls for {} and {}; first change missing: {:?}",
+                        got.len(),
+                        got.backend_count(),
+                        want.len(),
+                        want.backend_count(),
+                        first.first()
+                    ),
+                ));
+            }
+        }
+    }
+}
+
 /// The first few names (then PTR entries) whose addresses differ.
 fn dns_difference(want: &NetworkRecords, got: &NetworkRecords) -> String {
     fn show(ips: Option<&Vec<IpAddr>>) -> String {
@@ -444,6 +494,17 @@ fn dns_difference(want: &NetworkRecords, got: &NetworkRecords) -> String {
         .filter(|n| w.get(*n) != g.get(*n))
         .map(|n| format!("{n} -> want {} got {}", show(w.get(n)), show(g.get(n))))
         .collect();
+    let ws: BTreeMap<IpAddr, Vec<IpAddr>> = want.services().collect();
+    let gs: BTreeMap<IpAddr, Vec<IpAddr>> = got.services().collect();
+    for vip in ws.keys().chain(gs.keys()).collect::<BTreeSet<_>>() {
+        if ws.get(vip) != gs.get(vip) {
+            out.push(format!(
+                "vip {vip} backends -> want {} got {}",
+                show(ws.get(vip)),
+                show(gs.get(vip))
+            ));
+        }
+    }
     let wp: BTreeMap<IpAddr, Vec<&str>> = want.reverse_entries().collect();
     let gp: BTreeMap<IpAddr, Vec<&str>> = got.reverse_entries().collect();
     for ip in wp.keys().chain(gp.keys()).collect::<BTreeSet<_>>() {

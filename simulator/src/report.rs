@@ -97,6 +97,9 @@ pub struct Report {
     /// `endpoint_table` changes (watch events and own writes) the service discoveries
     /// applied, over every process (zero without [`SimOptions::check_dns`]).
     pub dns_applied: u64,
+    /// Ops applied to the sandboxes' fake VIP load balancers, and ops they refused (a planner
+    /// bug), over every process (zero without [`SimOptions::check_dns`]).
+    pub balancer_ops: (u64, u64),
     /// What the IPAM workload did.
     pub ipam: crate::IpamCounters,
     /// Events processed.
@@ -132,6 +135,7 @@ impl Report {
             settled_after: sim.settled_at,
             api_errors: sim.api_errors,
             kernel_ops: sim.kernel_ops,
+            balancer_ops: (sim.balancer_ops, sim.balancer_refused),
             dns_applied: sim.dns_applied
                 + sim
                     .hosts
@@ -260,8 +264,9 @@ impl fmt::Display for Report {
         if self.options.check_dns {
             writeln!(
                 f,
-                "dns: {} endpoint_table changes applied to service discovery",
-                self.dns_applied
+                "dns: {} endpoint_table changes applied to service discovery; {} ops applied to \
+                 sandbox VIP balancers, {} refused",
+                self.dns_applied, self.balancer_ops.0, self.balancer_ops.1
             )?;
         }
         if self.options.ipam_networks > 0 {

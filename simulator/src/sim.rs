@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cluster::{MemberEvent, Node, NodeConfig, NodeIdentity, Output};
-use discovery::{EndpointRecord, PortConfig, Protocol, ServiceDiscovery};
+use discovery::{EndpointRecord, PortConfig, Protocol, ServiceDiscovery, ServiceTable};
 use networkdb::{Key, NetworkDb, NetworkId, TableName, WatchEvent, WatchFilter};
 use nodecore::{Event as CoreEvent, LocalState, NamesChange, NodeCore, Settings, Stack, Step};
 use overlay::{Dataplane, FakeKernel, Mac, PeerDb, PeerRecord};
@@ -97,6 +97,10 @@ pub(crate) struct Host {
     pub(crate) overlay: Option<Overlay>,
     /// The running process's service discovery (only with [`SimOptions::check_dns`]).
     pub(crate) dns: Option<ServiceDiscovery>,
+    /// The VIP load balancer of the sandbox this host has on each network its service
+    /// discovery is attached to (the kernel's, as a [`ServiceTable`]; only with
+    /// [`SimOptions::check_dns`]).
+    pub(crate) balancers: BTreeMap<NetworkId, ServiceTable>,
 }
 
 /// A process's overlay driver: the peer DB fed by its `overlay_peer_table` watch and the
@@ -237,6 +241,10 @@ pub struct Simulation {
     pub(crate) kernel_ops: u64,
     /// `endpoint_table` changes applied by the service discoveries of stopped processes.
     pub(crate) dns_applied: u64,
+    /// Ops applied to the sandboxes' fake load balancers, and ops they refused.
+    pub(crate) balancer_ops: u64,
+    /// See `balancer_ops`.
+    pub(crate) balancer_refused: u64,
     workload: (Duration, Duration),
     pub(crate) final_checks: Vec<Expectation>,
     queue_bounds: Vec<(usize, usize, usize)>,
@@ -313,6 +321,7 @@ impl Simulation {
                     down_reports: 0,
                     overlay: None,
                     dns: None,
+                    balancers: BTreeMap::new(),
                 }
             })
             .collect();
@@ -384,6 +393,8 @@ impl Simulation {
             endpoint_ips: BTreeMap::new(),
             kernel_ops: 0,
             dns_applied: 0,
+            balancer_ops: 0,
+            balancer_refused: 0,
             workload,
             final_checks,
             queue_bounds: Vec::new(),
@@ -914,15 +925,38 @@ impl Simulation {
             CoreEvent::Persist(state) => self.hosts[i].disk = Some(*state),
             CoreEvent::Peer(event) => self.overlay_event(i, &event),
             CoreEvent::Names(change) => {
-                if let Some(sd) = self.hosts[i].dns.as_mut() {
+                let mut refused = Vec::new();
+                let h = &mut self.hosts[i];
+                if let Some(sd) = h.dns.as_mut() {
                     match change {
                         NamesChange::Attach(network) => sd.attach(&NetworkId::from(network)),
-                        NamesChange::Detach(network) => sd.detach(&NetworkId::from(network)),
-                        NamesChange::Record(event) => {
-                            sd.apply(&event);
+                        NamesChange::Detach(network) => {
+                            let id = NetworkId::from(network);
+                            sd.detach(&id);
+                            // The sandbox leaves the network: its balancer goes with it.
+                            h.balancers.remove(&id);
+                        }
+                        NamesChange::Record(event) if sd.apply(&event) => {
+                            // What the agent does for each sandbox on the network.
+                            let want = ServiceTable::of(sd.network(event.network.as_str()));
+                            let have = h.balancers.entry(event.network.clone()).or_default();
+                            for op in discovery::plan(&want, have) {
+                                if have.apply(&op) {
+                                    self.balancer_ops += 1;
+                                } else {
+                                    self.balancer_refused += 1;
+                                    refused.push(op);
+                                }
+                            }
+                            if have.is_empty() {
+                                h.balancers.remove(&event.network);
+                            }
                         }
                         _ => {}
                     }
+                }
+                for op in refused {
+                    self.violation("balancer", format!("node{i}: the balancer refused {op:?}"));
                 }
             }
             CoreEvent::Answer(request, answer) => {
@@ -945,6 +979,7 @@ impl Simulation {
         self.ipam.waiting.retain(|(host, _), _| *host != i);
         let h = &mut self.hosts[i];
         h.overlay = None;
+        h.balancers.clear();
         if let Some(sd) = h.dns.take() {
             self.dns_applied += sd.stats().applied;
         }
