@@ -232,6 +232,17 @@ impl Daemon {
             );
             None
         };
+        let balancer_stats = Arc::new(crate::balancer::BalancerStats::default());
+        if config.vip_balancer && crate::config::is_root() {
+            let balancers = Arc::new(crate::balancer::SandboxBalancers::new());
+            tasks.push(tokio::spawn(crate::balancer::run(
+                balancers,
+                directory.clone(),
+                Arc::clone(&balancer_stats),
+            )));
+        } else if config.vip_balancer {
+            tracing::info!("not running as root: service VIPs are not balanced in sandboxes");
+        }
         let listener = TcpListener::bind(config.diag_addr)
             .await
             .map_err(|source| DaemonError::Bind {
@@ -246,6 +257,7 @@ impl Daemon {
         })?;
         let metrics_client = handle.client();
         let (metrics_directory, metrics_dns) = (directory.clone(), dns.clone());
+        let metrics_balancers = Arc::clone(&balancer_stats);
         let plugin_stats = Arc::new(docker::PluginStats::default());
         let metrics_plugin = Arc::clone(&plugin_stats);
         let attachment_stats = Arc::new(crate::cnm::AttachmentStats::default());
@@ -258,12 +270,14 @@ impl Daemon {
                 let dns = metrics_dns.clone();
                 let plugin = Arc::clone(&metrics_plugin);
                 let attachments = Arc::clone(&metrics_attachments);
+                let balancers = Arc::clone(&metrics_balancers);
                 async move {
                     match Snapshot::take(&client).await {
                         Ok(mut s) => {
                             s.discovery = directory.stats();
                             s.docker = plugin.snapshot();
                             s.attachments = attachments.snapshot();
+                            s.balancers = balancers.snapshot();
                             if let Some(dns) = dns {
                                 s.dns = dns.stats().await;
                             }

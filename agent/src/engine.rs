@@ -71,7 +71,20 @@ impl AgentEngine {
             Event::Peer(event) => {
                 let _ = self.peers.send(event);
             }
-            Event::Names(change) => self.directory.apply_change(&change),
+            Event::Names(change) => {
+                if let nodecore::NamesChange::Topology { .. } = &change {
+                    // The VIP balancers need each sandbox's namespace.
+                    let netns = self
+                        .stack
+                        .core()
+                        .sandboxes()
+                        .into_iter()
+                        .map(|s| (s.name, s.netns))
+                        .collect();
+                    self.directory.set_sandbox_netns(netns);
+                }
+                self.directory.apply_change(&change);
+            }
             Event::Answer(request, answer) => {
                 if let Some(tx) = self.waiters.remove(&request) {
                     let _ = tx.send(answer);

@@ -48,6 +48,9 @@ pub struct Snapshot {
     pub docker: std::collections::BTreeMap<(String, &'static str), u64>,
     /// The attachment operations (CNI) by kind and outcome (set by the caller).
     pub attachments: std::collections::BTreeMap<(&'static str, &'static str), u64>,
+    /// The sandboxes' VIP balancers: syncs that changed a kernel, VIPs set or removed, failed
+    /// syncs (set by the caller).
+    pub balancers: [u64; 3],
 }
 
 impl Snapshot {
@@ -93,6 +96,7 @@ impl Snapshot {
                     ipam: (pools.len(), ipam),
                     docker: Default::default(),
                     attachments: Default::default(),
+                    balancers: [0; 3],
                 }
             })
             .await
@@ -183,6 +187,16 @@ impl Snapshot {
                     v,
                 );
             }
+        }
+        out.counter_family(
+            "netagent_vip_balancer_total",
+            "Sandbox VIP balancers (nf_tables): syncs that changed a sandbox's kernel, VIPs set or removed by them, and syncs that failed (retried).",
+        );
+        for (what, v) in ["syncs", "vip_ops", "failures"]
+            .into_iter()
+            .zip(self.balancers)
+        {
+            out.sample("netagent_vip_balancer_total", &[("what", what)], v);
         }
         let (servers, q) = &self.dns;
         out.gauge(

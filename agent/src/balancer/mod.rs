@@ -14,7 +14,10 @@
 //! it to what service discovery says with [`discovery::plan`]: one transaction per sync, only
 //! the VIPs that changed.
 
+mod feed;
 pub mod nft;
+
+pub use feed::{BalancerStats, RETRY, run};
 
 use std::collections::HashMap;
 use std::io;
@@ -154,6 +157,11 @@ pub fn transaction(
     ops: &[BalancerOp],
 ) -> Batch {
     let mut batch = Batch::new(first_seq);
+    if reset && want.is_empty() {
+        // No service here: leave no table (an earlier run's included).
+        batch.delete_all();
+        return batch;
+    }
     if reset {
         batch.reset();
     }

@@ -89,6 +89,9 @@ pub struct AgentConfig {
     pub dns_forward: bool,
     /// TTL of local answers in seconds. Default [`dns::DEFAULT_TTL`]; 0..=[`MAX_DNS_TTL`].
     pub dns_ttl: u32,
+    /// Balance connections to service VIPs in every sandbox with a joined endpoint
+    /// (`crate::balancer`; it needs root, like the dataplane). Default true.
+    pub vip_balancer: bool,
     /// The Docker plugin's name, if the agent serves the plugin protocol. Default `None`;
     /// 1..=64 ASCII letters, digits, '.', '_' and '-'.
     pub docker_plugin: Option<String>,
@@ -162,6 +165,7 @@ impl AgentConfig {
             dns_upstreams: Vec::new(),
             dns_forward: false,
             dns_ttl: dns::DEFAULT_TTL,
+            vip_balancer: false,
             docker_plugin: None,
             docker_plugin_dir: PathBuf::from(DEFAULT_DOCKER_PLUGIN_DIR),
             docker_api: PathBuf::from(DEFAULT_DOCKER_API),

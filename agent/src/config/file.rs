@@ -41,6 +41,7 @@ pub(super) struct FileConfig {
     pub(super) dns: Option<bool>,
     pub(super) dns_upstreams: Option<Vec<String>>,
     pub(super) dns_forward: Option<bool>,
+    pub(super) vip_balancer: Option<bool>,
     pub(super) dns_ttl: Option<i64>,
     pub(super) docker_plugin: Option<String>,
     pub(super) docker_plugin_dir: Option<PathBuf>,
@@ -136,6 +137,10 @@ dns_forward = true
 
 # TTL of the embedded DNS server's answers, in seconds: 0..=2147483647.
 dns_ttl = 600
+
+# Balance connections to service VIPs over the services' enabled tasks anywhere in the
+# cluster, with nf_tables inside every sandbox with a joined endpoint (needs root).
+vip_balancer = true
 
 # Serve the Docker plugin protocol (remote network driver and IPAM driver) under this
 # name: `docker network create -d netctl --ipam-driver netctl ...`. Not served by default.

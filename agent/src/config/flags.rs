@@ -170,6 +170,18 @@ pub struct RunArgs {
     )]
     pub dns_forward: Option<bool>,
 
+    /// Balance connections to service VIPs over the services' enabled tasks, with nf_tables
+    /// in every sandbox with a joined endpoint (root only) [default: true].
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = BoolishValueParser::new()
+    )]
+    pub vip_balancer: Option<bool>,
+
     /// TTL of the embedded DNS server's answers in seconds, 0..=2147483647 [default: 600].
     #[arg(
         long,
@@ -222,6 +234,7 @@ impl RunArgs {
             dns,
             dns_upstreams,
             dns_forward,
+            vip_balancer,
             dns_ttl,
             docker_plugin,
             docker_plugin_dir,
@@ -254,6 +267,7 @@ impl RunArgs {
                 dns_upstreams
             },
             dns_forward: dns_forward.or(lower.dns_forward),
+            vip_balancer: vip_balancer.or(lower.vip_balancer),
             dns_ttl: dns_ttl.or(lower.dns_ttl),
             docker_plugin: docker_plugin.or(lower.docker_plugin),
             docker_plugin_dir: docker_plugin_dir.or(lower.docker_plugin_dir),
@@ -287,6 +301,7 @@ impl RunArgs {
             dns,
             dns_upstreams,
             dns_forward,
+            vip_balancer,
             dns_ttl,
             docker_plugin,
             docker_plugin_dir,
@@ -315,6 +330,7 @@ impl RunArgs {
             "dns" => dns.is_some(),
             "dns_upstreams" => !dns_upstreams.is_empty(),
             "dns_forward" => dns_forward.is_some(),
+            "vip_balancer" => vip_balancer.is_some(),
             "dns_ttl" => dns_ttl.is_some(),
             "docker_plugin" => docker_plugin.is_some(),
             "docker_plugin_dir" => docker_plugin_dir.is_some(),

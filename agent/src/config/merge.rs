@@ -284,6 +284,7 @@ fn merge(args: &RunArgs, file: FileConfig, host: &Host) -> Result<AgentConfig, C
         dns: args.dns.or(file.dns).unwrap_or(true),
         dns_upstreams,
         dns_forward,
+        vip_balancer: args.vip_balancer.or(file.vip_balancer).unwrap_or(true),
         dns_ttl,
         docker_plugin,
         docker_plugin_dir,

@@ -3,9 +3,10 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use discovery::{DiscoveryStats, Family, Lookup, NetworkRecords, ServiceDiscovery};
+use discovery::{DiscoveryStats, Family, Lookup, NetworkRecords, ServiceDiscovery, ServiceTable};
 use networkdb::{NetworkId, WatchEvent};
 
 /// The agent's service-discovery state, written by the node core's feed (inside the node's
@@ -20,6 +21,8 @@ use networkdb::{NetworkId, WatchEvent};
 #[derive(Clone, Debug, Default)]
 pub struct Directory {
     inner: Arc<RwLock<State>>,
+    /// Woken at every change (the VIP balancers follow the directory).
+    changed: Arc<tokio::sync::Notify>,
 }
 
 #[derive(Debug, Default)]
@@ -29,6 +32,35 @@ struct State {
     network_names: HashMap<String, String>,
     /// Sandbox -> the IDs of its endpoints' networks, in resolution order.
     sandboxes: HashMap<String, Vec<String>>,
+    /// Sandbox -> its network namespace.
+    netns: HashMap<String, PathBuf>,
+}
+
+/// A write lock on the directory that wakes its waiters when released.
+struct Changing<'a> {
+    guard: RwLockWriteGuard<'a, State>,
+    changed: &'a tokio::sync::Notify,
+}
+
+impl std::ops::Deref for Changing<'_> {
+    type Target = State;
+
+    fn deref(&self) -> &State {
+        &self.guard
+    }
+}
+
+impl std::ops::DerefMut for Changing<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.guard
+    }
+}
+
+impl Drop for Changing<'_> {
+    fn drop(&mut self) {
+        // Runs before the guard field is dropped: the waiter's read lock waits for it.
+        self.changed.notify_one();
+    }
 }
 
 /// The networks one sandbox resolves on: what its embedded DNS server asks.
@@ -55,8 +87,38 @@ impl Directory {
         self.inner.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn write(&self) -> RwLockWriteGuard<'_, State> {
-        self.inner.write().unwrap_or_else(PoisonError::into_inner)
+    /// The state to change; waiters of [`changed`](Self::changed) wake once it is released.
+    fn write(&self) -> Changing<'_> {
+        Changing {
+            guard: self.inner.write().unwrap_or_else(PoisonError::into_inner),
+            changed: &self.changed,
+        }
+    }
+
+    /// Waits for the next change after the last wait returned (a change made while nobody
+    /// waited is not lost).
+    pub async fn changed(&self) {
+        self.changed.notified().await;
+    }
+
+    /// Sets each sandbox's network namespace (from the node core's sandboxes).
+    pub fn set_sandbox_netns(&self, netns: HashMap<String, PathBuf>) {
+        self.write().netns = netns;
+    }
+
+    /// Each sandbox with an endpoint joined, its namespace, and the VIPs its balancer must
+    /// serve: the services of its networks ([`ServiceTable::of`]).
+    pub fn sandbox_services(&self) -> Vec<(String, PathBuf, ServiceTable)> {
+        let state = self.read();
+        state
+            .sandboxes
+            .iter()
+            .filter_map(|(sandbox, networks)| {
+                let netns = state.netns.get(sandbox)?;
+                let table = ServiceTable::of(networks.iter().filter_map(|id| state.sd.network(id)));
+                Some((sandbox.clone(), netns.clone(), table))
+            })
+            .collect()
     }
 
     /// Applies one change of the node core's service-discovery feed.

@@ -1,0 +1,82 @@
+//! The task that keeps every sandbox's VIP balancer in step with service discovery.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use super::SandboxBalancers;
+use crate::dns::directory::Directory;
+
+/// How long after a failed sync the sandboxes are synced again (a Docker sandbox's namespace
+/// appears after its first endpoint joined).
+pub const RETRY: Duration = Duration::from_millis(250);
+
+/// Counters of the balancers, for the metrics.
+#[derive(Debug, Default)]
+pub struct BalancerStats {
+    /// Syncs that changed a sandbox's kernel.
+    pub syncs: AtomicU64,
+    /// VIPs set or removed.
+    pub ops: AtomicU64,
+    /// Syncs that failed (retried).
+    pub failures: AtomicU64,
+}
+
+impl BalancerStats {
+    /// Syncs, ops and failures, in that order.
+    pub fn snapshot(&self) -> [u64; 3] {
+        [
+            self.syncs.load(Ordering::Relaxed),
+            self.ops.load(Ordering::Relaxed),
+            self.failures.load(Ordering::Relaxed),
+        ]
+    }
+}
+
+/// Syncs every sandbox's balancer after each change of `directory`, until the task is
+/// aborted. A sandbox whose sync fails is retried every [`RETRY`] while it exists; a failure
+/// is logged once per sandbox until it succeeds.
+pub async fn run(
+    balancers: Arc<SandboxBalancers>,
+    directory: Directory,
+    stats: Arc<BalancerStats>,
+) {
+    let mut failing: HashSet<String> = HashSet::new();
+    let mut known: HashSet<String> = HashSet::new();
+    loop {
+        if failing.is_empty() {
+            directory.changed().await;
+        } else {
+            tokio::select! {
+                () = directory.changed() => {}
+                () = tokio::time::sleep(RETRY) => {}
+            }
+        }
+        let sandboxes = directory.sandbox_services();
+        let present: HashSet<String> = sandboxes.iter().map(|(s, _, _)| s.clone()).collect();
+        for gone in known.difference(&present) {
+            balancers.forget(gone).await;
+        }
+        failing.retain(|s| present.contains(s));
+        known = present;
+        for (sandbox, netns, want) in sandboxes {
+            match balancers.sync(&sandbox, &netns, &want).await {
+                Ok(done) => {
+                    if done.messages > 0 {
+                        stats.syncs.fetch_add(1, Ordering::Relaxed);
+                        stats.ops.fetch_add(done.ops as u64, Ordering::Relaxed);
+                        tracing::debug!(%sandbox, vips = want.len(), ops = done.ops, "VIP balancer synced");
+                    }
+                    failing.remove(&sandbox);
+                }
+                Err(e) => {
+                    stats.failures.fetch_add(1, Ordering::Relaxed);
+                    if failing.insert(sandbox) {
+                        tracing::warn!(error = %e, "VIP balancer not synced; retrying");
+                    }
+                }
+            }
+        }
+    }
+}
