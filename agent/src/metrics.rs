@@ -49,8 +49,8 @@ pub struct Snapshot {
     /// The attachment operations (CNI) by kind and outcome (set by the caller).
     pub attachments: std::collections::BTreeMap<(&'static str, &'static str), u64>,
     /// The sandboxes' VIP balancers: syncs that changed a kernel, VIPs set or removed, failed
-    /// syncs (set by the caller).
-    pub balancers: [u64; 3],
+    /// syncs, UDP flows to withdrawn backends forgotten (set by the caller).
+    pub balancers: [u64; 4],
 }
 
 impl Snapshot {
@@ -96,7 +96,7 @@ impl Snapshot {
                     ipam: (pools.len(), ipam),
                     docker: Default::default(),
                     attachments: Default::default(),
-                    balancers: [0; 3],
+                    balancers: [0; 4],
                 }
             })
             .await

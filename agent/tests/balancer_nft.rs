@@ -5,7 +5,8 @@
 //! backend address that answer with the address they were reached at, and a VIP
 //! (198.18.60.100) that no interface holds.
 //!
-//! The client's balancer is synced to three backends, then two (a task disabled), then none;
+//! The client's balancer is synced to three backends; a UDP flow's backend is withdrawn and
+//! the flow must move to another; then two backends (a task disabled), then none;
 //! then a fresh `SandboxBalancers` (an agent restart) syncs over the table the first one left.
 //! Each time the client opens many connections (and sends from many UDP sockets) to the VIP
 //! and checks which backends answered. Only 198.18.60.0/24 is used, in namespaces this test
@@ -160,6 +161,26 @@ fn reached_in(
     rx.recv_timeout(Duration::from_secs(120)).unwrap()
 }
 
+/// Who answers a datagram to the VIP from the client's UDP port `port` (one flow).
+fn udp_from(client: &str, port: u16) -> Option<Ipv4Addr> {
+    let (tx, rx) = mpsc::channel();
+    spawn_in_netns(client, move || {
+        let sock = UdpSocket::bind((CLIENT_IP, port)).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let _ = sock.send_to(b"who", (VIP, UDP_PORT));
+        let mut buf = [0u8; 64];
+        let answer = sock.recv_from(&mut buf).ok().and_then(|(n, _)| {
+            std::str::from_utf8(&buf[..n])
+                .ok()?
+                .parse::<Ipv4Addr>()
+                .ok()
+        });
+        tx.send(answer).unwrap();
+    });
+    rx.recv_timeout(Duration::from_secs(10)).unwrap()
+}
+
 fn table(backends: &[Ipv4Addr]) -> ServiceTable {
     let mut records = NetworkRecords::default();
     for ip in backends {
@@ -197,6 +218,24 @@ fn vip_spreads_over_backends() {
     // Nothing changed: nothing sent.
     let done = rt.block_on(balancers.sync("c1", &netns, &all)).unwrap();
     assert_eq!(done.messages, 0);
+
+    // A UDP flow (one client port) stays on its backend while it is in, and moves when it
+    // is withdrawn: conntrack's entry for the flow is forgotten.
+    let port = 45_000;
+    let first = udp_from(&rig.client, port).unwrap();
+    assert_eq!(udp_from(&rig.client, port), Some(first));
+    let others: Vec<Ipv4Addr> = BACKENDS.iter().copied().filter(|b| *b != first).collect();
+    let done = rt
+        .block_on(balancers.sync("c1", &netns, &table(&others)))
+        .unwrap();
+    // This flow, and those of the earlier looks that went to the same backend.
+    assert!(done.flows_forgotten >= 1);
+    let moved = udp_from(&rig.client, port).unwrap();
+    assert!(
+        others.contains(&moved),
+        "{moved} answered, {first} was withdrawn"
+    );
+    rt.block_on(balancers.sync("c1", &netns, &all)).unwrap();
 
     // One task disabled.
     let two = table(&BACKENDS[..2]);

@@ -22,7 +22,7 @@ struct Cli {
 }
 
 /// Every field of the file, in the order of the documentation.
-const FIELDS: [&str; 25] = [
+const FIELDS: [&str; 26] = [
     "name",
     "bind",
     "advertise",
@@ -45,6 +45,7 @@ const FIELDS: [&str; 25] = [
     "dns_upstreams",
     "dns_forward",
     "dns_ttl",
+    "vip_balancer",
     "docker_plugin",
     "docker_plugin_dir",
     "docker_api",

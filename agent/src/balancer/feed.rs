@@ -21,15 +21,18 @@ pub struct BalancerStats {
     pub ops: AtomicU64,
     /// Syncs that failed (retried).
     pub failures: AtomicU64,
+    /// UDP flows to withdrawn backends forgotten.
+    pub flows_forgotten: AtomicU64,
 }
 
 impl BalancerStats {
-    /// Syncs, ops and failures, in that order.
-    pub fn snapshot(&self) -> [u64; 3] {
+    /// Syncs, ops, failures and flows forgotten, in that order.
+    pub fn snapshot(&self) -> [u64; 4] {
         [
             self.syncs.load(Ordering::Relaxed),
             self.ops.load(Ordering::Relaxed),
             self.failures.load(Ordering::Relaxed),
+            self.flows_forgotten.load(Ordering::Relaxed),
         ]
     }
 }
@@ -66,6 +69,9 @@ pub async fn run(
                     if done.messages > 0 {
                         stats.syncs.fetch_add(1, Ordering::Relaxed);
                         stats.ops.fetch_add(done.ops as u64, Ordering::Relaxed);
+                        stats
+                            .flows_forgotten
+                            .fetch_add(done.flows_forgotten as u64, Ordering::Relaxed);
                         tracing::debug!(%sandbox, vips = want.len(), ops = done.ops, "VIP balancer synced");
                     }
                     failing.remove(&sandbox);

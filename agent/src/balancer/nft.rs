@@ -31,18 +31,15 @@ pub const TABLE: &str = "netagent";
 /// Its base chain, hooked at `output` (connections the sandbox's processes open).
 pub const BASE_CHAIN: &str = "vips";
 
+use super::nlmsg::{self, NLM_F_ACK, NLM_F_REQUEST, Writer};
+
 // Netlink and nfnetlink (linux/netlink.h, linux/netfilter/nfnetlink.h).
-const NLM_F_REQUEST: u16 = 0x1;
-const NLM_F_ACK: u16 = 0x4;
 const NLM_F_CREATE: u16 = 0x400;
 const NLM_F_APPEND: u16 = 0x800;
-const NLA_F_NESTED: u16 = 0x8000;
 const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
 const NFNL_MSG_BATCH_END: u16 = 0x11;
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFPROTO_IPV4: u8 = 2;
-/// `NLMSG_ERROR`: an error, or an acknowledgement when its code is 0.
-pub(crate) const NLMSG_ERROR: u16 = 2;
 
 // nf_tables message types.
 const NFT_MSG_NEWTABLE: u16 = 0;
@@ -112,7 +109,7 @@ pub fn vip_chain(vip: Ipv4Addr) -> String {
 /// an answer to it (0 or an errno) means the kernel has answered everything before it.
 #[derive(Debug)]
 pub struct Batch {
-    buf: Vec<u8>,
+    w: Writer,
     first_seq: u32,
     next_seq: u32,
     /// Where the last message starts.
@@ -125,16 +122,21 @@ impl Batch {
     /// An empty transaction whose messages are numbered from `first_seq`.
     pub fn new(first_seq: u32) -> Self {
         let mut b = Self {
-            buf: Vec::with_capacity(4096),
+            w: Writer::new(),
             first_seq,
             next_seq: first_seq,
             last: None,
             what: Vec::new(),
         };
-        b.header(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, 0, NFNL_SUBSYS_NFTABLES);
-        b.finish(0);
-        // The messages proper are numbered from `first_seq` (the frame shares its number).
-        b.next_seq = first_seq;
+        // The frame shares its number with the first message.
+        let begin = b.w.begin(
+            NFNL_MSG_BATCH_BEGIN,
+            NLM_F_REQUEST,
+            first_seq,
+            0,
+            NFNL_SUBSYS_NFTABLES,
+        );
+        b.w.end(begin);
         b
     }
 
@@ -170,13 +172,17 @@ impl Batch {
     /// The bytes to send: the messages between `BATCH_BEGIN` and `BATCH_END`.
     pub fn finish_bytes(mut self) -> Vec<u8> {
         if let Some(last) = self.last {
-            let at = last + 6;
-            let flags = u16::from_ne_bytes([self.buf[at], self.buf[at + 1]]) | NLM_F_ACK;
-            self.buf[at..at + 2].copy_from_slice(&flags.to_ne_bytes());
+            self.w.add_flags(last, NLM_F_ACK);
         }
-        let start = self.begin_msg(NFNL_MSG_BATCH_END, NLM_F_REQUEST, 0, NFNL_SUBSYS_NFTABLES);
-        self.finish(start);
-        self.buf
+        let end = self.w.begin(
+            NFNL_MSG_BATCH_END,
+            NLM_F_REQUEST,
+            self.next_seq,
+            0,
+            NFNL_SUBSYS_NFTABLES,
+        );
+        self.w.end(end);
+        self.w.into_bytes()
     }
 
     /// Makes the table and its base chain exist and empty: creating the table (which is
@@ -334,108 +340,48 @@ impl Batch {
     }
 
     fn message(&mut self, kind: u16, flags: u16, what: &str, body: impl FnOnce(&mut Self)) {
-        let start = self.begin_msg(
+        let seq = self.next_seq;
+        self.next_seq = self.next_seq.wrapping_add(1);
+        let start = self.w.begin(
             (NFNL_SUBSYS_NFTABLES << 8) | kind,
             NLM_F_REQUEST | flags,
+            seq,
             NFPROTO_IPV4,
             0,
         );
         body(self);
-        self.finish(start);
+        self.w.end(start);
         self.last = Some(start);
         self.what.push(what.to_owned());
     }
 
-    fn begin_msg(&mut self, kind: u16, flags: u16, family: u8, res_id: u16) -> usize {
-        let start = self.buf.len();
-        self.header(kind, flags, family, res_id);
-        start
-    }
-
-    /// `nlmsghdr` (length patched by `finish`) and `nfgenmsg`.
-    fn header(&mut self, kind: u16, flags: u16, family: u8, res_id: u16) {
-        let seq = self.next_seq;
-        self.next_seq = self.next_seq.wrapping_add(1);
-        self.buf.extend_from_slice(&0u32.to_ne_bytes());
-        self.buf.extend_from_slice(&kind.to_ne_bytes());
-        self.buf.extend_from_slice(&flags.to_ne_bytes());
-        self.buf.extend_from_slice(&seq.to_ne_bytes());
-        self.buf.extend_from_slice(&0u32.to_ne_bytes());
-        self.buf.push(family);
-        self.buf.push(0); // NFNETLINK_V0
-        self.buf.extend_from_slice(&res_id.to_be_bytes());
-    }
-
-    /// Patches the length of the message that starts at `start`.
-    fn finish(&mut self, start: usize) {
-        let len = u32::try_from(self.buf.len() - start).unwrap_or(u32::MAX);
-        self.buf[start..start + 4].copy_from_slice(&len.to_ne_bytes());
-    }
-
     fn attr_bytes(&mut self, kind: u16, value: &[u8]) {
-        let len = u16::try_from(4 + value.len()).unwrap_or(u16::MAX);
-        self.buf.extend_from_slice(&len.to_ne_bytes());
-        self.buf.extend_from_slice(&kind.to_ne_bytes());
-        self.buf.extend_from_slice(value);
-        self.pad();
+        self.w.bytes(kind, value);
     }
 
     fn attr_str(&mut self, kind: u16, value: &str) {
-        let mut v = Vec::with_capacity(value.len() + 1);
-        v.extend_from_slice(value.as_bytes());
-        v.push(0);
-        self.attr_bytes(kind, &v);
+        self.w.string(kind, value);
     }
 
-    /// nf_tables integers are big-endian.
     fn attr_u32(&mut self, kind: u16, value: u32) {
-        self.attr_bytes(kind, &value.to_be_bytes());
+        self.w.u32_be(kind, value);
     }
 
     fn nest(&mut self, kind: u16) -> usize {
-        let start = self.buf.len();
-        self.buf.extend_from_slice(&0u16.to_ne_bytes());
-        self.buf
-            .extend_from_slice(&(kind | NLA_F_NESTED).to_ne_bytes());
-        start
+        self.w.nest(kind)
     }
 
     fn end_nest(&mut self, start: usize) {
-        let len = u16::try_from(self.buf.len() - start).unwrap_or(u16::MAX);
-        self.buf[start..start + 2].copy_from_slice(&len.to_ne_bytes());
-    }
-
-    fn pad(&mut self) {
-        while !self.buf.len().is_multiple_of(4) {
-            self.buf.push(0);
-        }
+        self.w.end_nest(start);
     }
 }
 
 /// The acknowledgements in a buffer of netlink messages: `(seq, errno)` for each
 /// `NLMSG_ERROR` (errno 0: done). Stops at the first malformed header.
 pub fn acks(buf: &[u8]) -> Vec<(u32, i32)> {
-    let mut out = Vec::new();
-    let mut at = 0;
-    while at + 16 <= buf.len() {
-        let word = |i: usize| -> [u8; 4] {
-            let mut w = [0; 4];
-            w.copy_from_slice(&buf[i..i + 4]);
-            w
-        };
-        let len = u32::from_ne_bytes(word(at)) as usize;
-        let kind = u16::from_ne_bytes([buf[at + 4], buf[at + 5]]);
-        let seq = u32::from_ne_bytes(word(at + 8));
-        if len < 16 || at + len > buf.len() {
-            break;
-        }
-        if kind == NLMSG_ERROR && len >= 20 {
-            let code = i32::from_ne_bytes(word(at + 16));
-            out.push((seq, -code));
-        }
-        at += (len + 3) & !3;
-    }
-    out
+    nlmsg::messages(buf)
+        .filter_map(|m| m.errno().map(|e| (m.seq, e)))
+        .collect()
 }
 
 #[cfg(test)]
@@ -515,7 +461,7 @@ mod tests {
         let mut buf = Vec::new();
         for (seq, code) in [(7u32, 0i32), (8, -2)] {
             buf.extend_from_slice(&36u32.to_ne_bytes());
-            buf.extend_from_slice(&NLMSG_ERROR.to_ne_bytes());
+            buf.extend_from_slice(&nlmsg::NLMSG_ERROR.to_ne_bytes());
             buf.extend_from_slice(&0u16.to_ne_bytes());
             buf.extend_from_slice(&seq.to_ne_bytes());
             buf.extend_from_slice(&0u32.to_ne_bytes());

@@ -101,7 +101,7 @@ mod tests {
     }
 
     /// A valid value for every field's variable.
-    const EVERY: [(&str, &str); 26] = [
+    const EVERY: [(&str, &str); 27] = [
         ("NETAGENT_CONFIG", "/etc/netagent.toml"),
         ("NETAGENT_NAME", "node-1"),
         ("NETAGENT_BIND", "127.0.0.1:7000"),
@@ -124,6 +124,7 @@ mod tests {
         ("NETAGENT_DNS", "off"),
         ("NETAGENT_DNS_UPSTREAMS", "198.18.0.53"),
         ("NETAGENT_DNS_FORWARD", "true"),
+        ("NETAGENT_VIP_BALANCER", "false"),
         ("NETAGENT_DNS_TTL", "30"),
         ("NETAGENT_DOCKER_PLUGIN", "netctl"),
         ("NETAGENT_DOCKER_PLUGIN_DIR", "/run/docker/plugins"),
