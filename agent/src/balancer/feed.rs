@@ -1,6 +1,6 @@
 //! The task that keeps every sandbox's VIP balancer in step with service discovery.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -37,33 +37,50 @@ impl BalancerStats {
     }
 }
 
+/// The longest wait between two tries of a sandbox whose sync keeps failing.
+pub const MAX_RETRY: Duration = Duration::from_secs(5);
+
+/// A sandbox whose last sync failed: when to try again, and the wait after that.
+#[derive(Debug)]
+struct Failing {
+    next: tokio::time::Instant,
+    backoff: Duration,
+}
+
 /// Syncs every sandbox's balancer after each change of `directory`, until the task is
-/// aborted. A sandbox whose sync fails is retried every [`RETRY`] while it exists; a failure
-/// is logged once per sandbox until it succeeds.
+/// aborted. A sandbox whose sync fails is tried again after [`RETRY`], doubling the wait up
+/// to [`MAX_RETRY`], while it exists (a Docker sandbox's namespace appears after its first
+/// endpoint joined; a sandbox whose namespace never appears costs one try every few
+/// seconds); a failure is logged once per sandbox until it succeeds.
 pub async fn run(
     balancers: Arc<SandboxBalancers>,
     directory: Directory,
     stats: Arc<BalancerStats>,
 ) {
-    let mut failing: HashSet<String> = HashSet::new();
+    let mut failing: HashMap<String, Failing> = HashMap::new();
     let mut known: HashSet<String> = HashSet::new();
     loop {
-        if failing.is_empty() {
-            directory.changed().await;
-        } else {
-            tokio::select! {
-                () = directory.changed() => {}
-                () = tokio::time::sleep(RETRY) => {}
+        match failing.values().map(|f| f.next).min() {
+            None => directory.changed().await,
+            Some(due) => {
+                tokio::select! {
+                    () = directory.changed() => {}
+                    () = tokio::time::sleep_until(due) => {}
+                }
             }
         }
+        let now = tokio::time::Instant::now();
         let sandboxes = directory.sandbox_services();
         let present: HashSet<String> = sandboxes.iter().map(|(s, _, _)| s.clone()).collect();
         for gone in known.difference(&present) {
             balancers.forget(gone).await;
         }
-        failing.retain(|s| present.contains(s));
+        failing.retain(|s, _| present.contains(s));
         known = present;
         for (sandbox, netns, want) in sandboxes {
+            if failing.get(&sandbox).is_some_and(|f| f.next > now) {
+                continue;
+            }
             match balancers.sync(&sandbox, &netns, &want).await {
                 Ok(done) => {
                     if done.messages > 0 {
@@ -78,8 +95,21 @@ pub async fn run(
                 }
                 Err(e) => {
                     stats.failures.fetch_add(1, Ordering::Relaxed);
-                    if failing.insert(sandbox) {
-                        tracing::warn!(error = %e, "VIP balancer not synced; retrying");
+                    match failing.get_mut(&sandbox) {
+                        Some(f) => {
+                            f.next = now + f.backoff;
+                            f.backoff = (f.backoff * 2).min(MAX_RETRY);
+                        }
+                        None => {
+                            tracing::warn!(error = %e, "VIP balancer not synced; retrying");
+                            failing.insert(
+                                sandbox,
+                                Failing {
+                                    next: now + RETRY,
+                                    backoff: (RETRY * 2).min(MAX_RETRY),
+                                },
+                            );
+                        }
                     }
                 }
             }

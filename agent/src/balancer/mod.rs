@@ -19,7 +19,7 @@ mod feed;
 pub mod nft;
 pub mod nlmsg;
 
-pub use feed::{BalancerStats, RETRY, run};
+pub use feed::{BalancerStats, MAX_RETRY, RETRY, run};
 
 use std::collections::HashMap;
 use std::io;
