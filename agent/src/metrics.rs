@@ -190,9 +190,9 @@ impl Snapshot {
         }
         out.counter_family(
             "netagent_vip_balancer_total",
-            "Sandbox VIP balancers (nf_tables): syncs that changed a sandbox's kernel, VIPs set or removed by them, and syncs that failed (retried).",
+            "Sandbox VIP balancers (nf_tables): syncs that changed a sandbox's kernel, VIPs set or removed by them, syncs that failed (retried), and UDP flows to withdrawn backends forgotten.",
         );
-        for (what, v) in ["syncs", "vip_ops", "failures"]
+        for (what, v) in ["syncs", "vip_ops", "failures", "udp_flows_forgotten"]
             .into_iter()
             .zip(self.balancers)
         {

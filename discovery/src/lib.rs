@@ -17,6 +17,8 @@
 //! * [`ServiceTable`], [`plan`] and [`BalancerOp`]: the VIPs a sandbox's load balancer
 //!   serves, each with its enabled tasks, from the same records, and the changes that bring a
 //!   balancer from one table to another.
+//! * [`nft`]: a sandbox's balancer in nf_tables terms: the netlink transactions that program
+//!   it, the per-sandbox state that picks them, and a fake kernel that reads them.
 //! * [`resolve`] and [`reverse`]: what a container on a list of networks gets for a name or an
 //!   address, with libnetwork's `name.network` suffix rules.
 //!
@@ -26,6 +28,7 @@
 mod balance;
 mod claims;
 mod network;
+pub mod nft;
 mod record;
 mod registry;
 mod resolve;

@@ -426,9 +426,11 @@ fn dns_check(sim: &Simulation, i: usize, found: &mut Vec<(&'static str, String)>
 }
 
 /// The `balancer` checker for live host `i`: one sandbox per network its service discovery
-/// is attached to, whose fake load balancer holds exactly the VIPs and enabled tasks that
-/// service discovery gives for the network, and that a fresh computation from the node's view
-/// of `endpoint_table` gives; no balancer for any other network.
+/// is attached to, programmed as the agent programs one (`discovery::nft::SandboxBalancer`,
+/// the same nf_tables bytes, applied by a fake kernel that refuses what the kernel would):
+/// the ruleset read back serves exactly the VIPs and enabled tasks, each task with an equal
+/// share, that service discovery gives for the network and that a fresh computation from the
+/// node's view of `endpoint_table` gives; no balancer for any other network.
 fn balancer_check(sim: &Simulation, i: usize, found: &mut Vec<(&'static str, String)>) {
     let h = &sim.hosts[i];
     let (Some(node), Some(sd)) = (h.node(), &h.dns) else {
@@ -446,21 +448,30 @@ fn balancer_check(sim: &Simulation, i: usize, found: &mut Vec<(&'static str, Str
             ));
         }
     }
-    let empty = ServiceTable::new();
     for (id, records) in sd.networks() {
-        let got = h.balancers.get(id).unwrap_or(&empty);
+        let got = match h.balancers.get(id).map(|b| b.kernel.services()) {
+            None => ServiceTable::new(),
+            Some(Ok(served)) => served,
+            Some(Err(e)) => {
+                found.push((
+                    "balancer",
+                    format!("node{i}: network {id}: the sandbox's ruleset is malformed: {e}"),
+                ));
+                continue;
+            }
+        };
         let said = ServiceTable::of([records]);
         let view = db.table_by_network(table, id);
         let fresh = ServiceTable::of([&ServiceDiscovery::records_of(
             view.values().map(|e| &e.value[..]),
         )]);
         for (what, want) in [("service discovery", &said), ("endpoint_table", &fresh)] {
-            if want != got {
-                let first = discovery::plan(want, got);
+            if want != &got {
+                let first = discovery::plan(want, &got);
                 found.push((
                     "balancer",
                     format!(
-                        "node{i}: network {id}: the sandbox balancer holds {} VIPs and {} \
+                        "node{i}: network {id}: the sandbox's nf_tables serves {} VIPs and {} \
                          backends, {what} calls for {} and {}; first change missing: {:?}",
                         got.len(),
                         got.backend_count(),

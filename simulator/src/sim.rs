@@ -61,6 +61,15 @@ pub(crate) enum Fate {
     Gone,
 }
 
+/// One sandbox's VIP balancer: the agent's state machine over a fake kernel.
+#[derive(Debug, Default)]
+pub(crate) struct SimBalancer {
+    /// What the agent knows of the sandbox's kernel.
+    pub(crate) balancer: discovery::nft::SandboxBalancer,
+    /// The kernel.
+    pub(crate) kernel: discovery::nft::FakeNftables,
+}
+
 /// One host: a fixed address and name, running one node core at a time.
 pub(crate) struct Host {
     pub(crate) name: Arc<str>,
@@ -98,9 +107,9 @@ pub(crate) struct Host {
     /// The running process's service discovery (only with [`SimOptions::check_dns`]).
     pub(crate) dns: Option<ServiceDiscovery>,
     /// The VIP load balancer of the sandbox this host has on each network its service
-    /// discovery is attached to (the kernel's, as a [`ServiceTable`]; only with
-    /// [`SimOptions::check_dns`]).
-    pub(crate) balancers: BTreeMap<NetworkId, ServiceTable>,
+    /// discovery is attached to: the agent's per-sandbox state and a fake nf_tables fed the
+    /// agent's bytes (only with [`SimOptions::check_dns`]).
+    pub(crate) balancers: BTreeMap<NetworkId, SimBalancer>,
 }
 
 /// A process's overlay driver: the peer DB fed by its `overlay_peer_table` watch and the
@@ -245,6 +254,8 @@ pub struct Simulation {
     pub(crate) balancer_ops: u64,
     /// See `balancer_ops`.
     pub(crate) balancer_refused: u64,
+    /// Numbers the balancers' transactions.
+    pub(crate) balancer_seq: u32,
     workload: (Duration, Duration),
     pub(crate) final_checks: Vec<Expectation>,
     queue_bounds: Vec<(usize, usize, usize)>,
@@ -395,6 +406,7 @@ impl Simulation {
             dns_applied: 0,
             balancer_ops: 0,
             balancer_refused: 0,
+            balancer_seq: 0,
             workload,
             final_checks,
             queue_bounds: Vec::new(),
@@ -939,24 +951,30 @@ impl Simulation {
                         NamesChange::Record(event) if sd.apply(&event) => {
                             // What the agent does for each sandbox on the network.
                             let want = ServiceTable::of(sd.network(event.network.as_str()));
-                            let have = h.balancers.entry(event.network.clone()).or_default();
-                            for op in discovery::plan(&want, have) {
-                                if have.apply(&op) {
-                                    self.balancer_ops += 1;
-                                } else {
-                                    self.balancer_refused += 1;
-                                    refused.push(op);
+                            let b = h.balancers.entry(event.network.clone()).or_default();
+                            self.balancer_seq = self.balancer_seq.wrapping_add(1 << 20);
+                            if let Some(p) = b.balancer.prepare(&want, self.balancer_seq) {
+                                match b.kernel.apply(&p.batch.finish_bytes()) {
+                                    Ok(()) => {
+                                        b.balancer.committed(&want);
+                                        self.balancer_ops += p.ops as u64;
+                                    }
+                                    Err(e) => {
+                                        b.balancer.failed();
+                                        self.balancer_refused += 1;
+                                        refused.push(format!("network {}: {e}", event.network));
+                                    }
                                 }
-                            }
-                            if have.is_empty() {
-                                h.balancers.remove(&event.network);
                             }
                         }
                         _ => {}
                     }
                 }
-                for op in refused {
-                    self.violation("balancer", format!("node{i}: the balancer refused {op:?}"));
+                for why in refused {
+                    self.violation(
+                        "balancer",
+                        format!("node{i}: the fake nf_tables refused a transaction: {why}"),
+                    );
                 }
             }
             CoreEvent::Answer(request, answer) => {

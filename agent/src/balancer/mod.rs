@@ -7,35 +7,39 @@
 //! CI kernel has no `CONFIG_IP_VS`); a destination-only DNAT balances every protocol and port
 //! of the VIP without IPVS's per-port services or libnetwork's firewall marks; and one
 //! nf_tables transaction replaces a VIP's backends atomically. The messages are written by
-//! hand ([`nft`]), sent on a netlink socket opened inside the namespace: nothing runs `nft` or
-//! `ipvsadm`.
+//! hand ([`discovery::nft`], sans-IO, which the simulator runs against a fake kernel), and
+//! sent here on a netlink socket opened inside the namespace: nothing runs `nft` or `ipvsadm`.
 //!
-//! [`SandboxBalancers`] keeps what each sandbox's kernel holds (a [`ServiceTable`]) and brings
-//! it to what service discovery says with [`discovery::plan`]: one transaction per sync, only
-//! the VIPs that changed.
+//! [`SandboxBalancers`] keeps, per sandbox, a [`SandboxBalancer`] (what its kernel holds) and
+//! the socket, and brings the kernel to what service discovery says: one transaction per
+//! sync, only the VIPs that changed, then the withdrawn backends' UDP flows forgotten.
 
-pub mod conntrack;
 mod feed;
-pub mod nft;
-pub mod nlmsg;
 
 pub use feed::{BalancerStats, MAX_RETRY, RETRY, run};
 
 use std::collections::HashMap;
 use std::io;
 use std::net::Ipv4Addr;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use discovery::{BalancerOp, ServiceTable};
+use discovery::ServiceTable;
+use discovery::nft::{Batch, SandboxBalancer, conntrack};
 use netlink_sys::{Socket, constants::NETLINK_NETFILTER};
 use tokio::sync::Mutex;
 
-use nft::Batch;
-
 /// How long one transaction may take, namespace entry included.
 pub const SYNC_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The socket buffers asked for (forced: the agent is root), so that a first sync of
+/// thousands of rules and the answers to a large conntrack cleanup fit.
+const SOCKET_BUFFER: usize = 8 << 20;
+
+/// Conntrack deletions sent at once (each answered: the answers must fit the buffer).
+const DELETE_CHUNK: usize = 128;
 
 /// Why a sandbox's balancer could not be brought up to date. Nothing is assumed programmed
 /// afterwards: the next sync rebuilds the sandbox's table from scratch.
@@ -63,23 +67,26 @@ pub enum BalancerError {
     },
 }
 
-/// What one sandbox's kernel holds, and the socket that programs it.
+/// One sandbox: its namespace, what its kernel holds, and the socket that programs it.
 ///
 /// The socket was opened inside the sandbox's namespace and stays bound to it, so later
 /// transactions need no namespace change; it is kept because closing a netfilter netlink
 /// socket costs the kernel a grace period (8-20 ms here), ten times a transaction's cost.
 #[derive(Debug)]
-struct Programmed {
+struct Slot {
     netns: PathBuf,
-    table: ServiceTable,
+    /// The namespace's identity (device and inode of its file): a sandbox whose path now
+    /// names another namespace (a container restarted under the same name) starts over.
+    id: (u64, u64),
+    balancer: SandboxBalancer,
     socket: Arc<Socket>,
 }
 
 /// The VIP balancers of this agent's sandboxes (root only: they live in the containers'
-/// namespaces). Cheap to share behind an `Arc`; syncs of different sandboxes may overlap.
+/// namespaces). Syncs are serialized (one lock); the agent's feed runs them one at a time.
 #[derive(Debug, Default)]
 pub struct SandboxBalancers {
-    programmed: Mutex<HashMap<String, Programmed>>,
+    slots: Mutex<HashMap<String, Slot>>,
     /// Numbers the transactions' messages.
     seq: std::sync::atomic::AtomicU32,
 }
@@ -109,138 +116,210 @@ impl SandboxBalancers {
         netns: &Path,
         want: &ServiceTable,
     ) -> Result<SyncOutcome, BalancerError> {
-        let mut programmed = self.programmed.lock().await;
-        let known = programmed.remove(sandbox);
-        let known = match known {
-            Some(p) if p.netns == netns => Some(p),
-            Some(p) => {
-                // The sandbox moved to another namespace: start over there.
-                retire(p.socket);
+        let netlink = |source: io::Error| BalancerError::Netlink {
+            sandbox: sandbox.to_owned(),
+            netns: netns.to_owned(),
+            source,
+        };
+        let id = std::fs::metadata(netns)
+            .map(|m| (m.dev(), m.ino()))
+            .map_err(netlink)?;
+        let mut slots = self.slots.lock().await;
+        let slot = match slots.remove(sandbox) {
+            Some(s) if s.netns == netns && s.id == id => Some(s),
+            Some(s) => {
+                // Another namespace now: start over there.
+                retire(s.socket, false);
                 None
             }
             None => None,
         };
-        let empty = ServiceTable::new();
-        let have = known.as_ref().map_or(&empty, |p| &p.table);
-        let ops = discovery::plan(want, have);
-        if ops.is_empty()
-            && let Some(p) = known
-        {
-            programmed.insert(sandbox.to_owned(), p);
-            return Ok(SyncOutcome::default());
-        }
+        let balancer = slot
+            .as_ref()
+            .map_or_else(SandboxBalancer::new, |s| s.balancer.clone());
         let first = self
             .seq
             .fetch_add(1 << 20, std::sync::atomic::Ordering::Relaxed);
-        let batch = transaction(first, known.is_none(), want, have, &ops);
-        let messages = batch.len();
-        let withdrawn = withdrawn(want, have);
-        let socket = match known {
-            Some(p) => p.socket,
+        let Some(prepared) = balancer.prepare(want, first) else {
+            if let Some(s) = slot {
+                slots.insert(sandbox.to_owned(), s);
+            }
+            return Ok(SyncOutcome::default());
+        };
+        let messages = prepared.batch.len();
+        let socket = match slot {
+            Some(s) => s.socket,
             None => open(sandbox, netns).await?,
         };
         // Until the kernel has answered, the sandbox is not known: a failure rebuilds it
         // (with a new socket) at the next sync.
-        match send(sandbox, netns, &socket, batch).await {
-            Ok(()) => {
-                let flows_forgotten = if withdrawn.is_empty() {
-                    0
-                } else {
-                    forget_flows(sandbox, &socket, first.wrapping_add(1 << 19), withdrawn).await
-                };
-                programmed.insert(
-                    sandbox.to_owned(),
-                    Programmed {
-                        netns: netns.to_owned(),
-                        table: want.clone(),
-                        socket,
-                    },
-                );
-                Ok(SyncOutcome {
-                    ops: ops.len(),
-                    messages,
-                    flows_forgotten,
-                })
-            }
-            Err(e) => {
-                retire(socket);
-                Err(e)
-            }
+        if let Err(e) = send(sandbox, netns, &socket, prepared.batch).await {
+            retire(socket, false);
+            return Err(e);
         }
+        let mut balancer = balancer;
+        balancer.committed(want);
+        let flows_forgotten = if prepared.withdrawn.is_empty() {
+            0
+        } else {
+            forget_flows(
+                sandbox,
+                &socket,
+                first.wrapping_add(1 << 19),
+                prepared.withdrawn,
+            )
+            .await
+        };
+        slots.insert(
+            sandbox.to_owned(),
+            Slot {
+                netns: netns.to_owned(),
+                id,
+                balancer,
+                socket,
+            },
+        );
+        Ok(SyncOutcome {
+            ops: prepared.ops,
+            messages,
+            flows_forgotten,
+        })
     }
 
-    /// Forgets `sandbox` (removed with its namespace: nothing to undo) and closes its socket,
-    /// which releases the namespace.
+    /// Forgets `sandbox` (removed, or without a joined endpoint any more): its table is
+    /// deleted if its namespace still exists, and its socket closed, which releases the
+    /// namespace.
     pub async fn forget(&self, sandbox: &str) {
-        if let Some(p) = self.programmed.lock().await.remove(sandbox) {
-            retire(p.socket);
+        if let Some(s) = self.slots.lock().await.remove(sandbox) {
+            let held = s.balancer.programmed().is_some_and(|t| !t.is_empty());
+            retire(s.socket, held);
         }
     }
 
     /// What `sandbox`'s kernel was last brought to, if anything.
     pub async fn programmed(&self, sandbox: &str) -> Option<ServiceTable> {
-        self.programmed
+        self.slots
             .lock()
             .await
             .get(sandbox)
-            .map(|p| p.table.clone())
+            .and_then(|s| s.balancer.programmed().cloned())
     }
 }
 
-/// The transaction that brings a table holding `have` (nothing known of the kernel when
-/// `reset`) to `want` through `ops`: new and changed VIPs' chains first, then the base
-/// chain's jumps if the set of VIPs changed, then the chains of VIPs gone.
-pub fn transaction(
-    first_seq: u32,
-    reset: bool,
-    want: &ServiceTable,
-    have: &ServiceTable,
-    ops: &[BalancerOp],
-) -> Batch {
-    let mut batch = Batch::new(first_seq);
-    if reset && want.is_empty() {
-        // No service here: leave no table (an earlier run's included).
-        batch.delete_all();
-        return batch;
+/// Opens a netfilter netlink socket inside `netns`.
+async fn open(sandbox: &str, netns: &Path) -> Result<Arc<Socket>, BalancerError> {
+    let opened = overlay::netlink::run_in_netns(netns, SYNC_TIMEOUT, || {
+        let mut socket = Socket::new(NETLINK_NETFILTER)?;
+        socket.bind_auto()?;
+        // Errors come back without the refused message's body.
+        socket.set_cap_ack(true)?;
+        let sock = socket2::SockRef::from(&socket);
+        sock.set_read_timeout(Some(SYNC_TIMEOUT))?;
+        use nix::sys::socket::{setsockopt, sockopt};
+        if setsockopt(&socket, sockopt::SndBufForce, &SOCKET_BUFFER).is_err() {
+            let _ = sock.set_send_buffer_size(SOCKET_BUFFER);
+        }
+        if setsockopt(&socket, sockopt::RcvBufForce, &SOCKET_BUFFER).is_err() {
+            let _ = sock.set_recv_buffer_size(SOCKET_BUFFER);
+        }
+        Ok(socket)
+    })
+    .await;
+    opened.map(Arc::new).map_err(|e| BalancerError::Netlink {
+        sandbox: sandbox.to_owned(),
+        netns: netns.to_owned(),
+        source: io::Error::other(e.to_string()),
+    })
+}
+
+/// Closes `socket` on a blocking thread (closing costs the kernel a grace period), first
+/// deleting the balancer's table when `delete_table`.
+fn retire(socket: Arc<Socket>, delete_table: bool) {
+    let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    rt.spawn_blocking(move || {
+        if delete_table {
+            let mut batch = Batch::new(u32::MAX - 16);
+            batch.delete_all();
+            if let Some(last) = batch.last_seq() {
+                let _ = exchange(&socket, &batch.finish_bytes(), last - 1, last);
+            }
+        }
+        drop(socket);
+    });
+}
+
+/// Sends `batch` on `socket` and waits for the kernel's answer, on a blocking thread.
+async fn send(
+    sandbox: &str,
+    netns: &Path,
+    socket: &Arc<Socket>,
+    batch: Batch,
+) -> Result<(), BalancerError> {
+    let (Some(first), Some(last)) = (batch.labels().next().map(|(seq, _)| seq), batch.last_seq())
+    else {
+        return Ok(());
+    };
+    let what: Vec<(u32, String)> = batch.labels().map(|(seq, w)| (seq, w.to_owned())).collect();
+    let bytes = batch.finish_bytes();
+    let socket = Arc::clone(socket);
+    let answer = tokio::task::spawn_blocking(move || exchange(&socket, &bytes, first, last))
+        .await
+        .map_err(io::Error::other)
+        .and_then(|r| r)
+        .map_err(|source| BalancerError::Netlink {
+            sandbox: sandbox.to_owned(),
+            netns: netns.to_owned(),
+            source,
+        })?;
+    match answer {
+        Ok(()) => Ok(()),
+        Err((seq, errno)) => Err(BalancerError::Refused {
+            sandbox: sandbox.to_owned(),
+            // An error of the commit itself comes back on the frame's (the first) number.
+            what: what
+                .iter()
+                .find(|(s, _)| *s == seq)
+                .map_or_else(|| format!("message {seq}"), |(_, w)| w.clone()),
+            errno: io::Error::from_raw_os_error(errno),
+        }),
     }
-    if reset {
-        batch.reset();
+}
+
+/// Sends the transaction and reads answers until the last message's, or the first error.
+/// `Ok(Err((seq, errno)))`: the kernel refused message `seq`.
+fn exchange(
+    socket: &Socket,
+    bytes: &[u8],
+    first: u32,
+    last: u32,
+) -> io::Result<Result<(), (u32, i32)>> {
+    let sent = socket.send(bytes, 0)?;
+    if sent != bytes.len() {
+        return Err(io::Error::other(format!(
+            "sent {sent} of {} bytes",
+            bytes.len()
+        )));
     }
-    let mut vips_changed = false;
-    for op in ops {
-        if let BalancerOp::Set { vip, backends } = op {
-            let new = have.backends(*vip).is_none();
-            vips_changed |= new;
-            batch.set_backends(*vip, backends, new);
+    let ours = |seq: u32| seq.wrapping_sub(first) <= last.wrapping_sub(first);
+    let mut buf = Vec::with_capacity(64 * 1024);
+    loop {
+        buf.clear();
+        socket.recv(&mut buf, 0)?;
+        // Answers to earlier requests on this socket (a late conntrack one) are not ours.
+        for (seq, errno) in discovery::nft::acks(&buf)
+            .into_iter()
+            .filter(|(seq, _)| ours(*seq))
+        {
+            if errno != 0 {
+                return Ok(Err((seq, errno)));
+            }
+            if seq == last {
+                return Ok(Ok(()));
+            }
         }
     }
-    let removed: Vec<Ipv4Addr> = ops
-        .iter()
-        .filter_map(|op| match op {
-            BalancerOp::Remove { vip } => Some(*vip),
-            BalancerOp::Set { .. } => None,
-        })
-        .collect();
-    if vips_changed || !removed.is_empty() {
-        batch.set_vips(want.iter().map(|(vip, _)| vip));
-    }
-    for vip in removed {
-        batch.delete_vip(vip);
-    }
-    batch
-}
-
-/// The `(VIP, backend)` pairs `have` holds and `want` does not.
-fn withdrawn(want: &ServiceTable, have: &ServiceTable) -> Vec<(Ipv4Addr, Ipv4Addr)> {
-    have.iter()
-        .flat_map(|(vip, backends)| {
-            let kept = want.backends(vip);
-            backends
-                .iter()
-                .filter(move |b| !kept.is_some_and(|k| k.contains(b)))
-                .map(move |b| (vip, *b))
-        })
-        .collect()
 }
 
 /// Deletes the sandbox's UDP flows to `withdrawn` backends; how many. A failure is logged:
@@ -287,196 +366,28 @@ fn forget_flows_blocking(
         }
     }
     let doomed = conntrack::to_forget(&flows, withdrawn);
-    if doomed.is_empty() {
-        return Ok(0);
-    }
-    let first = first_seq.wrapping_add(1);
-    socket.send(&conntrack::delete_requests(first, &doomed), 0)?;
-    let mut answered = 0;
     let mut deleted = 0;
-    while answered < doomed.len() {
-        buf.clear();
-        socket.recv(&mut buf, 0)?;
-        let ours = |seq: u32| seq.wrapping_sub(first) < doomed.len() as u32;
-        for (_, errno) in nft::acks(&buf).into_iter().filter(|(seq, _)| ours(*seq)) {
-            answered += 1;
-            // ENOENT: the flow ended meanwhile.
-            if errno == 0 {
-                deleted += 1;
+    let mut seq = first_seq.wrapping_add(1);
+    for chunk in doomed.chunks(DELETE_CHUNK) {
+        let first = seq;
+        let n = u32::try_from(chunk.len()).unwrap_or(u32::MAX);
+        seq = seq.wrapping_add(n);
+        socket.send(&conntrack::delete_requests(first, chunk), 0)?;
+        let mut answered = 0;
+        while answered < chunk.len() {
+            buf.clear();
+            socket.recv(&mut buf, 0)?;
+            for (_, errno) in discovery::nft::acks(&buf)
+                .into_iter()
+                .filter(|(s, _)| s.wrapping_sub(first) < n)
+            {
+                answered += 1;
+                // ENOENT: the flow ended meanwhile.
+                if errno == 0 {
+                    deleted += 1;
+                }
             }
         }
     }
     Ok(deleted)
-}
-
-/// Opens a netfilter netlink socket inside `netns`.
-async fn open(sandbox: &str, netns: &Path) -> Result<Arc<Socket>, BalancerError> {
-    let opened = overlay::netlink::run_in_netns(netns, SYNC_TIMEOUT, || {
-        let mut socket = Socket::new(NETLINK_NETFILTER)?;
-        socket.bind_auto()?;
-        // Errors come back without the refused message's body.
-        socket.set_cap_ack(true)?;
-        socket2::SockRef::from(&socket).set_read_timeout(Some(SYNC_TIMEOUT))?;
-        Ok(socket)
-    })
-    .await;
-    opened.map(Arc::new).map_err(|e| BalancerError::Netlink {
-        sandbox: sandbox.to_owned(),
-        netns: netns.to_owned(),
-        source: io::Error::other(e.to_string()),
-    })
-}
-
-/// Closes `socket` on a blocking thread (closing costs the kernel a grace period).
-fn retire(socket: Arc<Socket>) {
-    if let Ok(rt) = tokio::runtime::Handle::try_current() {
-        rt.spawn_blocking(move || drop(socket));
-    }
-}
-
-/// Sends `batch` on `socket` and waits for the kernel's answer, on a blocking thread.
-async fn send(
-    sandbox: &str,
-    netns: &Path,
-    socket: &Arc<Socket>,
-    batch: Batch,
-) -> Result<(), BalancerError> {
-    let (Some(first), Some(last)) = (batch.labels().next().map(|(seq, _)| seq), batch.last_seq())
-    else {
-        return Ok(());
-    };
-    let what: Vec<(u32, String)> = batch.labels().map(|(seq, w)| (seq, w.to_owned())).collect();
-    let bytes = batch.finish_bytes();
-    let socket = Arc::clone(socket);
-    let answer = tokio::task::spawn_blocking(move || exchange(&socket, &bytes, first, last))
-        .await
-        .map_err(io::Error::other)
-        .and_then(|r| r)
-        .map_err(|source| BalancerError::Netlink {
-            sandbox: sandbox.to_owned(),
-            netns: netns.to_owned(),
-            source,
-        })?;
-    match answer {
-        Ok(()) => Ok(()),
-        Err((seq, errno)) => Err(BalancerError::Refused {
-            sandbox: sandbox.to_owned(),
-            what: what
-                .iter()
-                .find(|(s, _)| *s == seq)
-                .map_or_else(|| format!("message {seq}"), |(_, w)| w.clone()),
-            errno: io::Error::from_raw_os_error(errno),
-        }),
-    }
-}
-
-/// Sends the transaction and reads answers until the last message's, or the first error.
-/// `Ok(Err((seq, errno)))`: the kernel refused message `seq`.
-fn exchange(
-    socket: &Socket,
-    bytes: &[u8],
-    first: u32,
-    last: u32,
-) -> io::Result<Result<(), (u32, i32)>> {
-    // A large first sync (thousands of rules) needs more than the default buffer; the
-    // kernel caps the request at its own maximum, and a transaction beyond it is refused.
-    let _ = socket2::SockRef::from(socket)
-        .set_send_buffer_size(bytes.len().saturating_mul(2).max(1 << 20));
-    let sent = socket.send(bytes, 0)?;
-    if sent != bytes.len() {
-        return Err(io::Error::other(format!(
-            "sent {sent} of {} bytes",
-            bytes.len()
-        )));
-    }
-    let mut buf = Vec::with_capacity(64 * 1024);
-    loop {
-        buf.clear();
-        socket.recv(&mut buf, 0)?;
-        // Answers to earlier requests on this socket (a late conntrack one) are not ours.
-        for (seq, errno) in nft::acks(&buf)
-            .into_iter()
-            .filter(|(seq, _)| seq.wrapping_sub(first) <= last.wrapping_sub(first))
-        {
-            if errno != 0 {
-                return Ok(Err((seq, errno)));
-            }
-            if seq == last {
-                return Ok(Ok(()));
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn table(services: &[(&str, &[&str])]) -> ServiceTable {
-        let mut records = discovery::NetworkRecords::default();
-        for (vip, tasks) in services {
-            for ip in *tasks {
-                let record = discovery::EndpointRecord {
-                    name: format!("t-{ip}"),
-                    service_name: format!("s-{vip}"),
-                    service_id: format!("id-{vip}"),
-                    virtual_ip: (*vip).to_owned(),
-                    endpoint_ip: (*ip).to_owned(),
-                    ..Default::default()
-                };
-                if let Ok(Some(c)) = discovery::claims(&record) {
-                    records.add(&c);
-                }
-            }
-        }
-        ServiceTable::of([&records])
-    }
-
-    fn labels(reset: bool, want: &ServiceTable, have: &ServiceTable) -> Vec<String> {
-        let ops = discovery::plan(want, have);
-        transaction(1, reset, want, have, &ops)
-            .labels()
-            .map(|(_, w)| w.to_owned())
-            .collect()
-    }
-
-    #[test]
-    fn chains_exist_before_jumps_and_go_after_them() {
-        let have = table(&[("10.0.0.2", &["10.0.0.3"]), ("10.0.1.2", &["10.0.1.3"])]);
-        let want = table(&[("10.0.1.2", &["10.0.1.3"]), ("10.0.2.2", &["10.0.2.3"])]);
-        assert_eq!(
-            labels(false, &want, &have),
-            [
-                "add vip-10.0.2.2",
-                "vip-10.0.2.2 backend 10.0.2.3",
-                "flush vips",
-                "jump 10.0.1.2",
-                "jump 10.0.2.2",
-                "flush vip-10.0.0.2",
-                "delete vip-10.0.0.2",
-            ]
-        );
-    }
-
-    #[test]
-    fn a_changed_backend_set_touches_its_chain_only() {
-        let have = table(&[("10.0.0.2", &["10.0.0.3", "10.0.0.4"])]);
-        let want = table(&[("10.0.0.2", &["10.0.0.3"])]);
-        assert_eq!(
-            labels(false, &want, &have),
-            ["flush vip-10.0.0.2", "vip-10.0.0.2 backend 10.0.0.3"]
-        );
-    }
-
-    #[test]
-    fn a_first_sync_replaces_the_table_or_leaves_none() {
-        let want = table(&[("10.0.0.2", &["10.0.0.3"])]);
-        let empty = ServiceTable::new();
-        let first = labels(true, &want, &empty);
-        assert_eq!(
-            first[..4],
-            ["add table", "delete table", "add table", "add base chain"]
-        );
-        assert_eq!(labels(true, &empty, &empty), ["add table", "delete table"]);
-    }
 }

@@ -28,10 +28,11 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use agent::balancer::{BalancerStats, SandboxBalancers, transaction};
+use agent::balancer::{BalancerStats, SandboxBalancers};
 use agent::config::is_root;
 use agent::dns::directory::Directory;
 use bytes::Bytes;
+use discovery::nft::transaction;
 use discovery::{EndpointRecord, NetworkRecords, ServiceTable};
 use networkdb::{Key, NetworkId, WatchEvent};
 use nodecore::NamesChange;

@@ -90,7 +90,8 @@ pub struct AgentConfig {
     /// TTL of local answers in seconds. Default [`dns::DEFAULT_TTL`]; 0..=[`MAX_DNS_TTL`].
     pub dns_ttl: u32,
     /// Balance connections to service VIPs in every sandbox with a joined endpoint
-    /// (`crate::balancer`; it needs root, like the dataplane). Default true.
+    /// (`crate::balancer`; it needs root, like the dataplane). Default true (false in
+    /// [`AgentConfig::local`], whose agents have no container namespaces).
     pub vip_balancer: bool,
     /// The Docker plugin's name, if the agent serves the plugin protocol. Default `None`;
     /// 1..=64 ASCII letters, digits, '.', '_' and '-'.

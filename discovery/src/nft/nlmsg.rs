@@ -119,7 +119,7 @@ impl Message<'_> {
             return None;
         }
         let code: [u8; 4] = self.body.get(..4)?.try_into().ok()?;
-        Some(-i32::from_ne_bytes(code))
+        Some(i32::from_ne_bytes(code).wrapping_neg())
     }
 }
 

@@ -1,5 +1,5 @@
 //! The nf_tables netlink messages of a sandbox's VIP load balancer, encoded by hand (the
-//! kernel's ABI, `linux/netfilter/nf_tables.h`; no I/O here).
+//! kernel's ABI, `linux/netfilter/nf_tables.h`).
 //!
 //! The ruleset lives in a table of its own, `ip netagent`, so it never touches what else the
 //! namespace holds:
@@ -34,70 +34,70 @@ pub const BASE_CHAIN: &str = "vips";
 use super::nlmsg::{self, NLM_F_ACK, NLM_F_REQUEST, Writer};
 
 // Netlink and nfnetlink (linux/netlink.h, linux/netfilter/nfnetlink.h).
-const NLM_F_CREATE: u16 = 0x400;
-const NLM_F_APPEND: u16 = 0x800;
-const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
-const NFNL_MSG_BATCH_END: u16 = 0x11;
-const NFNL_SUBSYS_NFTABLES: u16 = 10;
-const NFPROTO_IPV4: u8 = 2;
+pub(crate) const NLM_F_CREATE: u16 = 0x400;
+pub(crate) const NLM_F_APPEND: u16 = 0x800;
+pub(crate) const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
+pub(crate) const NFNL_MSG_BATCH_END: u16 = 0x11;
+pub(crate) const NFNL_SUBSYS_NFTABLES: u16 = 10;
+pub(crate) const NFPROTO_IPV4: u8 = 2;
 
 // nf_tables message types.
-const NFT_MSG_NEWTABLE: u16 = 0;
-const NFT_MSG_DELTABLE: u16 = 2;
-const NFT_MSG_NEWCHAIN: u16 = 3;
-const NFT_MSG_DELCHAIN: u16 = 5;
-const NFT_MSG_NEWRULE: u16 = 6;
-const NFT_MSG_DELRULE: u16 = 8;
+pub(crate) const NFT_MSG_NEWTABLE: u16 = 0;
+pub(crate) const NFT_MSG_DELTABLE: u16 = 2;
+pub(crate) const NFT_MSG_NEWCHAIN: u16 = 3;
+pub(crate) const NFT_MSG_DELCHAIN: u16 = 5;
+pub(crate) const NFT_MSG_NEWRULE: u16 = 6;
+pub(crate) const NFT_MSG_DELRULE: u16 = 8;
 
 // Attributes.
-const NFTA_TABLE_NAME: u16 = 1;
-const NFTA_CHAIN_TABLE: u16 = 1;
-const NFTA_CHAIN_NAME: u16 = 3;
-const NFTA_CHAIN_HOOK: u16 = 4;
-const NFTA_CHAIN_POLICY: u16 = 5;
-const NFTA_CHAIN_TYPE: u16 = 7;
-const NFTA_HOOK_HOOKNUM: u16 = 1;
-const NFTA_HOOK_PRIORITY: u16 = 2;
-const NFTA_RULE_TABLE: u16 = 1;
-const NFTA_RULE_CHAIN: u16 = 2;
-const NFTA_RULE_EXPRESSIONS: u16 = 4;
-const NFTA_LIST_ELEM: u16 = 1;
-const NFTA_EXPR_NAME: u16 = 1;
-const NFTA_EXPR_DATA: u16 = 2;
-const NFTA_PAYLOAD_DREG: u16 = 1;
-const NFTA_PAYLOAD_BASE: u16 = 2;
-const NFTA_PAYLOAD_OFFSET: u16 = 3;
-const NFTA_PAYLOAD_LEN: u16 = 4;
-const NFTA_CMP_SREG: u16 = 1;
-const NFTA_CMP_OP: u16 = 2;
-const NFTA_CMP_DATA: u16 = 3;
-const NFTA_IMMEDIATE_DREG: u16 = 1;
-const NFTA_IMMEDIATE_DATA: u16 = 2;
-const NFTA_DATA_VALUE: u16 = 1;
-const NFTA_DATA_VERDICT: u16 = 2;
-const NFTA_VERDICT_CODE: u16 = 1;
-const NFTA_VERDICT_CHAIN: u16 = 2;
-const NFTA_NG_DREG: u16 = 1;
-const NFTA_NG_MODULUS: u16 = 2;
-const NFTA_NG_TYPE: u16 = 3;
-const NFTA_NAT_TYPE: u16 = 1;
-const NFTA_NAT_FAMILY: u16 = 2;
-const NFTA_NAT_REG_ADDR_MIN: u16 = 3;
+pub(crate) const NFTA_TABLE_NAME: u16 = 1;
+pub(crate) const NFTA_CHAIN_TABLE: u16 = 1;
+pub(crate) const NFTA_CHAIN_NAME: u16 = 3;
+pub(crate) const NFTA_CHAIN_HOOK: u16 = 4;
+pub(crate) const NFTA_CHAIN_POLICY: u16 = 5;
+pub(crate) const NFTA_CHAIN_TYPE: u16 = 7;
+pub(crate) const NFTA_HOOK_HOOKNUM: u16 = 1;
+pub(crate) const NFTA_HOOK_PRIORITY: u16 = 2;
+pub(crate) const NFTA_RULE_TABLE: u16 = 1;
+pub(crate) const NFTA_RULE_CHAIN: u16 = 2;
+pub(crate) const NFTA_RULE_EXPRESSIONS: u16 = 4;
+pub(crate) const NFTA_LIST_ELEM: u16 = 1;
+pub(crate) const NFTA_EXPR_NAME: u16 = 1;
+pub(crate) const NFTA_EXPR_DATA: u16 = 2;
+pub(crate) const NFTA_PAYLOAD_DREG: u16 = 1;
+pub(crate) const NFTA_PAYLOAD_BASE: u16 = 2;
+pub(crate) const NFTA_PAYLOAD_OFFSET: u16 = 3;
+pub(crate) const NFTA_PAYLOAD_LEN: u16 = 4;
+pub(crate) const NFTA_CMP_SREG: u16 = 1;
+pub(crate) const NFTA_CMP_OP: u16 = 2;
+pub(crate) const NFTA_CMP_DATA: u16 = 3;
+pub(crate) const NFTA_IMMEDIATE_DREG: u16 = 1;
+pub(crate) const NFTA_IMMEDIATE_DATA: u16 = 2;
+pub(crate) const NFTA_DATA_VALUE: u16 = 1;
+pub(crate) const NFTA_DATA_VERDICT: u16 = 2;
+pub(crate) const NFTA_VERDICT_CODE: u16 = 1;
+pub(crate) const NFTA_VERDICT_CHAIN: u16 = 2;
+pub(crate) const NFTA_NG_DREG: u16 = 1;
+pub(crate) const NFTA_NG_MODULUS: u16 = 2;
+pub(crate) const NFTA_NG_TYPE: u16 = 3;
+pub(crate) const NFTA_NAT_TYPE: u16 = 1;
+pub(crate) const NFTA_NAT_FAMILY: u16 = 2;
+pub(crate) const NFTA_NAT_REG_ADDR_MIN: u16 = 3;
 
 // Values.
-const NF_INET_LOCAL_OUT: u32 = 3;
+pub(crate) const NF_INET_LOCAL_OUT: u32 = 3;
 /// `NF_IP_PRI_NAT_DST`.
-const PRIORITY_DSTNAT: i32 = -100;
-const NF_ACCEPT: u32 = 1;
-const NFT_REG_VERDICT: u32 = 0;
-const NFT_REG_1: u32 = 1;
-const NFT_PAYLOAD_NETWORK_HEADER: u32 = 1;
+pub(crate) const PRIORITY_DSTNAT: i32 = -100;
+pub(crate) const NF_ACCEPT: u32 = 1;
+pub(crate) const NFT_REG_VERDICT: u32 = 0;
+pub(crate) const NFT_REG_1: u32 = 1;
+pub(crate) const NFT_PAYLOAD_NETWORK_HEADER: u32 = 1;
 /// Offset of the destination address in the IPv4 header.
-const IPV4_DADDR_OFFSET: u32 = 16;
-const NFT_CMP_EQ: u32 = 0;
-const NFT_JUMP: i32 = -3;
-const NFT_NG_RANDOM: u32 = 1;
-const NFT_NAT_DNAT: u32 = 1;
+pub(crate) const IPV4_DADDR_OFFSET: u32 = 16;
+pub(crate) const NFT_CMP_EQ: u32 = 0;
+pub(crate) const NFT_JUMP: i32 = -3;
+pub(crate) const NFT_NG_RANDOM: u32 = 1;
+pub(crate) const NFT_NAT_DNAT: u32 = 1;
 
 /// The chain of one VIP.
 pub fn vip_chain(vip: Ipv4Addr) -> String {
