@@ -77,20 +77,21 @@ pub async fn run(
         }
         failing.retain(|s, _| present.contains(s));
         known = present;
+        // Every sandbox's ruleset first, then the conntrack cleanups (slower, and only for
+        // flows that exist already).
+        let mut cleanups = Vec::new();
         for (sandbox, netns, want) in sandboxes {
             if failing.get(&sandbox).is_some_and(|f| f.next > now) {
                 continue;
             }
-            match balancers.sync(&sandbox, &netns, &want).await {
-                Ok(done) => {
+            match balancers.sync_deferred(&sandbox, &netns, &want).await {
+                Ok((done, cleanup)) => {
                     if done.messages > 0 {
                         stats.syncs.fetch_add(1, Ordering::Relaxed);
                         stats.ops.fetch_add(done.ops as u64, Ordering::Relaxed);
-                        stats
-                            .flows_forgotten
-                            .fetch_add(done.flows_forgotten as u64, Ordering::Relaxed);
                         tracing::debug!(%sandbox, vips = want.len(), ops = done.ops, "VIP balancer synced");
                     }
+                    cleanups.extend(cleanup);
                     failing.remove(&sandbox);
                 }
                 Err(e) => {
@@ -113,6 +114,12 @@ pub async fn run(
                     }
                 }
             }
+        }
+        for cleanup in cleanups {
+            let forgotten = cleanup.run().await;
+            stats
+                .flows_forgotten
+                .fetch_add(forgotten as u64, Ordering::Relaxed);
         }
     }
 }

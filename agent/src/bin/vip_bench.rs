@@ -3,7 +3,8 @@
 //! 1. planning and encoding the nf_tables transaction of 1,000 services x 10 tasks from
 //!    nothing, and of one task's change (no root needed);
 //! 2. programming them into a network namespace of this host's kernel, from nothing, and then
-//!    one task disabled or enabled at a time (root);
+//!    one task disabled or enabled at a time, and the conntrack cleanup after a disable
+//!    (root);
 //! 3. from a change of `endpoint_table` reaching the agent (a task disabled, fed to its
 //!    service-discovery directory as the node core would) until the balancers of all of
 //!    [`SANDBOXES`] sandboxes on that network hold it, through the agent's own feed task
@@ -180,18 +181,28 @@ async fn kernel(
         done.messages
     );
     let mut changes = Vec::new();
+    let mut cleanups = Vec::new();
     for k in 0..trials {
         let want = if k % 2 == 0 { one_off } else { full };
         let started = Instant::now();
-        balancers
-            .sync("s0", &netns, want)
+        let (_, cleanup) = balancers
+            .sync_deferred("s0", &netns, want)
             .await
             .map_err(|e| e.to_string())?;
         changes.push(started.elapsed());
+        if let Some(cleanup) = cleanup {
+            let started = Instant::now();
+            cleanup.run().await;
+            cleanups.push(started.elapsed());
+        }
     }
     report(
         &format!("one task disabled or enabled among {SERVICES} services: one transaction"),
         changes,
+    );
+    report(
+        "then forgetting the disabled task's UDP flows (a conntrack dump of the host's table)",
+        cleanups,
     );
 
     // 3. Through the agent's feed, to every sandbox on the network.
