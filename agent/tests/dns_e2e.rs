@@ -252,37 +252,6 @@ impl Checks {
     }
 }
 
-/// Creates sandbox `c<c>` on host `h` for container namespace (h, c) with its resolv.conf in
-/// the lab's directory, an endpoint `name` on [`NETWORK`] (with `extra` options), joins them; the
-/// container's address.
-fn attach(lab: &mut Lab, h: usize, c: usize, name: &str, extra: &[&str]) -> Ipv4Addr {
-    let container = lab.container(h, c);
-    let resolv = lab.resolv_conf(&container);
-    let sandbox = format!("c{c}");
-    let netns = format!("/run/netns/{container}");
-    lab.ok(
-        h,
-        &[
-            "sandbox",
-            "create",
-            &sandbox,
-            "--netns",
-            &netns,
-            "--resolv-conf",
-            &resolv.display().to_string(),
-        ],
-    );
-    let mut create = vec!["endpoint", "create", NETWORK, name];
-    create.extend_from_slice(extra);
-    lab.ok(h, &create);
-    lab.ok(h, &["endpoint", "join", name, &sandbox]);
-    let ip = lab
-        .container_ip(h, c)
-        .unwrap_or_else(|| panic!("h{h} c{c} has no address; log:\n{}", lab.log(h)));
-    println!("{name}: {ip} in {container} on h{h}");
-    ip
-}
-
 /// One query for `name` A over TCP to 127.0.0.11:53 inside namespace `netns`; the reply.
 fn tcp_query(netns: &str, name: &str) -> Result<Message, String> {
     let name = Name::from_ascii(name).map_err(|e| e.to_string())?;
@@ -365,10 +334,10 @@ fn containers_resolve_names_services_and_the_outside_through_the_embedded_dns() 
 
     let vip = VIP.to_string();
     let web = ["--service", "web", "--vip", vip.as_str()];
-    let web1 = attach(&mut lab, 1, 1, "web1", &web);
-    let web2 = attach(&mut lab, 2, 1, "web2", &web);
-    let db1 = attach(&mut lab, 2, 2, "db1", &["--alias", "database"]);
-    let client_ip = attach(&mut lab, 3, 1, "client", &[]);
+    let web1 = lab.attach(1, 1, NETWORK, "web1", &web, true);
+    let web2 = lab.attach(2, 1, NETWORK, "web2", &web, true);
+    let db1 = lab.attach(2, 2, NETWORK, "db1", &["--alias", "database"], true);
+    let client_ip = lab.attach(3, 1, NETWORK, "client", &[], true);
     println!("all joined after {:?}", started.elapsed());
     let (web1, web2, db1) = (web1.to_string(), web2.to_string(), db1.to_string());
 

@@ -136,23 +136,6 @@ fn reaches(netns: &str, want: &[&str]) -> Result<Duration, String> {
     .map_err(|_| format!("want {want:?}, reached (tcp, udp) {last:?}"))
 }
 
-/// Creates sandbox `c<c>` on host `h` for container namespace (h, c), an endpoint `name` on
-/// [`NETWORK`] (with `extra` options), joins them.
-fn attach(lab: &mut Lab, h: usize, c: usize, name: &str, extra: &[&str]) {
-    let container = lab.container(h, c);
-    let sandbox = format!("c{c}");
-    let netns = format!("/run/netns/{container}");
-    lab.ok(h, &["sandbox", "create", &sandbox, "--netns", &netns]);
-    let mut create = vec!["endpoint", "create", NETWORK, name];
-    create.extend_from_slice(extra);
-    lab.ok(h, &create);
-    lab.ok(h, &["endpoint", "join", name, &sandbox]);
-    let ip = lab
-        .container_ip(h, c)
-        .unwrap_or_else(|| panic!("h{h} c{c} has no address; log:\n{}", lab.log(h)));
-    println!("{name}: {ip} in {container} on h{h}");
-}
-
 fn a_service_vip_spreads_over_its_enabled_live_tasks() {
     let mut lab = Lab::new("ve", HOSTS, CONTAINERS, &["--dns-forward=false"]);
     let stop = Arc::new(AtomicBool::new(false));
@@ -181,10 +164,10 @@ fn a_service_vip_spreads_over_its_enabled_live_tasks() {
     }
     let vip = VIP.to_string();
     let web = ["--service", "web", "--vip", vip.as_str()];
-    attach(&mut lab, 1, 1, "web1", &web);
-    attach(&mut lab, 1, 2, "web2", &web);
-    attach(&mut lab, 2, 1, "web3", &web);
-    attach(&mut lab, 3, 1, "client", &[]);
+    lab.attach(1, 1, NETWORK, "web1", &web, false);
+    lab.attach(1, 2, NETWORK, "web2", &web, false);
+    lab.attach(2, 1, NETWORK, "web3", &web, false);
+    lab.attach(3, 1, NETWORK, "client", &[], false);
     serve(&lab.container(1, 1), "web1", &stop);
     serve(&lab.container(1, 2), "web2", &stop);
     serve(&lab.container(2, 1), "web3", &stop);

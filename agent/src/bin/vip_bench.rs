@@ -135,7 +135,7 @@ fn main() -> BenchResult<()> {
 
     if !is_root() {
         println!(
-            "not root: the kernel parts (2 and 3) need network namespaces and nf_tables; skipped"
+            "not root: the kernel parts (2, 3 and 4) need network namespaces and nf_tables; skipped"
         );
         return Ok(());
     }

@@ -304,6 +304,38 @@ impl Lab {
             .unwrap_or_else(|t| panic!("h{h} {args:?} never matched: {t}; log:\n{}", self.log(h)))
     }
 
+    /// Creates sandbox `c<c>` on host `h` for container namespace (h, c) (with its
+    /// `resolv.conf` in the lab's directory when `resolv_conf`), an endpoint `name` on
+    /// `network` (with `extra` options), joins them; the container's address.
+    pub fn attach(
+        &self,
+        h: usize,
+        c: usize,
+        network: &str,
+        name: &str,
+        extra: &[&str],
+        resolv_conf: bool,
+    ) -> Ipv4Addr {
+        let container = self.container(h, c);
+        let sandbox = format!("c{c}");
+        let netns = format!("/run/netns/{container}");
+        let resolv = self.resolv_conf(&container).display().to_string();
+        let mut create_sandbox = vec!["sandbox", "create", &sandbox, "--netns", &netns];
+        if resolv_conf {
+            create_sandbox.extend(["--resolv-conf", &resolv]);
+        }
+        self.ok(h, &create_sandbox);
+        let mut create = vec!["endpoint", "create", network, name];
+        create.extend_from_slice(extra);
+        self.ok(h, &create);
+        self.ok(h, &["endpoint", "join", name, &sandbox]);
+        let ip = self
+            .container_ip(h, c)
+            .unwrap_or_else(|| panic!("h{h} c{c} has no address; log:\n{}", self.log(h)));
+        println!("{name}: {ip} in {container} on h{h}");
+        ip
+    }
+
     /// The IPv4 address of `eth0` in a container namespace, if it has one in 198.18.100.0/24.
     pub fn container_ip(&self, h: usize, c: usize) -> Option<Ipv4Addr> {
         let addrs = lab::ipv4_addrs(&netns_path(&self.container(h, c)), "eth0").ok()?;

@@ -145,20 +145,25 @@ pub fn delete_requests(first_seq: u32, flows: &[Tuple]) -> Vec<u8> {
             AF_INET,
             0,
         );
-        let orig = w.nest(CTA_TUPLE_ORIG);
-        let ip = w.nest(CTA_TUPLE_IP);
-        w.bytes(CTA_IP_V4_SRC, &t.src.octets());
-        w.bytes(CTA_IP_V4_DST, &t.dst.octets());
-        w.end_nest(ip);
-        let proto = w.nest(CTA_TUPLE_PROTO);
-        w.bytes(CTA_PROTO_NUM, &[t.proto]);
-        w.bytes(CTA_PROTO_SRC_PORT, &t.sport.to_be_bytes());
-        w.bytes(CTA_PROTO_DST_PORT, &t.dport.to_be_bytes());
-        w.end_nest(proto);
-        w.end_nest(orig);
+        write_tuple(&mut w, CTA_TUPLE_ORIG, t);
         w.end(m);
     }
     w.into_bytes()
+}
+
+/// Writes `t` as the nested tuple attribute `kind` (`CTA_TUPLE_ORIG` or `CTA_TUPLE_REPLY`).
+fn write_tuple(w: &mut Writer, kind: u16, t: &Tuple) {
+    let tuple = w.nest(kind);
+    let ip = w.nest(CTA_TUPLE_IP);
+    w.bytes(CTA_IP_V4_SRC, &t.src.octets());
+    w.bytes(CTA_IP_V4_DST, &t.dst.octets());
+    w.end_nest(ip);
+    let proto = w.nest(CTA_TUPLE_PROTO);
+    w.bytes(CTA_PROTO_NUM, &[t.proto]);
+    w.bytes(CTA_PROTO_SRC_PORT, &t.sport.to_be_bytes());
+    w.bytes(CTA_PROTO_DST_PORT, &t.dport.to_be_bytes());
+    w.end_nest(proto);
+    w.end_nest(tuple);
 }
 
 /// The UDP flows to forget: sent to one of `withdrawn`'s VIPs and answered by the backend
@@ -200,19 +205,8 @@ mod tests {
             AF_INET,
             0,
         );
-        for (kind, t) in [(CTA_TUPLE_ORIG, flow.orig), (CTA_TUPLE_REPLY, flow.reply)] {
-            let n = w.nest(kind);
-            let ip = w.nest(CTA_TUPLE_IP);
-            w.bytes(CTA_IP_V4_SRC, &t.src.octets());
-            w.bytes(CTA_IP_V4_DST, &t.dst.octets());
-            w.end_nest(ip);
-            let p = w.nest(CTA_TUPLE_PROTO);
-            w.bytes(CTA_PROTO_NUM, &[t.proto]);
-            w.bytes(CTA_PROTO_SRC_PORT, &t.sport.to_be_bytes());
-            w.bytes(CTA_PROTO_DST_PORT, &t.dport.to_be_bytes());
-            w.end_nest(p);
-            w.end_nest(n);
-        }
+        write_tuple(&mut w, CTA_TUPLE_ORIG, &flow.orig);
+        write_tuple(&mut w, CTA_TUPLE_REPLY, &flow.reply);
         w.end(m);
         let done = w.begin(nlmsg::NLMSG_DONE, 2, 9, 0, 0);
         w.end(done);
