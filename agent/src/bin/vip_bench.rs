@@ -204,6 +204,31 @@ async fn kernel(
         "then forgetting the disabled task's UDP flows (a conntrack dump of the host's table)",
         cleanups,
     );
+    // A service of 10 tasks added, then removed, beside the 1,000.
+    let mut records = NetworkRecords::default();
+    for s in 0..=SERVICES {
+        for t in 0..TASKS {
+            if let Ok(Some(c)) = discovery::claims(&record(s, t, false)) {
+                records.add(&c);
+            }
+        }
+    }
+    let plus_one = ServiceTable::of([&records]);
+    let mut services = Vec::new();
+    for k in 0..trials {
+        let want = if k % 2 == 0 { &plus_one } else { full };
+        let started = Instant::now();
+        let (_, cleanup) = balancers
+            .sync_deferred("s0", &netns, want)
+            .await
+            .map_err(|e| e.to_string())?;
+        services.push(started.elapsed());
+        drop(cleanup);
+    }
+    report(
+        &format!("a service of {TASKS} tasks added or removed beside {SERVICES}: one transaction"),
+        services,
+    );
 
     // 3. Through the agent's feed, to every sandbox on the network.
     let directory = Directory::new();

@@ -6,9 +6,12 @@
 //!
 //! ```text
 //! table ip netagent {
+//!     map vipmap {                      # VIP -> its chain
+//!         type ipv4_addr : verdict
+//!         elements = { 10.0.0.2 : jump vip-10.0.0.2, ... }
+//!     }
 //!     chain vips {                      # type nat hook output priority -100
-//!         ip daddr 10.0.0.2 jump vip-10.0.0.2
-//!         ...                           # one rule per VIP
+//!         ip daddr vmap @vipmap         # one lookup, however many VIPs
 //!     }
 //!     chain vip-10.0.0.2 {              # N backends: rule k picks its backend with
 //!         numgen random mod 3 == 0 dnat to 10.0.0.3    # probability 1 / (N - k),
@@ -20,9 +23,9 @@
 //!
 //! The translation is the destination address only, so every port and protocol of the VIP
 //! reaches the same port of the chosen task, and conntrack keeps a connection on its task.
-//! The NAT hook sees only a connection's first packet, so the per-VIP rules in `vips` cost
-//! nothing to established traffic. A batch is one nf_tables transaction: the kernel applies all
-//! of its messages or none.
+//! The NAT hook sees only a connection's first packet, and that packet costs one map lookup
+//! whatever the number of VIPs; a VIP comes and goes as one map element. A batch is one
+//! nf_tables transaction: the kernel applies all of its messages or none.
 
 use std::net::Ipv4Addr;
 
@@ -30,6 +33,8 @@ use std::net::Ipv4Addr;
 pub const TABLE: &str = "netagent";
 /// Its base chain, hooked at `output` (connections the sandbox's processes open).
 pub const BASE_CHAIN: &str = "vips";
+/// The verdict map from each VIP to its chain.
+pub const VIP_MAP: &str = "vipmap";
 
 use super::nlmsg::{self, NLM_F_ACK, NLM_F_REQUEST, Writer};
 
@@ -48,6 +53,9 @@ pub(crate) const NFT_MSG_NEWCHAIN: u16 = 3;
 pub(crate) const NFT_MSG_DELCHAIN: u16 = 5;
 pub(crate) const NFT_MSG_NEWRULE: u16 = 6;
 pub(crate) const NFT_MSG_DELRULE: u16 = 8;
+pub(crate) const NFT_MSG_NEWSET: u16 = 9;
+pub(crate) const NFT_MSG_NEWSETELEM: u16 = 12;
+pub(crate) const NFT_MSG_DELSETELEM: u16 = 14;
 
 // Attributes.
 pub(crate) const NFTA_TABLE_NAME: u16 = 1;
@@ -83,6 +91,22 @@ pub(crate) const NFTA_NG_TYPE: u16 = 3;
 pub(crate) const NFTA_NAT_TYPE: u16 = 1;
 pub(crate) const NFTA_NAT_FAMILY: u16 = 2;
 pub(crate) const NFTA_NAT_REG_ADDR_MIN: u16 = 3;
+pub(crate) const NFTA_SET_TABLE: u16 = 1;
+pub(crate) const NFTA_SET_NAME: u16 = 2;
+pub(crate) const NFTA_SET_FLAGS: u16 = 3;
+pub(crate) const NFTA_SET_KEY_TYPE: u16 = 4;
+pub(crate) const NFTA_SET_KEY_LEN: u16 = 5;
+pub(crate) const NFTA_SET_DATA_TYPE: u16 = 6;
+pub(crate) const NFTA_SET_ID: u16 = 10;
+pub(crate) const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
+pub(crate) const NFTA_SET_ELEM_LIST_SET: u16 = 2;
+pub(crate) const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
+pub(crate) const NFTA_SET_ELEM_KEY: u16 = 1;
+pub(crate) const NFTA_SET_ELEM_DATA: u16 = 2;
+pub(crate) const NFTA_LOOKUP_SET: u16 = 1;
+pub(crate) const NFTA_LOOKUP_SREG: u16 = 2;
+pub(crate) const NFTA_LOOKUP_DREG: u16 = 3;
+pub(crate) const NFTA_LOOKUP_SET_ID: u16 = 4;
 
 // Values.
 pub(crate) const NF_INET_LOCAL_OUT: u32 = 3;
@@ -98,6 +122,14 @@ pub(crate) const NFT_CMP_EQ: u32 = 0;
 pub(crate) const NFT_JUMP: i32 = -3;
 pub(crate) const NFT_NG_RANDOM: u32 = 1;
 pub(crate) const NFT_NAT_DNAT: u32 = 1;
+/// `NFT_SET_MAP`.
+pub(crate) const NFT_SET_MAP: u32 = 0x8;
+/// `NFT_DATA_VERDICT`: the map's values are verdicts.
+pub(crate) const NFT_DATA_VERDICT: u32 = 0xffff_ff00;
+/// nft's data type number of `ipv4_addr` (informational for the kernel).
+pub(crate) const TYPE_IPADDR: u32 = 7;
+/// Names the map inside the transaction that creates it.
+pub(crate) const VIP_MAP_ID: u32 = 1;
 
 /// The chain of one VIP.
 pub fn vip_chain(vip: Ipv4Addr) -> String {
@@ -185,15 +217,24 @@ impl Batch {
         self.w.into_bytes()
     }
 
-    /// Makes the table and its base chain exist and empty: creating the table (which is
-    /// idempotent) then deleting it drops whatever an earlier run left, in the same
-    /// transaction as the fresh table and chain.
+    /// Makes the table, its VIP map and its base chain exist and empty: creating the table
+    /// (which is idempotent) then deleting it drops whatever an earlier run left, in the same
+    /// transaction as the fresh table, map and chain.
     pub fn reset(&mut self) {
         self.new_table();
         self.message(NFT_MSG_DELTABLE, 0, "delete table", |b| {
             b.attr_str(NFTA_TABLE_NAME, TABLE);
         });
         self.new_table();
+        self.message(NFT_MSG_NEWSET, NLM_F_CREATE, "add map", |b| {
+            b.attr_str(NFTA_SET_TABLE, TABLE);
+            b.attr_str(NFTA_SET_NAME, VIP_MAP);
+            b.attr_u32(NFTA_SET_FLAGS, NFT_SET_MAP);
+            b.attr_u32(NFTA_SET_KEY_TYPE, TYPE_IPADDR);
+            b.attr_u32(NFTA_SET_KEY_LEN, 4);
+            b.attr_u32(NFTA_SET_DATA_TYPE, NFT_DATA_VERDICT);
+            b.attr_u32(NFTA_SET_ID, VIP_MAP_ID);
+        });
         self.message(NFT_MSG_NEWCHAIN, NLM_F_CREATE, "add base chain", |b| {
             b.attr_str(NFTA_CHAIN_TABLE, TABLE);
             b.attr_str(NFTA_CHAIN_NAME, BASE_CHAIN);
@@ -203,6 +244,20 @@ impl Batch {
             b.end_nest(hook);
             b.attr_u32(NFTA_CHAIN_POLICY, NF_ACCEPT);
             b.attr_str(NFTA_CHAIN_TYPE, "nat");
+        });
+        self.rule(BASE_CHAIN, "vmap", |b| {
+            b.expr("payload", |b| {
+                b.attr_u32(NFTA_PAYLOAD_DREG, NFT_REG_1);
+                b.attr_u32(NFTA_PAYLOAD_BASE, NFT_PAYLOAD_NETWORK_HEADER);
+                b.attr_u32(NFTA_PAYLOAD_OFFSET, IPV4_DADDR_OFFSET);
+                b.attr_u32(NFTA_PAYLOAD_LEN, 4);
+            });
+            b.expr("lookup", |b| {
+                b.attr_str(NFTA_LOOKUP_SET, VIP_MAP);
+                b.attr_u32(NFTA_LOOKUP_SET_ID, VIP_MAP_ID);
+                b.attr_u32(NFTA_LOOKUP_SREG, NFT_REG_1);
+                b.attr_u32(NFTA_LOOKUP_DREG, NFT_REG_VERDICT);
+            });
         });
     }
 
@@ -214,30 +269,31 @@ impl Batch {
         });
     }
 
-    /// Replaces the base chain's rules by one jump per VIP of `vips`.
-    pub fn set_vips(&mut self, vips: impl IntoIterator<Item = Ipv4Addr>) {
-        self.flush(BASE_CHAIN);
-        for vip in vips {
-            let chain = vip_chain(vip);
-            self.rule(BASE_CHAIN, &format!("jump {vip}"), |b| {
-                b.expr("payload", |b| {
-                    b.attr_u32(NFTA_PAYLOAD_DREG, NFT_REG_1);
-                    b.attr_u32(NFTA_PAYLOAD_BASE, NFT_PAYLOAD_NETWORK_HEADER);
-                    b.attr_u32(NFTA_PAYLOAD_OFFSET, IPV4_DADDR_OFFSET);
-                    b.attr_u32(NFTA_PAYLOAD_LEN, 4);
-                });
-                b.cmp_eq(&vip.octets());
-                b.expr("immediate", |b| {
-                    b.attr_u32(NFTA_IMMEDIATE_DREG, NFT_REG_VERDICT);
-                    let data = b.nest(NFTA_IMMEDIATE_DATA);
-                    let verdict = b.nest(NFTA_DATA_VERDICT);
-                    b.attr_u32(NFTA_VERDICT_CODE, NFT_JUMP as u32);
-                    b.attr_str(NFTA_VERDICT_CHAIN, &chain);
-                    b.end_nest(verdict);
-                    b.end_nest(data);
-                });
-            });
-        }
+    /// Maps `vip` to its chain, which must exist.
+    pub fn add_vip(&mut self, vip: Ipv4Addr) {
+        let chain = vip_chain(vip);
+        self.message(
+            NFT_MSG_NEWSETELEM,
+            NLM_F_CREATE,
+            &format!("map {vip}"),
+            |b| {
+                b.attr_str(NFTA_SET_ELEM_LIST_TABLE, TABLE);
+                b.attr_str(NFTA_SET_ELEM_LIST_SET, VIP_MAP);
+                let list = b.nest(NFTA_SET_ELEM_LIST_ELEMENTS);
+                let elem = b.nest(NFTA_LIST_ELEM);
+                let key = b.nest(NFTA_SET_ELEM_KEY);
+                b.attr_bytes(NFTA_DATA_VALUE, &vip.octets());
+                b.end_nest(key);
+                let data = b.nest(NFTA_SET_ELEM_DATA);
+                let verdict = b.nest(NFTA_DATA_VERDICT);
+                b.attr_u32(NFTA_VERDICT_CODE, NFT_JUMP as u32);
+                b.attr_str(NFTA_VERDICT_CHAIN, &chain);
+                b.end_nest(verdict);
+                b.end_nest(data);
+                b.end_nest(elem);
+                b.end_nest(list);
+            },
+        );
     }
 
     /// Creates `vip`'s chain (when `new`) or empties it, then fills it so that each of
@@ -285,9 +341,20 @@ impl Batch {
         }
     }
 
-    /// Deletes `vip`'s chain; the base chain must no longer jump to it.
+    /// Unmaps `vip` and deletes its chain.
     pub fn delete_vip(&mut self, vip: Ipv4Addr) {
         let chain = vip_chain(vip);
+        self.message(NFT_MSG_DELSETELEM, 0, &format!("unmap {vip}"), |b| {
+            b.attr_str(NFTA_SET_ELEM_LIST_TABLE, TABLE);
+            b.attr_str(NFTA_SET_ELEM_LIST_SET, VIP_MAP);
+            let list = b.nest(NFTA_SET_ELEM_LIST_ELEMENTS);
+            let elem = b.nest(NFTA_LIST_ELEM);
+            let key = b.nest(NFTA_SET_ELEM_KEY);
+            b.attr_bytes(NFTA_DATA_VALUE, &vip.octets());
+            b.end_nest(key);
+            b.end_nest(elem);
+            b.end_nest(list);
+        });
         self.flush(&chain);
         self.message(NFT_MSG_DELCHAIN, 0, &format!("delete {chain}"), |b| {
             b.attr_str(NFTA_CHAIN_TABLE, TABLE);
@@ -413,25 +480,26 @@ mod tests {
             &["10.0.0.3".parse().unwrap()],
             true,
         );
-        assert_eq!(b.len(), 6);
-        assert_eq!(b.last_seq(), Some(105));
+        assert_eq!(b.len(), 8);
+        assert_eq!(b.last_seq(), Some(107));
         assert_eq!(b.describe(100), Some("add table"));
-        assert_eq!(b.describe(105), Some("vip-10.0.0.2 backend 10.0.0.3"));
-        assert_eq!(b.describe(106), None);
+        assert_eq!(b.describe(107), Some("vip-10.0.0.2 backend 10.0.0.3"));
+        assert_eq!(b.describe(108), None);
         let buf = b.finish_bytes();
         let m = messages(&buf);
-        assert_eq!(m.len(), 8);
+        assert_eq!(m.len(), 10);
         assert_eq!(m[0].0, NFNL_MSG_BATCH_BEGIN);
-        assert_eq!(m[7].0, NFNL_MSG_BATCH_END);
+        assert_eq!(m[9].0, NFNL_MSG_BATCH_END);
         assert_eq!(m[1].0, (10 << 8) | NFT_MSG_NEWTABLE);
         assert_eq!(m[1].1, NLM_F_REQUEST | NLM_F_CREATE);
         assert_eq!(m[1].2, 100);
+        assert_eq!(m[4].0, (10 << 8) | NFT_MSG_NEWSET);
         // Only the last message asks for an acknowledgement.
         assert_eq!(
-            m[6].1,
+            m[8].1,
             NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_APPEND
         );
-        assert_eq!(m[6].2, 105);
+        assert_eq!(m[8].2, 107);
         assert_eq!(m[2].0, (10 << 8) | NFT_MSG_DELTABLE);
         // nfgenmsg: family ip, version 0, then the table name attribute.
         assert_eq!(&m[1].3[..4], &[NFPROTO_IPV4, 0, 0, 0]);

@@ -18,6 +18,8 @@ use crate::{BalancerOp, ServiceTable};
 const ENOENT: i32 = 2;
 /// `EBUSY`: a chain is in use.
 const EBUSY: i32 = 16;
+/// `EEXIST`: a map element that maps elsewhere.
+const EEXIST: i32 = 17;
 /// `EINVAL`: a malformed message.
 const EINVAL: i32 = 22;
 
@@ -43,6 +45,11 @@ enum Data {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Expr {
+    Lookup {
+        set: String,
+        sreg: u32,
+        dreg: u32,
+    },
     Payload {
         dreg: u32,
         base: u32,
@@ -77,10 +84,17 @@ struct Chain {
     rules: Vec<Vec<Expr>>,
 }
 
+/// The `ip netagent` table: its chains and its verdict maps (key -> the chain it jumps to).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Table {
+    chains: BTreeMap<String, Chain>,
+    maps: BTreeMap<String, BTreeMap<Vec<u8>, String>>,
+}
+
 /// The `ip netagent` table of one fake namespace, if it exists.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FakeNftables {
-    table: Option<BTreeMap<String, Chain>>,
+    table: Option<Table>,
     /// Batches committed.
     committed: u64,
 }
@@ -133,12 +147,12 @@ impl FakeNftables {
         let Some(table) = &self.table else {
             return Ok(out);
         };
-        let base = table.get(BASE_CHAIN).ok_or("no base chain")?;
+        let base = table.chains.get(BASE_CHAIN).ok_or("no base chain")?;
         if base.hook != Some((NF_INET_LOCAL_OUT, PRIORITY_DSTNAT, "nat".into())) {
             return Err(format!("base chain hooked as {:?}", base.hook));
         }
-        for rule in &base.rules {
-            let (vip, chain) = match rule.as_slice() {
+        match base.rules.as_slice() {
+            [rule] => match rule.as_slice() {
                 [
                     Expr::Payload {
                         dreg: NFT_REG_1,
@@ -146,22 +160,27 @@ impl FakeNftables {
                         offset: IPV4_DADDR_OFFSET,
                         len: 4,
                     },
-                    Expr::Cmp {
+                    Expr::Lookup {
+                        set,
                         sreg: NFT_REG_1,
-                        op: NFT_CMP_EQ,
-                        data,
-                    },
-                    Expr::Immediate {
                         dreg: NFT_REG_VERDICT,
-                        data: Data::Jump(chain),
                     },
-                ] => (v4(data).ok_or("a jump on a non-IPv4 value")?, chain),
+                ] if set == VIP_MAP => {}
                 other => return Err(format!("base rule {other:?}")),
-            };
+            },
+            rules => return Err(format!("{} base rules", rules.len())),
+        }
+        let map = table.maps.get(VIP_MAP).ok_or("no VIP map")?;
+        for (key, chain) in map {
+            let vip = v4(key).ok_or("a map key that is not IPv4")?;
             if *chain != vip_chain(vip) {
                 return Err(format!("{vip} jumps to {chain}"));
             }
-            let rules = &table.get(chain).ok_or("a jump to a missing chain")?.rules;
+            let rules = &table
+                .chains
+                .get(chain)
+                .ok_or("a jump to a missing chain")?
+                .rules;
             let n = u32::try_from(rules.len()).map_err(|e| e.to_string())?;
             let mut backends = Vec::new();
             for (k, rule) in (0u32..).zip(rules) {
@@ -243,7 +262,7 @@ fn nested(attrs: &[u8], kind: u16) -> Result<&[u8], Refusal> {
 }
 
 /// Applies one message to the transaction's copy of the table.
-fn apply(table: &mut Option<BTreeMap<String, Chain>>, m: &Message<'_>) -> Result<(), Refusal> {
+fn apply(table: &mut Option<Table>, m: &Message<'_>) -> Result<(), Refusal> {
     if m.kind >> 8 != NFNL_SUBSYS_NFTABLES {
         return Err((EINVAL, format!("message type {:#x}", m.kind)));
     }
@@ -252,94 +271,152 @@ fn apply(table: &mut Option<BTreeMap<String, Chain>>, m: &Message<'_>) -> Result
         return Err((EINVAL, format!("family {family}")));
     }
     let attrs = m.body.get(4..).unwrap_or_default();
-    let name_of = |kind| string(attrs, kind);
-    match m.kind & 0xff {
+    let kind = m.kind & 0xff;
+    match kind {
         NFT_MSG_NEWTABLE => {
-            if name_of(NFTA_TABLE_NAME)? != TABLE {
+            if string(attrs, NFTA_TABLE_NAME)? != TABLE {
                 return Err((EINVAL, "another table".into()));
             }
-            table.get_or_insert_with(BTreeMap::new);
+            table.get_or_insert_with(Table::default);
+            return Ok(());
         }
         NFT_MSG_DELTABLE => {
-            if table.take().is_none() {
-                return Err((ENOENT, "no table to delete".into()));
-            }
-        }
-        kind => {
-            let chains = table.as_mut().ok_or((ENOENT, "no table".into()))?;
-            let chain_attr = if kind == NFT_MSG_NEWRULE || kind == NFT_MSG_DELRULE {
-                NFTA_RULE_CHAIN
-            } else {
-                NFTA_CHAIN_NAME
+            return match table.take() {
+                Some(_) => Ok(()),
+                None => Err((ENOENT, "no table to delete".into())),
             };
-            let chain = name_of(chain_attr)?;
-            match kind {
-                NFT_MSG_NEWCHAIN => {
-                    let hook = match nlmsg::attr(attrs, NFTA_CHAIN_HOOK) {
-                        Some(h) => Some((
-                            be32(h, NFTA_HOOK_HOOKNUM)?,
-                            be32(h, NFTA_HOOK_PRIORITY)? as i32,
-                            string(attrs, NFTA_CHAIN_TYPE)?,
-                        )),
-                        None => None,
-                    };
-                    if hook.is_some() && be32(attrs, NFTA_CHAIN_POLICY)? != NF_ACCEPT {
-                        return Err((EINVAL, "a base chain that drops".into()));
-                    }
-                    let c = chains.entry(chain).or_default();
-                    c.hook = hook;
+        }
+        _ => {}
+    }
+    let t = table.as_mut().ok_or((ENOENT, "no table".into()))?;
+    match kind {
+        NFT_MSG_NEWSET => {
+            let name = string(attrs, NFTA_SET_NAME)?;
+            let is_map = be32(attrs, NFTA_SET_FLAGS)? & NFT_SET_MAP != 0;
+            if !is_map
+                || be32(attrs, NFTA_SET_KEY_LEN)? != 4
+                || be32(attrs, NFTA_SET_DATA_TYPE)? != NFT_DATA_VERDICT
+            {
+                return Err((EINVAL, format!("{name} is not an IPv4 verdict map")));
+            }
+            t.maps.entry(name).or_default();
+        }
+        NFT_MSG_NEWSETELEM | NFT_MSG_DELSETELEM => {
+            let name = string(attrs, NFTA_SET_ELEM_LIST_SET)?;
+            let chains = &t.chains;
+            let map = t
+                .maps
+                .get_mut(&name)
+                .ok_or((ENOENT, format!("no map {name}")))?;
+            let list = nested(attrs, NFTA_SET_ELEM_LIST_ELEMENTS)?;
+            for (k, elem) in nlmsg::attrs(list) {
+                if k != NFTA_LIST_ELEM {
+                    return Err((EINVAL, format!("element list attribute {k}")));
                 }
-                NFT_MSG_DELCHAIN => {
-                    let c = chains
-                        .get(&chain)
-                        .ok_or((ENOENT, format!("no chain {chain}")))?;
-                    if !c.rules.is_empty() {
-                        return Err((EBUSY, format!("{chain} still has rules")));
-                    }
-                    let used = chains.values().flatten_rules().any(
-                        |e| matches!(e, Expr::Immediate { data: Data::Jump(j), .. } if *j == chain),
-                    );
-                    if used {
-                        return Err((EBUSY, format!("a rule jumps to {chain}")));
-                    }
-                    chains.remove(&chain);
+                let key = nested(nested(elem, NFTA_SET_ELEM_KEY)?, NFTA_DATA_VALUE)?.to_vec();
+                if key.len() != 4 {
+                    return Err((EINVAL, "a key that is not 4 bytes".into()));
                 }
-                NFT_MSG_NEWRULE => {
-                    let list = nested(attrs, NFTA_RULE_EXPRESSIONS)?;
-                    let mut rule = Vec::new();
-                    for (kind, elem) in nlmsg::attrs(list) {
-                        if kind != NFTA_LIST_ELEM {
-                            return Err((EINVAL, format!("list attribute {kind}")));
-                        }
-                        rule.push(expr(elem)?);
-                    }
-                    for e in &rule {
-                        if let Expr::Immediate {
-                            data: Data::Jump(target),
-                            ..
-                        } = e
-                            && !chains.contains_key(target)
-                        {
-                            return Err((ENOENT, format!("a jump to missing {target}")));
-                        }
-                    }
-                    chains
-                        .get_mut(&chain)
-                        .ok_or((ENOENT, format!("no chain {chain}")))?
-                        .rules
-                        .push(rule);
+                if kind == NFT_MSG_DELSETELEM {
+                    map.remove(&key).ok_or((ENOENT, "no such element".into()))?;
+                    continue;
                 }
-                NFT_MSG_DELRULE => {
-                    // Without a handle: every rule of the chain.
-                    chains
-                        .get_mut(&chain)
-                        .ok_or((ENOENT, format!("no chain {chain}")))?
-                        .rules
-                        .clear();
+                let verdict = nested(nested(elem, NFTA_SET_ELEM_DATA)?, NFTA_DATA_VERDICT)?;
+                if be32(verdict, NFTA_VERDICT_CODE)? as i32 != NFT_JUMP {
+                    return Err((EINVAL, "a verdict other than jump".into()));
                 }
-                other => return Err((EINVAL, format!("nf_tables message {other}"))),
+                let target = string(verdict, NFTA_VERDICT_CHAIN)?;
+                if !chains.contains_key(&target) {
+                    return Err((ENOENT, format!("a jump to missing {target}")));
+                }
+                match map.get(&key) {
+                    Some(old) if *old != target => {
+                        return Err((EEXIST, "the element maps elsewhere".into()));
+                    }
+                    _ => {
+                        map.insert(key, target);
+                    }
+                }
             }
         }
+        NFT_MSG_NEWCHAIN => {
+            let chain = string(attrs, NFTA_CHAIN_NAME)?;
+            let hook = match nlmsg::attr(attrs, NFTA_CHAIN_HOOK) {
+                Some(h) => Some((
+                    be32(h, NFTA_HOOK_HOOKNUM)?,
+                    be32(h, NFTA_HOOK_PRIORITY)? as i32,
+                    string(attrs, NFTA_CHAIN_TYPE)?,
+                )),
+                None => None,
+            };
+            if hook.is_some() && be32(attrs, NFTA_CHAIN_POLICY)? != NF_ACCEPT {
+                return Err((EINVAL, "a base chain that drops".into()));
+            }
+            t.chains.entry(chain).or_default().hook = hook;
+        }
+        NFT_MSG_DELCHAIN => {
+            let chain = string(attrs, NFTA_CHAIN_NAME)?;
+            let c = t
+                .chains
+                .get(&chain)
+                .ok_or((ENOENT, format!("no chain {chain}")))?;
+            if !c.rules.is_empty() {
+                return Err((EBUSY, format!("{chain} still has rules")));
+            }
+            let jumped =
+                t.chains.values().flatten_rules().any(
+                    |e| matches!(e, Expr::Immediate { data: Data::Jump(j), .. } if *j == chain),
+                );
+            let mapped = t
+                .maps
+                .values()
+                .flat_map(|m| m.values())
+                .any(|c| *c == chain);
+            if jumped || mapped {
+                return Err((EBUSY, format!("{chain} is jumped to")));
+            }
+            t.chains.remove(&chain);
+        }
+        NFT_MSG_NEWRULE => {
+            let chain = string(attrs, NFTA_RULE_CHAIN)?;
+            let list = nested(attrs, NFTA_RULE_EXPRESSIONS)?;
+            let mut rule = Vec::new();
+            for (k, elem) in nlmsg::attrs(list) {
+                if k != NFTA_LIST_ELEM {
+                    return Err((EINVAL, format!("list attribute {k}")));
+                }
+                rule.push(expr(elem)?);
+            }
+            for e in &rule {
+                match e {
+                    Expr::Immediate {
+                        data: Data::Jump(target),
+                        ..
+                    } if !t.chains.contains_key(target) => {
+                        return Err((ENOENT, format!("a jump to missing {target}")));
+                    }
+                    Expr::Lookup { set, .. } if !t.maps.contains_key(set) => {
+                        return Err((ENOENT, format!("a lookup in missing {set}")));
+                    }
+                    _ => {}
+                }
+            }
+            t.chains
+                .get_mut(&chain)
+                .ok_or((ENOENT, format!("no chain {chain}")))?
+                .rules
+                .push(rule);
+        }
+        NFT_MSG_DELRULE => {
+            // Without a handle: every rule of the chain.
+            let chain = string(attrs, NFTA_RULE_CHAIN)?;
+            t.chains
+                .get_mut(&chain)
+                .ok_or((ENOENT, format!("no chain {chain}")))?
+                .rules
+                .clear();
+        }
+        other => return Err((EINVAL, format!("nf_tables message {other}"))),
     }
     Ok(())
 }
@@ -391,6 +468,11 @@ fn expr(elem: &[u8]) -> Result<Expr, Refusal> {
             modulus: be32(d, NFTA_NG_MODULUS)?,
             kind: be32(d, NFTA_NG_TYPE)?,
         },
+        "lookup" => Expr::Lookup {
+            set: string(d, NFTA_LOOKUP_SET)?,
+            sreg: be32(d, NFTA_LOOKUP_SREG)?,
+            dreg: be32(d, NFTA_LOOKUP_DREG)?,
+        },
         "nat" => Expr::Nat {
             kind: be32(d, NFTA_NAT_TYPE)?,
             family: be32(d, NFTA_NAT_FAMILY)?,
@@ -414,15 +496,16 @@ mod tests {
         let mut b = Batch::new(1);
         b.reset();
         b.set_backends(ip("10.0.0.2"), &[ip("10.0.0.3")], true);
-        b.set_vips([ip("10.0.0.2")]);
+        b.add_vip(ip("10.0.0.2"));
         fake.apply(&b.finish_bytes()).unwrap();
         let before = fake.clone();
-        // Deleting a chain a rule jumps to.
+        // Deleting a chain the map still jumps to (its element is not removed first).
         let mut b = Batch::new(100);
         b.set_backends(ip("10.0.0.2"), &[ip("10.0.0.4")], false);
         b.delete_vip(ip("10.0.0.2"));
+        b.add_vip(ip("10.0.0.2"));
         let e = fake.apply(&b.finish_bytes()).unwrap_err();
-        assert_eq!((e.index, e.seq, e.errno), (3, 103, EBUSY));
+        assert_eq!((e.index, e.seq, e.errno), (5, 105, ENOENT));
         assert_eq!(fake, before);
         // Changing a table that does not exist.
         let mut empty = FakeNftables::new();
@@ -437,13 +520,13 @@ mod tests {
         let mut b = Batch::new(1);
         b.reset();
         b.set_backends(ip("10.0.0.2"), &[ip("10.0.0.3"), ip("10.0.0.4")], true);
-        b.set_vips([ip("10.0.0.2")]);
+        b.add_vip(ip("10.0.0.2"));
         fake.apply(&b.finish_bytes()).unwrap();
         let served = fake.services().unwrap();
         assert_eq!(served.backend_count(), 2);
         // Swap the two rules' order by hand: the draw is then on the last rule.
         if let Some(t) = fake.table.as_mut()
-            && let Some(c) = t.get_mut("vip-10.0.0.2")
+            && let Some(c) = t.chains.get_mut("vip-10.0.0.2")
         {
             c.rules.reverse();
         }

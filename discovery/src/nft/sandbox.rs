@@ -88,9 +88,9 @@ impl SandboxBalancer {
 }
 
 /// The transaction that brings a table holding `have` (nothing known of the kernel when
-/// `reset`) to `want` through `ops`: new and changed VIPs' chains first, then the base
-/// chain's jumps if the set of VIPs changed, then the chains of VIPs gone. A reset to an
-/// empty `want` deletes the table.
+/// `reset`) to `want` through `ops`: each new VIP's chain then its map element, each changed
+/// VIP's chain refilled, each gone VIP's element then its chain deleted. A reset to an empty
+/// `want` deletes the table.
 pub fn transaction(
     first_seq: u32,
     reset: bool,
@@ -109,30 +109,21 @@ pub fn transaction(
         for (vip, backends) in want.iter() {
             let backends: Vec<Ipv4Addr> = backends.iter().copied().collect();
             batch.set_backends(vip, &backends, true);
+            batch.add_vip(vip);
         }
-        batch.set_vips(want.iter().map(|(vip, _)| vip));
         return batch;
     }
-    let mut vips_changed = false;
     for op in ops {
-        if let BalancerOp::Set { vip, backends } = op {
-            let new = have.backends(*vip).is_none();
-            vips_changed |= new;
-            batch.set_backends(*vip, backends, new);
+        match op {
+            BalancerOp::Set { vip, backends } => {
+                let new = have.backends(*vip).is_none();
+                batch.set_backends(*vip, backends, new);
+                if new {
+                    batch.add_vip(*vip);
+                }
+            }
+            BalancerOp::Remove { vip } => batch.delete_vip(*vip),
         }
-    }
-    let removed: Vec<Ipv4Addr> = ops
-        .iter()
-        .filter_map(|op| match op {
-            BalancerOp::Remove { vip } => Some(*vip),
-            BalancerOp::Set { .. } => None,
-        })
-        .collect();
-    if vips_changed || !removed.is_empty() {
-        batch.set_vips(want.iter().map(|(vip, _)| vip));
-    }
-    for vip in removed {
-        batch.delete_vip(vip);
     }
     batch
 }
@@ -184,19 +175,18 @@ mod tests {
     }
 
     #[test]
-    fn chains_exist_before_jumps_and_go_after_them() {
+    fn chains_exist_before_their_element_and_go_after_it() {
         let have = table(&[("10.0.0.2", &["10.0.0.3"]), ("10.0.1.2", &["10.0.1.3"])]);
         let want = table(&[("10.0.1.2", &["10.0.1.3"]), ("10.0.2.2", &["10.0.2.3"])]);
         assert_eq!(
             labels(false, &want, &have),
             [
-                "add vip-10.0.2.2",
-                "vip-10.0.2.2 backend 10.0.2.3",
-                "flush vips",
-                "jump 10.0.1.2",
-                "jump 10.0.2.2",
+                "unmap 10.0.0.2",
                 "flush vip-10.0.0.2",
                 "delete vip-10.0.0.2",
+                "add vip-10.0.2.2",
+                "vip-10.0.2.2 backend 10.0.2.3",
+                "map 10.0.2.2",
             ]
         );
     }
@@ -217,8 +207,15 @@ mod tests {
         let empty = ServiceTable::new();
         let first = labels(true, &want, &empty);
         assert_eq!(
-            first[..4],
-            ["add table", "delete table", "add table", "add base chain"]
+            first[..6],
+            [
+                "add table",
+                "delete table",
+                "add table",
+                "add map",
+                "add base chain",
+                "vmap"
+            ]
         );
         assert_eq!(labels(true, &empty, &empty), ["add table", "delete table"]);
     }
