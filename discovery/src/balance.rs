@@ -106,15 +106,6 @@ pub enum BalancerOp {
     },
 }
 
-impl BalancerOp {
-    /// The VIP the op is about.
-    pub fn vip(&self) -> Ipv4Addr {
-        match self {
-            Self::Set { vip, .. } | Self::Remove { vip } => *vip,
-        }
-    }
-}
-
 /// The ops that turn a balancer holding `have` into one holding `want`, in VIP order: a
 /// `Set` for each VIP that is new or whose backends differ, a `Remove` for each VIP gone.
 /// Empty when they are equal.

@@ -142,30 +142,34 @@ impl SandboxBalancers {
             .map(|m| (m.dev(), m.ino()))
             .map_err(netlink)?;
         let mut slots = self.slots.lock().await;
-        let slot = match slots.remove(sandbox) {
-            Some(s) if s.netns == netns && s.id == id => Some(s),
+        let (mut balancer, socket) = match slots.remove(sandbox) {
+            Some(s) if s.netns == netns && s.id == id => (s.balancer, Some(s.socket)),
             Some(s) => {
                 // Another namespace now: start over there.
                 retire(s.socket, false);
-                None
+                (SandboxBalancer::new(), None)
             }
-            None => None,
+            None => (SandboxBalancer::new(), None),
         };
-        let balancer = slot
-            .as_ref()
-            .map_or_else(SandboxBalancer::new, |s| s.balancer.clone());
         let first = self
             .seq
             .fetch_add(1 << 20, std::sync::atomic::Ordering::Relaxed);
         let Some(prepared) = balancer.prepare(want, first) else {
-            if let Some(s) = slot {
-                slots.insert(sandbox.to_owned(), s);
+            // Known to hold `want` already (so it has a socket).
+            if let Some(socket) = socket {
+                let slot = Slot {
+                    netns: netns.to_owned(),
+                    id,
+                    balancer,
+                    socket,
+                };
+                slots.insert(sandbox.to_owned(), slot);
             }
             return Ok((SyncOutcome::default(), None));
         };
         let messages = prepared.batch.len();
-        let socket = match slot {
-            Some(s) => s.socket,
+        let socket = match socket {
+            Some(socket) => socket,
             None => open(sandbox, netns).await?,
         };
         // Until the kernel has answered, the sandbox is not known: a failure rebuilds it
@@ -174,7 +178,6 @@ impl SandboxBalancers {
             retire(socket, false);
             return Err(e);
         }
-        let mut balancer = balancer;
         balancer.committed(want);
         let cleanup = (!prepared.withdrawn.is_empty()).then(|| FlowCleanup {
             sandbox: sandbox.to_owned(),
@@ -257,8 +260,8 @@ fn retire(socket: Arc<Socket>, delete_table: bool) {
         if delete_table {
             let mut batch = Batch::new(u32::MAX - 16);
             batch.delete_all();
-            if let Some(last) = batch.last_seq() {
-                let _ = exchange(&socket, &batch.finish_bytes(), last - 1, last);
+            if let Some((first, last)) = batch.seqs() {
+                let _ = exchange(&socket, &batch.finish_bytes(), first, last);
             }
         }
         drop(socket);
@@ -272,8 +275,7 @@ async fn send(
     socket: &Arc<Socket>,
     batch: Batch,
 ) -> Result<(), BalancerError> {
-    let (Some(first), Some(last)) = (batch.labels().next().map(|(seq, _)| seq), batch.last_seq())
-    else {
+    let Some((first, last)) = batch.seqs() else {
         return Ok(());
     };
     let what: Vec<(u32, String)> = batch.labels().map(|(seq, w)| (seq, w.to_owned())).collect();

@@ -67,9 +67,10 @@ fn record(s: usize, t: usize, disabled: bool) -> EndpointRecord {
     }
 }
 
-fn table(disabled: Option<(usize, usize)>) -> ServiceTable {
+/// The table of `services` services of [`TASKS`] tasks, task `disabled` (service, task) off.
+fn table(services: usize, disabled: Option<(usize, usize)>) -> ServiceTable {
     let mut r = NetworkRecords::default();
-    for s in 0..SERVICES {
+    for s in 0..services {
         for t in 0..TASKS {
             let off = disabled == Some((s, t));
             if let Ok(Some(c)) = discovery::claims(&record(s, t, off)) {
@@ -109,7 +110,7 @@ fn main() -> BenchResult<()> {
         .clamp(1, MAX_TRIALS);
 
     // 1. Planning and encoding.
-    let full = table(None);
+    let full = table(SERVICES, None);
     let empty = ServiceTable::new();
     let started = Instant::now();
     let ops = discovery::plan(&full, &empty);
@@ -122,7 +123,7 @@ fn main() -> BenchResult<()> {
          nf_tables messages, {bytes} bytes",
         encode_full.as_secs_f64() * 1e3
     );
-    let one_off = table(Some((SERVICES / 2, 3)));
+    let one_off = table(SERVICES, Some((SERVICES / 2, 3)));
     let mut encode_one = Vec::new();
     for _ in 0..trials {
         let started = Instant::now();
@@ -205,15 +206,7 @@ async fn kernel(
         cleanups,
     );
     // A service of 10 tasks added, then removed, beside the 1,000.
-    let mut records = NetworkRecords::default();
-    for s in 0..=SERVICES {
-        for t in 0..TASKS {
-            if let Ok(Some(c)) = discovery::claims(&record(s, t, false)) {
-                records.add(&c);
-            }
-        }
-    }
-    let plus_one = ServiceTable::of([&records]);
+    let plus_one = table(SERVICES + 1, None);
     let mut services = Vec::new();
     for k in 0..trials {
         let want = if k % 2 == 0 { &plus_one } else { full };

@@ -172,7 +172,7 @@ impl Batch {
         b
     }
 
-    /// How many messages (acknowledgements to wait for).
+    /// How many messages.
     pub fn len(&self) -> usize {
         self.what.len()
     }
@@ -182,10 +182,10 @@ impl Batch {
         self.what.is_empty()
     }
 
-    /// The sequence number of the last message (the one acknowledged), if any.
-    pub fn last_seq(&self) -> Option<u32> {
-        let n = u32::try_from(self.what.len()).ok()?;
-        n.checked_sub(1).map(|k| self.first_seq.wrapping_add(k))
+    /// The sequence numbers of the first and the last (acknowledged) message, if any.
+    pub fn seqs(&self) -> Option<(u32, u32)> {
+        let n = u32::try_from(self.what.len()).ok()?.checked_sub(1)?;
+        Some((self.first_seq, self.first_seq.wrapping_add(n)))
     }
 
     /// Each message's sequence number and what it does, in order.
@@ -193,12 +193,6 @@ impl Batch {
         (self.first_seq..)
             .zip(&self.what)
             .map(|(seq, w)| (seq, w.as_str()))
-    }
-
-    /// What message `seq` does, if it is one of this batch's.
-    pub fn describe(&self, seq: u32) -> Option<&str> {
-        let i = seq.checked_sub(self.first_seq)?;
-        self.what.get(usize::try_from(i).ok()?).map(String::as_str)
     }
 
     /// The bytes to send: the messages between `BATCH_BEGIN` and `BATCH_END`.
@@ -277,23 +271,30 @@ impl Batch {
             NLM_F_CREATE,
             &format!("map {vip}"),
             |b| {
-                b.attr_str(NFTA_SET_ELEM_LIST_TABLE, TABLE);
-                b.attr_str(NFTA_SET_ELEM_LIST_SET, VIP_MAP);
-                let list = b.nest(NFTA_SET_ELEM_LIST_ELEMENTS);
-                let elem = b.nest(NFTA_LIST_ELEM);
-                let key = b.nest(NFTA_SET_ELEM_KEY);
-                b.attr_bytes(NFTA_DATA_VALUE, &vip.octets());
-                b.end_nest(key);
-                let data = b.nest(NFTA_SET_ELEM_DATA);
-                let verdict = b.nest(NFTA_DATA_VERDICT);
-                b.attr_u32(NFTA_VERDICT_CODE, NFT_JUMP as u32);
-                b.attr_str(NFTA_VERDICT_CHAIN, &chain);
-                b.end_nest(verdict);
-                b.end_nest(data);
-                b.end_nest(elem);
-                b.end_nest(list);
+                b.element(vip, Some(&chain));
             },
         );
+    }
+
+    /// The body of a map element message: `vip`, jumping to `jump` (for an add).
+    fn element(&mut self, vip: Ipv4Addr, jump: Option<&str>) {
+        self.attr_str(NFTA_SET_ELEM_LIST_TABLE, TABLE);
+        self.attr_str(NFTA_SET_ELEM_LIST_SET, VIP_MAP);
+        let list = self.nest(NFTA_SET_ELEM_LIST_ELEMENTS);
+        let elem = self.nest(NFTA_LIST_ELEM);
+        let key = self.nest(NFTA_SET_ELEM_KEY);
+        self.attr_bytes(NFTA_DATA_VALUE, &vip.octets());
+        self.end_nest(key);
+        if let Some(chain) = jump {
+            let data = self.nest(NFTA_SET_ELEM_DATA);
+            let verdict = self.nest(NFTA_DATA_VERDICT);
+            self.attr_u32(NFTA_VERDICT_CODE, NFT_JUMP as u32);
+            self.attr_str(NFTA_VERDICT_CHAIN, chain);
+            self.end_nest(verdict);
+            self.end_nest(data);
+        }
+        self.end_nest(elem);
+        self.end_nest(list);
     }
 
     /// Creates `vip`'s chain (when `new`) or empties it, then fills it so that each of
@@ -345,15 +346,7 @@ impl Batch {
     pub fn delete_vip(&mut self, vip: Ipv4Addr) {
         let chain = vip_chain(vip);
         self.message(NFT_MSG_DELSETELEM, 0, &format!("unmap {vip}"), |b| {
-            b.attr_str(NFTA_SET_ELEM_LIST_TABLE, TABLE);
-            b.attr_str(NFTA_SET_ELEM_LIST_SET, VIP_MAP);
-            let list = b.nest(NFTA_SET_ELEM_LIST_ELEMENTS);
-            let elem = b.nest(NFTA_LIST_ELEM);
-            let key = b.nest(NFTA_SET_ELEM_KEY);
-            b.attr_bytes(NFTA_DATA_VALUE, &vip.octets());
-            b.end_nest(key);
-            b.end_nest(elem);
-            b.end_nest(list);
+            b.element(vip, None);
         });
         self.flush(&chain);
         self.message(NFT_MSG_DELCHAIN, 0, &format!("delete {chain}"), |b| {
@@ -481,10 +474,11 @@ mod tests {
             true,
         );
         assert_eq!(b.len(), 8);
-        assert_eq!(b.last_seq(), Some(107));
-        assert_eq!(b.describe(100), Some("add table"));
-        assert_eq!(b.describe(107), Some("vip-10.0.0.2 backend 10.0.0.3"));
-        assert_eq!(b.describe(108), None);
+        assert_eq!(b.seqs(), Some((100, 107)));
+        let labels: Vec<_> = b.labels().collect();
+        assert_eq!(labels[0], (100, "add table"));
+        assert_eq!(labels[7], (107, "vip-10.0.0.2 backend 10.0.0.3"));
+        assert_eq!(Batch::new(5).seqs(), None);
         let buf = b.finish_bytes();
         let m = messages(&buf);
         assert_eq!(m.len(), 10);

@@ -95,19 +95,12 @@ struct Table {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FakeNftables {
     table: Option<Table>,
-    /// Batches committed.
-    committed: u64,
 }
 
 impl FakeNftables {
     /// A namespace without the table.
     pub fn new() -> Self {
         Self::default()
-    }
-
-    /// Batches committed so far.
-    pub fn committed(&self) -> u64 {
-        self.committed
     }
 
     /// Applies a batch (`BATCH_BEGIN`, messages, `BATCH_END`) as one transaction.
@@ -135,7 +128,6 @@ impl FakeNftables {
             self::apply(&mut next, m).map_err(|(errno, why)| refuse(index, m.seq, errno, why))?;
         }
         self.table = next;
-        self.committed += 1;
         Ok(())
     }
 

@@ -14,4 +14,4 @@ mod sandbox;
 
 pub use batch::{BASE_CHAIN, Batch, TABLE, acks, vip_chain};
 pub use fake::{FakeNftError, FakeNftables};
-pub use sandbox::{Prepared, SandboxBalancer, transaction, withdrawn};
+pub use sandbox::{Prepared, SandboxBalancer, transaction};

@@ -129,7 +129,7 @@ pub fn transaction(
 }
 
 /// The `(VIP, backend)` pairs `have` holds and `want` does not.
-pub fn withdrawn(want: &ServiceTable, have: &ServiceTable) -> Vec<(Ipv4Addr, Ipv4Addr)> {
+fn withdrawn(want: &ServiceTable, have: &ServiceTable) -> Vec<(Ipv4Addr, Ipv4Addr)> {
     have.iter()
         .flat_map(|(vip, backends)| {
             let kept = want.backends(vip);
