@@ -11,6 +11,9 @@
 //! Each time the client opens many connections (and sends from many UDP sockets) to the VIP
 //! and checks which backends answered. Only 198.18.60.0/24 is used, in namespaces this test
 //! makes and removes, panics included.
+//!
+//! A second test stalls one sandbox's sync (its namespace path is a FIFO, whose opening
+//! blocks) and checks that another sandbox is synced meanwhile.
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
@@ -44,7 +47,13 @@ const TRIES: usize = 60;
 fn main() {
     run_root_tests(
         "balancer_nft",
-        vec![("vip_spreads_over_backends", vip_spreads_over_backends)],
+        vec![
+            ("vip_spreads_over_backends", vip_spreads_over_backends),
+            (
+                "a_stalled_sandbox_holds_up_only_itself",
+                a_stalled_sandbox_holds_up_only_itself,
+            ),
+        ],
     );
 }
 
@@ -176,6 +185,8 @@ fn udp_from(client: &str, port: u16) -> Option<Ipv4Addr> {
                 .parse::<Ipv4Addr>()
                 .ok()
         });
+        // Closed before answering: the next look binds the same port.
+        drop(sock);
         tx.send(answer).unwrap();
     });
     rx.recv_timeout(Duration::from_secs(10)).unwrap()
@@ -261,4 +272,64 @@ fn vip_spreads_over_backends() {
         (some(&BACKENDS[2..]), some(&BACKENDS[2..]))
     );
     assert_eq!(rt.block_on(restarted.programmed("c1")), Some(one));
+}
+
+/// A namespace and a directory this test made, removed on drop.
+struct Made {
+    netns: String,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Made {
+    fn drop(&mut self) {
+        let _ = lab::del_netns(&self.netns);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn a_stalled_sandbox_holds_up_only_itself() {
+    let tag = std::process::id();
+    let made = Made {
+        netns: format!("lbg{tag}"),
+        dir: std::env::temp_dir().join(format!("balancer-nft-{tag}")),
+    };
+    lab::add_netns(&made.netns).unwrap();
+    std::fs::create_dir_all(&made.dir).unwrap();
+    let fifo = made.dir.join("stalled-netns");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let balancers = Arc::new(SandboxBalancers::new());
+
+    // Opening the FIFO blocks until a writer opens it: this sandbox's sync stalls.
+    let stalled = rt.spawn({
+        let (balancers, fifo) = (Arc::clone(&balancers), fifo.clone());
+        async move { balancers.sync("stalled", &fifo, &table(&BACKENDS)).await }
+    });
+    // Let it start: it waits in the opening from now on.
+    rt.block_on(async { tokio::time::sleep(Duration::from_millis(200)).await });
+    let all = table(&BACKENDS);
+    let done = rt
+        .block_on(balancers.sync("good", &netns_path(&made.netns), &all))
+        .unwrap();
+    assert_eq!(done.ops, 1);
+    assert!(
+        !stalled.is_finished(),
+        "the stalled sync ended before the other sandbox was synced"
+    );
+    assert_eq!(rt.block_on(balancers.programmed("good")), Some(all));
+
+    // A writer releases the opening; a FIFO is no namespace, so that sync fails.
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let _writer = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+            .open(&fifo)
+            .unwrap();
+        assert!(rt.block_on(stalled).unwrap().is_err());
+    }
+    assert_eq!(rt.block_on(balancers.programmed("stalled")), None);
 }

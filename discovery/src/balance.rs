@@ -12,14 +12,19 @@
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 
 use crate::NetworkRecords;
 
 /// Each VIP with the addresses of its enabled tasks (never empty). IPv4 only: the VIPs and
 /// task addresses of libnetwork's overlay networks are IPv4.
+///
+/// Shared, not copied: a clone costs nothing and two clones compare equal without a walk, so
+/// the table of a network that did not change is handed to every sandbox on it and found
+/// unchanged by each in constant time.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ServiceTable {
-    services: BTreeMap<Ipv4Addr, BTreeSet<Ipv4Addr>>,
+    services: Arc<BTreeMap<Ipv4Addr, BTreeSet<Ipv4Addr>>>,
 }
 
 impl ServiceTable {
@@ -32,7 +37,7 @@ impl ServiceTable {
     /// task. A VIP found on two networks (which a sandbox's non-overlapping subnets rule out)
     /// gets the backends of both.
     pub fn of<'a>(networks: impl IntoIterator<Item = &'a NetworkRecords>) -> Self {
-        let mut table = Self::new();
+        let mut services: BTreeMap<Ipv4Addr, BTreeSet<Ipv4Addr>> = BTreeMap::new();
         for records in networks {
             for (vip, tasks) in records.services() {
                 let IpAddr::V4(vip) = vip else { continue };
@@ -40,11 +45,34 @@ impl ServiceTable {
                     IpAddr::V4(ip) => Some(ip),
                     IpAddr::V6(_) => None,
                 });
-                table.services.entry(vip).or_default().extend(v4);
+                services.entry(vip).or_default().extend(v4);
             }
         }
-        table.services.retain(|_, b| !b.is_empty());
-        table
+        services.retain(|_, b| !b.is_empty());
+        Self {
+            services: Arc::new(services),
+        }
+    }
+
+    /// The services of a sandbox joined to networks whose tables are `tables`: one table is
+    /// shared as it is; several are merged as [`of`](Self::of) merges networks.
+    pub fn union<'a>(tables: impl IntoIterator<Item = &'a ServiceTable>) -> Self {
+        let mut tables = tables.into_iter();
+        let Some(first) = tables.next() else {
+            return Self::new();
+        };
+        let mut merged = first.clone();
+        for table in tables {
+            if merged.is_empty() {
+                merged = table.clone();
+                continue;
+            }
+            let services = Arc::make_mut(&mut merged.services);
+            for (vip, backends) in table.iter() {
+                services.entry(vip).or_default().extend(backends);
+            }
+        }
+        merged
     }
 
     /// The backends of `vip`, if it is a service here.
@@ -78,12 +106,14 @@ impl ServiceTable {
     pub fn apply(&mut self, op: &BalancerOp) -> bool {
         match op {
             BalancerOp::Set { vip, backends } if !backends.is_empty() => {
-                self.services
-                    .insert(*vip, backends.iter().copied().collect());
+                Arc::make_mut(&mut self.services).insert(*vip, backends.iter().copied().collect());
                 true
             }
             BalancerOp::Set { .. } => false,
-            BalancerOp::Remove { vip } => self.services.remove(vip).is_some(),
+            BalancerOp::Remove { vip } => {
+                self.services.contains_key(vip)
+                    && Arc::make_mut(&mut self.services).remove(vip).is_some()
+            }
         }
     }
 }
@@ -228,6 +258,25 @@ mod tests {
         assert!(ops.iter().all(|op| fake.apply(op)));
         assert_eq!(fake, want);
         assert!(plan(&want, &fake).is_empty());
+    }
+
+    #[test]
+    fn union_merges_networks_as_of_does() {
+        let a = records(&[
+            task("10.0.0.3", "10.0.0.2", false),
+            task("10.0.0.4", "10.0.0.2", false),
+        ]);
+        let b = records(&[
+            task("10.0.0.5", "10.0.0.2", false),
+            task("10.1.0.3", "10.1.0.2", false),
+        ]);
+        let (ta, tb) = (ServiceTable::of([&a]), ServiceTable::of([&b]));
+        assert_eq!(ServiceTable::union([&ta, &tb]), ServiceTable::of([&a, &b]));
+        assert_eq!(ServiceTable::union([&ta]), ta);
+        assert_eq!(ServiceTable::union([&ServiceTable::new(), &tb]), tb);
+        assert!(ServiceTable::union([]).is_empty());
+        // Merging never changes the tables merged.
+        assert_eq!(ta, ServiceTable::of([&a]));
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! The service-discovery records of every network a node is attached to.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::OnceLock;
 
 use networkdb::{Key, NetworkId, WatchEvent};
 
+use crate::ServiceTable;
 use crate::claims::{Claims, claims};
 use crate::network::NetworkRecords;
 use crate::record::{ENDPOINT_TABLE, EndpointRecord};
@@ -40,6 +42,8 @@ pub struct ServiceDiscovery {
 struct Network {
     endpoints: HashMap<Key, Claims>,
     records: NetworkRecords,
+    /// The network's [`ServiceTable`], built at the first ask after its backends changed.
+    services: OnceLock<ServiceTable>,
 }
 
 impl ServiceDiscovery {
@@ -99,6 +103,10 @@ impl ServiceDiscovery {
         if old == new {
             return false;
         }
+        let backend = |c: &Option<Claims>| c.as_ref().and_then(|c| c.backend);
+        if backend(&old) != backend(&new) {
+            net.services = OnceLock::new();
+        }
         if let Some(old) = &old {
             net.records.remove(old);
         }
@@ -111,6 +119,15 @@ impl ServiceDiscovery {
     /// The records of `network`, if attached.
     pub fn network(&self, network: &str) -> Option<&NetworkRecords> {
         self.networks.get(network).map(|n| &n.records)
+    }
+
+    /// The VIPs of `network` with their backends (as [`ServiceTable::of`] its records), if
+    /// attached. Built once per change of its backends and shared after: asking again costs
+    /// nothing.
+    pub fn services(&self, network: &str) -> Option<&ServiceTable> {
+        self.networks
+            .get(network)
+            .map(|n| n.services.get_or_init(|| ServiceTable::of([&n.records])))
     }
 
     /// The attached networks and their records, in network ID order.
@@ -248,7 +265,8 @@ mod tests {
 
     proptest! {
         /// Whatever order changes arrive in, the records equal those computed from scratch
-        /// from the final values.
+        /// from the final values, and so does the services table asked for after every
+        /// change (a table kept past a change of backends would differ).
         #[test]
         fn incremental_equals_from_scratch(changes in changes()) {
             let mut sd = ServiceDiscovery::new();
@@ -262,6 +280,8 @@ mod tests {
                     Some(v) => { table.insert(key, v); }
                     None => { table.remove(&key); }
                 }
+                let fresh = ServiceDiscovery::records_of(table.values().map(Vec::as_slice));
+                prop_assert_eq!(sd.services("n").unwrap(), &ServiceTable::of([&fresh]));
             }
             let fresh = ServiceDiscovery::records_of(table.values().map(Vec::as_slice));
             prop_assert_eq!(sd.network("n").unwrap(), &fresh);

@@ -5,6 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use tokio::task::JoinSet;
+
 use super::SandboxBalancers;
 use crate::dns::directory::Directory;
 
@@ -40,6 +42,10 @@ impl BalancerStats {
 /// The longest wait between two tries of a sandbox whose sync keeps failing.
 pub const MAX_RETRY: Duration = Duration::from_secs(5);
 
+/// Sandboxes synced at once: their transactions run on blocking threads, and a namespace
+/// that stalls (up to [`SYNC_TIMEOUT`](super::SYNC_TIMEOUT)) holds up only its own.
+pub const PARALLEL_SYNCS: usize = 8;
+
 /// A sandbox whose last sync failed: when to try again, and the wait after that.
 #[derive(Debug)]
 struct Failing {
@@ -48,7 +54,7 @@ struct Failing {
 }
 
 /// Syncs every sandbox's balancer after each change of `directory`, until the task is
-/// aborted. A sandbox whose sync fails is tried again after [`RETRY`], doubling the wait up
+/// aborted, up to [`PARALLEL_SYNCS`] sandboxes at once. A sandbox whose sync fails is tried again after [`RETRY`], doubling the wait up
 /// to [`MAX_RETRY`], while it exists (a Docker sandbox's namespace appears after its first
 /// endpoint joined; a sandbox whose namespace never appears costs one try every few
 /// seconds); a failure is logged once per sandbox until it succeeds.
@@ -80,16 +86,40 @@ pub async fn run(
         // Every sandbox's ruleset first, then the conntrack cleanups (slower, and only for
         // flows that exist already).
         let mut cleanups = Vec::new();
-        for (sandbox, netns, want) in sandboxes {
-            if failing.get(&sandbox).is_some_and(|f| f.next > now) {
-                continue;
+        let due: Vec<_> = sandboxes
+            .into_iter()
+            .filter(|(sandbox, _, _)| failing.get(sandbox).is_none_or(|f| f.next <= now))
+            .collect();
+        let mut due = due.into_iter();
+        let mut running = JoinSet::new();
+        loop {
+            while running.len() < PARALLEL_SYNCS {
+                let Some((sandbox, netns, want)) = due.next() else {
+                    break;
+                };
+                let balancers = Arc::clone(&balancers);
+                running.spawn(async move {
+                    let synced = balancers.sync_deferred(&sandbox, &netns, &want).await;
+                    (sandbox, want.len(), synced)
+                });
             }
-            match balancers.sync_deferred(&sandbox, &netns, &want).await {
+            let Some(joined) = running.join_next().await else {
+                break;
+            };
+            let (sandbox, vips, synced) = match joined {
+                Ok(done) => done,
+                Err(e) => {
+                    // Its sandbox is tried again at the next change.
+                    tracing::error!(error = %e, "VIP balancer sync task failed");
+                    continue;
+                }
+            };
+            match synced {
                 Ok((done, cleanup)) => {
                     if done.messages > 0 {
                         stats.syncs.fetch_add(1, Ordering::Relaxed);
                         stats.ops.fetch_add(done.ops as u64, Ordering::Relaxed);
-                        tracing::debug!(%sandbox, vips = want.len(), ops = done.ops, "VIP balancer synced");
+                        tracing::debug!(%sandbox, vips, ops = done.ops, "VIP balancer synced");
                     }
                     cleanups.extend(cleanup);
                     failing.remove(&sandbox);

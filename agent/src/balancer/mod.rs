@@ -16,7 +16,7 @@
 
 mod feed;
 
-pub use feed::{BalancerStats, MAX_RETRY, RETRY, run};
+pub use feed::{BalancerStats, MAX_RETRY, PARALLEL_SYNCS, RETRY, run};
 
 use std::collections::HashMap;
 use std::io;
@@ -83,10 +83,13 @@ struct Slot {
 }
 
 /// The VIP balancers of this agent's sandboxes (root only: they live in the containers'
-/// namespaces). Syncs are serialized (one lock); the agent's feed runs them one at a time.
+/// namespaces). Syncs of one sandbox are serialized (a lock each); syncs of different
+/// sandboxes run side by side, so a namespace that stalls delays only its own.
 #[derive(Debug, Default)]
 pub struct SandboxBalancers {
-    slots: Mutex<HashMap<String, Slot>>,
+    /// Each sandbox's slot, empty while its kernel state is unknown (never synced, or the
+    /// last sync failed).
+    slots: std::sync::Mutex<HashMap<String, Arc<Mutex<Option<Slot>>>>>,
     /// Numbers the transactions' messages.
     seq: std::sync::atomic::AtomicU32,
 }
@@ -141,8 +144,9 @@ impl SandboxBalancers {
         let id = std::fs::metadata(netns)
             .map(|m| (m.dev(), m.ino()))
             .map_err(netlink)?;
-        let mut slots = self.slots.lock().await;
-        let (mut balancer, socket) = match slots.remove(sandbox) {
+        let cell = self.cell(sandbox);
+        let mut slot = cell.lock().await;
+        let (mut balancer, socket) = match slot.take() {
             Some(s) if s.netns == netns && s.id == id => (s.balancer, Some(s.socket)),
             Some(s) => {
                 // Another namespace now: start over there.
@@ -156,15 +160,12 @@ impl SandboxBalancers {
             .fetch_add(1 << 20, std::sync::atomic::Ordering::Relaxed);
         let Some(prepared) = balancer.prepare(want, first) else {
             // Known to hold `want` already (so it has a socket).
-            if let Some(socket) = socket {
-                let slot = Slot {
-                    netns: netns.to_owned(),
-                    id,
-                    balancer,
-                    socket,
-                };
-                slots.insert(sandbox.to_owned(), slot);
-            }
+            *slot = socket.map(|socket| Slot {
+                netns: netns.to_owned(),
+                id,
+                balancer,
+                socket,
+            });
             return Ok((SyncOutcome::default(), None));
         };
         let messages = prepared.batch.len();
@@ -185,15 +186,12 @@ impl SandboxBalancers {
             first_seq: first.wrapping_add(1 << 19),
             withdrawn: prepared.withdrawn,
         });
-        slots.insert(
-            sandbox.to_owned(),
-            Slot {
-                netns: netns.to_owned(),
-                id,
-                balancer,
-                socket,
-            },
-        );
+        *slot = Some(Slot {
+            netns: netns.to_owned(),
+            id,
+            balancer,
+            socket,
+        });
         Ok((
             SyncOutcome {
                 ops: prepared.ops,
@@ -208,7 +206,10 @@ impl SandboxBalancers {
     /// deleted if its namespace still exists, and its socket closed, which releases the
     /// namespace.
     pub async fn forget(&self, sandbox: &str) {
-        if let Some(s) = self.slots.lock().await.remove(sandbox) {
+        let Some(cell) = self.cells().remove(sandbox) else {
+            return;
+        };
+        if let Some(s) = cell.lock().await.take() {
             let held = s.balancer.programmed().is_some_and(|t| !t.is_empty());
             retire(s.socket, held);
         }
@@ -216,11 +217,20 @@ impl SandboxBalancers {
 
     /// What `sandbox`'s kernel was last brought to, if anything.
     pub async fn programmed(&self, sandbox: &str) -> Option<ServiceTable> {
+        let cell = self.cells().get(sandbox).cloned()?;
+        let slot = cell.lock().await;
+        slot.as_ref().and_then(|s| s.balancer.programmed().cloned())
+    }
+
+    fn cells(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Mutex<Option<Slot>>>>> {
         self.slots
             .lock()
-            .await
-            .get(sandbox)
-            .and_then(|s| s.balancer.programmed().cloned())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// `sandbox`'s slot, made empty if new.
+    fn cell(&self, sandbox: &str) -> Arc<Mutex<Option<Slot>>> {
+        Arc::clone(self.cells().entry(sandbox.to_owned()).or_default())
     }
 }
 

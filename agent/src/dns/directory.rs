@@ -107,7 +107,9 @@ impl Directory {
     }
 
     /// Each sandbox with an endpoint joined, its namespace, and the VIPs its balancer must
-    /// serve: the services of its networks ([`ServiceTable::of`]).
+    /// serve: the services of its networks ([`ServiceTable::union`] of each network's
+    /// [`ServiceDiscovery::services`](discovery::ServiceDiscovery::services)). A sandbox on
+    /// one network shares that network's table, rebuilt only when its backends change.
     pub fn sandbox_services(&self) -> Vec<(String, PathBuf, ServiceTable)> {
         let state = self.read();
         state
@@ -115,7 +117,8 @@ impl Directory {
             .iter()
             .filter_map(|(sandbox, networks)| {
                 let netns = state.netns.get(sandbox)?;
-                let table = ServiceTable::of(networks.iter().filter_map(|id| state.sd.network(id)));
+                let table =
+                    ServiceTable::union(networks.iter().filter_map(|id| state.sd.services(id)));
                 Some((sandbox.clone(), netns.clone(), table))
             })
             .collect()
