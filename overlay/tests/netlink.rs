@@ -280,6 +280,7 @@ async fn two_hosts_ping_across_vxlan() {
         .attach_endpoint(
             &net,
             &netns_path(&c1),
+            "eth0",
             ipnet::Ipv4Net::new(ip1, gw_prefix).unwrap(),
             mac1,
             1450,
@@ -290,6 +291,7 @@ async fn two_hosts_ping_across_vxlan() {
         .attach_endpoint(
             &net,
             &netns_path(&c2),
+            "eth0",
             ipnet::Ipv4Net::new(ip2, gw_prefix).unwrap(),
             mac2,
             1450,

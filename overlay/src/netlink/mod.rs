@@ -53,8 +53,6 @@ pub use netns::{NETNS_DIR, netns_path, run_in_netns};
 pub const BRIDGE_NAME: &str = "br0";
 /// The VXLAN device inside each network namespace (libnetwork's `vxlan0`).
 pub const VXLAN_NAME: &str = "vxlan0";
-/// The container-side interface name of an endpoint.
-pub const CONTAINER_IFNAME: &str = "eth0";
 
 /// How a [`NetlinkDataplane`] builds and programs networks.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -368,20 +366,21 @@ impl NetlinkDataplane {
     }
 
     /// Connects a container to `network`: a veth pair whose host end `ve<ip hex>` joins
-    /// `br0` and whose other end becomes `eth0` in the namespace at `container_netns`, with
+    /// `br0` and whose other end becomes `ifname` in the namespace at `container_netns`, with
     /// `addr`, `mac` and `mtu`, up, and a default route via the network's gateway. On failure
     /// the pair is deleted.
     pub async fn attach_endpoint(
         &self,
         network: &NetworkId,
         container_netns: &Path,
+        ifname: &str,
         addr: Ipv4Net,
         mac: Mac,
         mtu: u32,
     ) -> Result<(), NetlinkError> {
         let side = ContainerSide::Namespace {
             netns: container_netns.to_path_buf(),
-            ifname: CONTAINER_IFNAME.to_owned(),
+            ifname: ifname.to_owned(),
             default_route: true,
         };
         self.attach_endpoint_to(network, &side, addr, mac, mtu)
