@@ -99,6 +99,14 @@ fn refused<T: std::fmt::Debug>(result: Result<T, ClientError>, status: u16, need
     assert!(err.to_string().contains(needle), "{err:?} lacks {needle:?}");
 }
 
+/// Asserts an API error's `code`.
+fn coded<T: std::fmt::Debug>(result: Result<T, ClientError>, code: &str) {
+    match result.unwrap_err() {
+        ClientError::Api { code: got, .. } => assert_eq!(got.as_deref(), Some(code)),
+        other => panic!("not an API error: {other:?}"),
+    }
+}
+
 /// A table of one NetworkDB network as `agent`'s node sees it.
 async fn table(agent: &Agent, table: &'static str, nid: &str) -> BTreeMap<Key, TableElem> {
     let nid = nid.to_owned();
@@ -145,6 +153,7 @@ async fn networks_are_cluster_wide_and_bad_input_changes_nothing() {
     assert_eq!(b.api.network(&blue.id).await.unwrap(), blue);
     assert_eq!(b.api.network(&blue.id[..8]).await.unwrap(), blue);
     refused(b.api.network("green").await, 404, "network green not found");
+    coded(b.api.network("green").await, "no_such_network");
 
     // Duplicate name, from either node.
     for agent in [a, b] {
@@ -240,10 +249,14 @@ async fn networks_are_cluster_wide_and_bad_input_changes_nothing() {
         let reply: serde_json::Value = serde_json::from_slice(&reply).unwrap();
         let message = reply["error"].as_str().unwrap();
         assert!(message.contains(needle), "{message:?} lacks {needle:?}");
+        assert_eq!(reply["code"], "invalid");
     }
     let (status, reply) = a.api.raw("GET", "/v1/nowhere", None).await.unwrap();
     assert_eq!(status, 404);
-    assert_eq!(&reply[..], br#"{"error":"page not found"}"#);
+    assert_eq!(
+        &reply[..],
+        br#"{"error":"page not found","code":"not_found"}"#
+    );
 
     // Nothing was created: every node ends with the same two (red came from node 2).
     let names = |list: Vec<NetworkSpec>| list.into_iter().map(|n| n.name).collect::<Vec<_>>();
@@ -340,6 +353,10 @@ async fn endpoints_join_publishes_records_and_leave_withdraws_them() {
         a.api.create_endpoint(&with_ip("x", "198.18.4.250")).await,
         409,
         "Address already in use",
+    );
+    coded(
+        a.api.create_endpoint(&with_ip("x", "198.18.4.250")).await,
+        "address_in_use",
     );
     refused(
         a.api.create_endpoint(&endpoint("blue", "web")).await,

@@ -84,7 +84,7 @@ pub(crate) fn resolve<'a>(
     };
     match matches.as_slice() {
         [one] => Ok(one),
-        [] => Err(CoreError::NotFound(format!(
+        [] => Err(CoreError::NoSuchNetwork(format!(
             "network {reference} not found"
         ))),
         many => Err(CoreError::Invalid(format!(
@@ -188,6 +188,10 @@ mod tests {
         assert_eq!(
             resolve(&specs, "green").unwrap_err().to_string(),
             "network green not found"
+        );
+        assert_eq!(
+            resolve(&specs, "green").unwrap_err().code(),
+            "no_such_network"
         );
         assert!(resolve(&specs, "").is_err());
     }

@@ -69,7 +69,7 @@ impl NodeCore {
             Some(reference) => match self.local_network(reference) {
                 Ok(spec) => Some(spec.id.clone()),
                 // A network of the catalogue this node has no endpoint on: an empty list.
-                Err(CoreError::NotFound(_)) => Some(self.network(db, reference)?.id),
+                Err(e) if e.is_not_found() => Some(self.network(db, reference)?.id),
                 Err(e) => return Err(e),
             },
             None => None,
@@ -90,7 +90,7 @@ impl NodeCore {
         let not_found =
             || CoreError::NotFound(format!("endpoint {name} not found in network {network}"));
         let spec = self.local_network(network).map_err(|e| match e {
-            CoreError::NotFound(_) => not_found(),
+            e if e.is_not_found() => not_found(),
             other => other,
         })?;
         self.state.endpoint(&spec.id, name).ok_or_else(not_found)
@@ -449,7 +449,7 @@ impl NodeCore {
             )));
         }
         let Some(known) = self.state.networks.get(&endpoint.network_id) else {
-            return Err(CoreError::NotFound(format!(
+            return Err(CoreError::NoSuchNetwork(format!(
                 "network {} not found",
                 endpoint.network
             )));
@@ -670,13 +670,13 @@ pub(crate) fn sandbox_not_found(name: &str) -> CoreError {
 }
 
 pub(crate) fn taken() -> CoreError {
-    CoreError::Conflict("Address already in use".into())
+    CoreError::AddressInUse("Address already in use".into())
 }
 
 pub(crate) fn address_error(spec: &NetworkSpec, e: &IpamError) -> CoreError {
     match e {
         IpamError::Taken(_) => taken(),
-        IpamError::Exhausted { capacity } => CoreError::Conflict(format!(
+        IpamError::Exhausted { capacity } => CoreError::PoolExhausted(format!(
             "no available IPv4 addresses on network {} ({}, {capacity} addresses): all are in \
              use or owned by unreachable nodes",
             spec.name, spec.subnet

@@ -235,7 +235,7 @@ impl NodeCore {
             .is_err()
             && !self.state.networks.contains_key(&spec.id)
         {
-            return Err(CoreError::NotFound(format!(
+            return Err(CoreError::NoSuchNetwork(format!(
                 "network {reference} not found"
             )));
         }

@@ -100,7 +100,7 @@ impl IpamWork {
 /// Refusals a correct run never gives: anything but a full pool, an unreachable owner, a
 /// timeout or a name taken meanwhile.
 pub(crate) fn unexpected(e: &CoreError) -> bool {
-    !matches!(e, CoreError::Conflict(_) | CoreError::Unavailable(_))
+    !(e.is_conflict() || matches!(e, CoreError::Unavailable(_)))
 }
 
 /// Duplicate addresses and VNIs among the endpoints and networks of `states` (host index,

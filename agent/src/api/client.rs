@@ -40,6 +40,8 @@ pub enum ClientError {
     Api {
         /// The HTTP status.
         status: u16,
+        /// The answer's `code` ([`ErrorBody::code`]), if it had one.
+        code: Option<String>,
         /// The agent's message.
         message: String,
     },
@@ -393,18 +395,22 @@ fn check(status: u16, body: &[u8]) -> Result<(), ClientError> {
     if (200..300).contains(&status) {
         return Ok(());
     }
-    let message = match serde_json::from_slice::<ErrorBody>(body) {
-        Ok(e) => e.error,
+    let (message, code) = match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(e) => (e.error, e.code),
         Err(_) => {
             let text = String::from_utf8_lossy(body).trim().to_owned();
             if text.is_empty() {
-                format!("HTTP status {status}")
+                (format!("HTTP status {status}"), None)
             } else {
-                text
+                (text, None)
             }
         }
     };
-    Err(ClientError::Api { status, message })
+    Err(ClientError::Api {
+        status,
+        code,
+        message,
+    })
 }
 
 fn attachment_path(sandbox: &str, network: &str) -> String {

@@ -16,9 +16,15 @@ pub use self::server::{
     ApiBindError, ApiListener, MAX_BODY_BYTES, SOCKET_MODE, remove_socket, router,
 };
 
-/// The body of every error answer: `{"error": "<message>"}`.
+/// The body of every error answer: `{"error": "<message>", "code": "<reason>"}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
     /// What was wrong, in words.
     pub error: String,
+    /// Why, for programs: a refusal's [`CoreError::code`](nodecore::CoreError::code)
+    /// (`no_such_network`, `address_in_use`, `pool_exhausted`, ...), or for a request the
+    /// API could not route or read, `invalid`, `not_found` or `method_not_allowed`. Absent
+    /// in answers of agents older than the field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
 }

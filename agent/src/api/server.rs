@@ -444,17 +444,25 @@ async fn detach(
 
 // ---- helpers ------------------------------------------------------------------------------
 
-/// An error response: a status and `{"error": message}`.
+/// An error response: a status and `{"error": message, "code": code}`.
 #[derive(Debug)]
 struct ApiError {
     status: StatusCode,
+    code: &'static str,
     message: String,
 }
 
 impl ApiError {
+    /// A request the API itself refuses (unroutable or unreadable), coded by its status.
     fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        let code = match status {
+            StatusCode::NOT_FOUND => "not_found",
+            StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+            _ => "invalid",
+        };
         Self {
             status,
+            code,
             message: message.into(),
         }
     }
@@ -466,7 +474,11 @@ impl From<CnmError> for ApiError {
         if status.is_server_error() {
             tracing::error!(error = %e, "control API request failed");
         }
-        Self::new(status, e.to_string())
+        Self {
+            status,
+            code: e.code(),
+            message: e.to_string(),
+        }
     }
 }
 
@@ -480,6 +492,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody {
             error: self.message,
+            code: Some(self.code.to_owned()),
         };
         (self.status, axum::Json(body)).into_response()
     }

@@ -179,7 +179,7 @@ fn check_fields(conf: &NetConf) -> Result<(), PluginError> {
 }
 
 /// An agent error as a CNI error.
-fn agent_error(e: ClientError, network: &str) -> PluginError {
+fn agent_error(e: ClientError) -> PluginError {
     match e {
         ClientError::Connect { addr, source } => PluginError {
             code: codes::TRY_AGAIN_LATER,
@@ -192,16 +192,17 @@ fn agent_error(e: ClientError, network: &str) -> PluginError {
             codes::TRY_AGAIN_LATER,
             format!("netagent at {addr} did not answer within {timeout:?}"),
         ),
-        ClientError::Api { status, message } => {
-            let code = match status {
-                400 => codes::INVALID_CONFIG,
-                404 if message.starts_with(&format!("network {network} not found")) => {
-                    codes::UNKNOWN_NETWORK
-                }
-                404 => codes::REFUSED,
-                409 if message.contains("Address already in use") => codes::ADDRESS_IN_USE,
-                409 if message.contains("no available IPv4 addresses") => codes::EXHAUSTED,
-                503 => codes::TRY_AGAIN_LATER,
+        ClientError::Api {
+            status,
+            code,
+            message,
+        } => {
+            let code = match (status, code.as_deref()) {
+                (400, _) => codes::INVALID_CONFIG,
+                (_, Some("no_such_network")) => codes::UNKNOWN_NETWORK,
+                (_, Some("address_in_use")) => codes::ADDRESS_IN_USE,
+                (_, Some("pool_exhausted")) => codes::EXHAUSTED,
+                (503, _) => codes::TRY_AGAIN_LATER,
                 _ => codes::REFUSED,
             };
             PluginError::new(code, message)
@@ -314,10 +315,7 @@ async fn add(env: &CniEnv, conf: &NetConf) -> Result<CniResult, PluginError> {
         mac: asked_mac(conf, args.mac.as_deref())?,
         subnet: conf.subnet.clone(),
     };
-    let attachment = client(conf)?
-        .attach(&req)
-        .await
-        .map_err(|e| agent_error(e, network))?;
+    let attachment = client(conf)?.attach(&req).await.map_err(agent_error)?;
     Ok(result(&conf.cni_version, &attachment, prev))
 }
 
@@ -371,7 +369,7 @@ async fn del(env: &CniEnv, conf: &NetConf, stderr: &mut String) -> Result<(), Pl
             ));
             Ok(())
         }
-        Err(e) => Err(agent_error(e, network)),
+        Err(e) => Err(agent_error(e)),
     }
 }
 
@@ -401,13 +399,17 @@ async fn check(env: &CniEnv, conf: &NetConf) -> Result<(), PluginError> {
         .map_err(|e| match e {
             ClientError::Api {
                 status: 404,
+                code,
                 message,
-            } => PluginError::new(codes::UNKNOWN_CONTAINER, message),
+            } if code.as_deref() != Some("no_such_network") => {
+                PluginError::new(codes::UNKNOWN_CONTAINER, message)
+            }
             ClientError::Api {
                 status: 409,
                 message,
+                ..
             } => PluginError::new(codes::CHECK_FAILED, message),
-            e => agent_error(e, network),
+            e => agent_error(e),
         })?;
     let mismatch = |what: String| Err(PluginError::new(codes::CHECK_FAILED, what));
     if a.ifname != ifname {
@@ -455,7 +457,7 @@ async fn status(conf: &NetConf) -> Result<(), PluginError> {
     match client(conf)?.info().await {
         Ok(_) => Ok(()),
         Err(e) => {
-            let e = agent_error(e, "");
+            let e = agent_error(e);
             Err(PluginError {
                 code: codes::NOT_AVAILABLE,
                 ..e
@@ -474,10 +476,7 @@ async fn gc(conf: &NetConf) -> Result<(), PluginError> {
         return Ok(());
     };
     let client = client(conf)?;
-    let sandboxes = client
-        .sandboxes()
-        .await
-        .map_err(|e| agent_error(e, network))?;
+    let sandboxes = client.sandboxes().await.map_err(agent_error)?;
     for sb in sandboxes {
         if sb.engine != Some(nodecore::Engine::Cni) {
             continue;
@@ -485,7 +484,7 @@ async fn gc(conf: &NetConf) -> Result<(), PluginError> {
         let a = match client.attachment(&sb.name, network, false).await {
             Ok(a) => a,
             Err(ClientError::Api { status: 404, .. }) => continue,
-            Err(e) => return Err(agent_error(e, network)),
+            Err(e) => return Err(agent_error(e)),
         };
         let listed = valid
             .iter()
@@ -495,7 +494,7 @@ async fn gc(conf: &NetConf) -> Result<(), PluginError> {
             client
                 .detach(&sb.name, network, Some(&a.ifname))
                 .await
-                .map_err(|e| agent_error(e, network))?;
+                .map_err(agent_error)?;
         }
     }
     Ok(())

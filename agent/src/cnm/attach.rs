@@ -334,7 +334,8 @@ impl Cnm {
             .remove_endpoint(&endpoint.network_id, &endpoint.name)
             .await
         {
-            Ok(_) | Err(CnmError::Core(CoreError::NotFound(_))) => Ok(()),
+            Ok(_) => Ok(()),
+            Err(CnmError::Core(e)) if e.is_not_found() => Ok(()),
             Err(e) => Err(e),
         }
     }
@@ -366,7 +367,7 @@ impl Cnm {
     async fn network_for(&self, req: &AttachRequest) -> Result<nodecore::NetworkSpec, CnmError> {
         let Some(subnet) = &req.subnet else {
             return self.network_named(&req.network).await?.ok_or_else(|| {
-                CnmError::from(CoreError::NotFound(format!(
+                CnmError::from(CoreError::NoSuchNetwork(format!(
                     "network {} not found: create it first (netagent network create {} \
                      --subnet CIDR) or give \"subnet\" in the CNI configuration",
                     req.network, req.network

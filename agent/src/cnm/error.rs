@@ -25,6 +25,14 @@ impl CnmError {
             Self::Stopped => 503,
         }
     }
+
+    /// The reason, for programs ([`CoreError::code`]; `unavailable` while stopping).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Core(e) => e.code(),
+            Self::Stopped => "unavailable",
+        }
+    }
 }
 
 impl From<cluster::shell::Stopped> for CnmError {

@@ -186,7 +186,8 @@ impl Cnm {
     pub async fn network_named(&self, name: &str) -> Result<Option<NetworkSpec>, CnmError> {
         match self.network(name).await {
             Ok(spec) if spec.name == name || spec.id == name => Ok(Some(spec)),
-            Ok(_) | Err(CnmError::Core(CoreError::NotFound(_) | CoreError::Invalid(_))) => Ok(None),
+            Ok(_) | Err(CnmError::Core(CoreError::Invalid(_))) => Ok(None),
+            Err(CnmError::Core(e)) if e.is_not_found() => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -213,7 +214,8 @@ impl Cnm {
             .await;
         match created {
             Ok(spec) => Ok(spec),
-            Err(e @ CnmError::Core(CoreError::Conflict(_))) => {
+            Err(CnmError::Core(e)) if e.is_conflict() => {
+                let e = CnmError::Core(e);
                 self.network_named(name).await?.ok_or(e)
             }
             Err(e) => Err(e),

@@ -163,13 +163,10 @@ impl Plugin {
         subnet: Ipv4Net,
     ) -> PluginError {
         match (&e, given) {
-            (crate::cnm::CnmError::Core(nodecore::CoreError::Conflict(m)), Some(ip))
-                if m.starts_with("Address already in use") =>
-            {
-                self.refused(format_args!(
+            (crate::cnm::CnmError::Core(nodecore::CoreError::AddressInUse(_)), Some(ip)) => self
+                .refused(format_args!(
                     "Address already in use: {ip} is held in the cluster's {subnet}"
-                ))
-            }
+                )),
             _ => e.into(),
         }
     }

@@ -5,8 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use nodecore::CoreError;
-
 use super::plugin::{POLL, Plugin, PluginError};
 use super::state::{DockerState, NetworkState};
 use crate::cnm::CnmError;
@@ -111,7 +109,7 @@ impl Plugin {
             match self.cnm.network(name).await {
                 Ok(spec) if spec.id == *cluster_id => return Ok(spec.id),
                 // Out of sight for now (its owner away): the mapping stands.
-                Err(CnmError::Core(CoreError::NotFound(_))) => return Ok(cluster_id.clone()),
+                Err(CnmError::Core(e)) if e.is_not_found() => return Ok(cluster_id.clone()),
                 Ok(_) => {
                     tracing::warn!(docker_network = %id, network = %name, "the cluster network of this name was replaced: mapping again");
                 }
@@ -161,7 +159,7 @@ impl Plugin {
                         n.reserved.insert(ip, spec.id.clone());
                     }
                 }
-                Err(CnmError::Core(CoreError::Conflict(_))) => {}
+                Err(CnmError::Core(e)) if e.is_conflict() => {}
                 Err(e) => {
                     tracing::warn!(%ip, error = %e, "auxiliary address not reserved");
                 }

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use ipnet::Ipv4Net;
-use nodecore::{CoreError, Endpoint, EndpointCreate, Engine, JoinRequest, SandboxCreate};
+use nodecore::{Endpoint, EndpointCreate, Engine, JoinRequest, SandboxCreate};
 use overlay::Mac;
 
 use super::names::fallback_name;
@@ -267,7 +267,8 @@ impl Plugin {
                 self.cnm.leave(cluster_id, &agent.name).await?;
             }
             match self.cnm.remove_endpoint(cluster_id, &agent.name).await {
-                Ok(_) | Err(CnmError::Core(CoreError::NotFound(_))) => {}
+                Ok(_) => {}
+                Err(CnmError::Core(e)) if e.is_not_found() => {}
                 Err(e) => return Err(e.into()),
             }
             tracing::info!(container = %agent.name, "Docker container left");
@@ -290,7 +291,7 @@ impl Plugin {
     ) -> Result<Option<Endpoint>, PluginError> {
         match self.cnm.endpoints(Some(cluster_id)).await {
             Ok(list) => Ok(list.into_iter().find(|e| e.ip == ip)),
-            Err(CnmError::Core(CoreError::NotFound(_))) => Ok(None),
+            Err(CnmError::Core(e)) if e.is_not_found() => Ok(None),
             Err(e) => Err(e.into()),
         }
     }
