@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Answer, Ask, BlockId, Claim, Claims, Entry, IpamError, Merge, NodeId, Outcome, Pool, Want,
+    Answer, Ask, BlockId, Claim, Claims, Entry, IpamError, Loan, Merge, NodeId, Outcome, Pool, Want,
 };
 
 /// The most blocks of one pool a node hands back before a leave, or reclaims from a dead
@@ -113,6 +113,12 @@ pub struct Snapshot {
     pub lent: BTreeMap<u32, NodeId>,
     /// Values the node holds in others' blocks, with their donor.
     pub borrowed: BTreeMap<u32, NodeId>,
+    /// Values other nodes hold on loan, with their borrower, from the borrowers' [`Loan`]
+    /// entries: never free here, whoever owns their block (an heir after a reclaim knows
+    /// them from these only). Saved, so a restart keeps them even when the borrower's
+    /// entries are out of sight; dropped when the borrower deletes its entry.
+    #[serde(default)]
+    pub loans: BTreeMap<u32, NodeId>,
     /// The next ask's sequence number.
     pub next_seq: u64,
 }
@@ -168,7 +174,21 @@ pub struct Allocator {
 impl Allocator {
     /// An allocator of node `me` for `pool`, whose origin (the owner of every block at epoch
     /// 0) is `origin`, resuming from `snapshot` (`Snapshot::default()` for a new node).
+    ///
+    /// The loans of `snapshot.borrowed` are written again: their entries may have been lost
+    /// with the node's earlier run.
     pub fn new(me: NodeId, origin: NodeId, pool: Pool, snapshot: Snapshot) -> Self {
+        let out = snapshot
+            .borrowed
+            .iter()
+            .map(|(value, donor)| {
+                Output::Write(Entry::Loan(Loan {
+                    borrower: me.clone(),
+                    value: *value,
+                    donor: donor.clone(),
+                }))
+            })
+            .collect();
         Self {
             me,
             origin,
@@ -181,7 +201,7 @@ impl Allocator {
             abandoned: BTreeSet::new(),
             answered: BTreeMap::new(),
             exhausted: BTreeSet::new(),
-            out: VecDeque::new(),
+            out,
             dirty: false,
             stats: IpamStats::default(),
         }
@@ -229,7 +249,8 @@ impl Allocator {
     pub fn allocate(&mut self, now: Instant, request: Request) -> Result<Allocation, IpamError> {
         if let Request::Value(v) = request {
             let block = self.pool.block_of(v).ok_or(IpamError::NotInPool(v))?;
-            if self.state.held.contains(&v) || self.state.lent.contains_key(&v) {
+            // Held, lent, or on loan from an earlier owner of its block.
+            if !self.is_free(v) {
                 return Err(IpamError::Taken(v));
             }
             if self.owner(block) != &self.me {
@@ -256,6 +277,10 @@ impl Allocator {
         }
         self.dirty = true;
         if let Some(donor) = self.state.borrowed.remove(&value) {
+            self.out.push_back(Output::Delete {
+                table: crate::LOANS_TABLE,
+                key: format!("{}/{value}", self.me),
+            });
             self.ask(now, donor, Want::Release(value), Vec::new());
         }
     }
@@ -350,7 +375,24 @@ impl Allocator {
             Entry::Claim(block, claim) => self.handle_claim(now, block, claim),
             Entry::Ask(ask) if ask.donor == self.me => self.handle_ask(ask),
             Entry::Answer(answer) if answer.asker == self.me => self.handle_answer(now, answer),
-            Entry::Ask(_) | Entry::Answer(_) => {}
+            Entry::Loan(loan) if loan.borrower != self.me => {
+                if self.state.loans.get(&loan.value) != Some(&loan.borrower) {
+                    self.state.loans.insert(loan.value, loan.borrower);
+                    self.dirty = true;
+                }
+            }
+            Entry::Ask(_) | Entry::Answer(_) | Entry::Loan(_) => {}
+        }
+    }
+
+    /// `borrower` deleted its loan of `value` (it released the value): the value is free
+    /// again for the owner of its block. Call it only for a deletion by the borrower (a
+    /// tombstone), not for an entry hidden because its writer failed: a borrower cut off
+    /// may still hold the value.
+    pub fn handle_loan_withdrawn(&mut self, borrower: &NodeId, value: u32) {
+        if self.state.loans.get(&value) == Some(borrower) {
+            self.state.loans.remove(&value);
+            self.dirty = true;
         }
     }
 
@@ -480,7 +522,9 @@ impl Allocator {
     }
 
     fn is_free(&self, v: u32) -> bool {
-        !self.state.held.contains(&v) && !self.state.lent.contains_key(&v)
+        !self.state.held.contains(&v)
+            && !self.state.lent.contains_key(&v)
+            && !self.state.loans.contains_key(&v)
     }
 
     fn owned_blocks(&self) -> impl Iterator<Item = BlockId> + '_ {
@@ -774,6 +818,11 @@ impl Allocator {
                         self.state.held.insert(v);
                         self.state.borrowed.insert(v, answer.donor.clone());
                         self.dirty = true;
+                        self.out.push_back(Output::Write(Entry::Loan(Loan {
+                            borrower: self.me.clone(),
+                            value: v,
+                            donor: answer.donor.clone(),
+                        })));
                         self.out.push_back(Output::Allocated { ticket, value: v });
                     }
                     None => self.ask(now, answer.donor, Want::Release(v), Vec::new()),

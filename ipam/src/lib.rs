@@ -7,8 +7,9 @@
 //! highest epoch per block ([`Claims`]), so they agree whatever the order, loss or duplication
 //! of the entries that carry claims. A node allocates only in blocks it owns, at once and
 //! without a message; a node without free space writes an [`Ask`] to an owner, which answers
-//! ([`Answer`]) by granting an empty block or lending one value. The protocol and its
-//! guarantees under failures and partitions are in `docs/IPAM.md`.
+//! ([`Answer`]) by granting an empty block or lending one value; a borrower writes a [`Loan`]
+//! while it holds a lent value, so the value stays taken whoever owns its block later. The
+//! protocol and its guarantees under failures and partitions are in `docs/IPAM.md`.
 //!
 //! Nothing here touches a socket, the clock or randomness: [`Allocator`] takes `now` and the
 //! entries of the IPAM tables, and returns the entries to write and the answers to pending
@@ -49,4 +50,6 @@ pub use claim::{Claim, Claims, Merge};
 pub use error::IpamError;
 pub use node::NodeId;
 pub use pool::{BlockId, FIRST_VNI, MAX_VNI, Pool, VNI_BLOCK_LEN, addr};
-pub use protocol::{ANSWERS_TABLE, ASKS_TABLE, Answer, Ask, CLAIMS_TABLE, Entry, Outcome, Want};
+pub use protocol::{
+    ANSWERS_TABLE, ASKS_TABLE, Answer, Ask, CLAIMS_TABLE, Entry, LOANS_TABLE, Loan, Outcome, Want,
+};

@@ -1,4 +1,5 @@
-//! The entries allocators exchange through replicated tables: claims, asks and answers.
+//! The entries allocators exchange through replicated tables: claims, asks, answers and
+//! loans.
 //!
 //! Each entry has a table and a key; the node core writes them to NetworkDB (in the network's
 //! own NetworkDB network, or the cluster's catalogue network for VNIs) and feeds the entries
@@ -15,6 +16,8 @@ pub const CLAIMS_TABLE: &str = "ipam_claims";
 pub const ASKS_TABLE: &str = "ipam_asks";
 /// The table of answers; key: `<donor>/<asker>/<seq>`.
 pub const ANSWERS_TABLE: &str = "ipam_answers";
+/// The table of loans, written by their borrowers; key: `<borrower>/<value>`.
+pub const LOANS_TABLE: &str = "ipam_loans";
 
 /// What an asker wants from a donor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,6 +80,21 @@ pub struct Answer {
     pub outcome: Outcome,
 }
 
+/// A value a node holds in a block it does not own, lent by the block's owner: written by
+/// the borrower while it holds the value (and again after its restarts), deleted when it
+/// releases it. A loan is otherwise known only to the donor and the borrower; this entry
+/// tells whoever owns the block later (an heir, after the donor's space was reclaimed) that
+/// the value is not free.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Loan {
+    /// Who holds the value.
+    pub borrower: NodeId,
+    /// The value.
+    pub value: u32,
+    /// Who lent it (the block's owner then).
+    pub donor: NodeId,
+}
+
 /// One entry of the IPAM tables.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Entry {
@@ -86,6 +104,8 @@ pub enum Entry {
     Ask(Ask),
     /// An answer.
     Answer(Answer),
+    /// A loan, as its borrower holds it.
+    Loan(Loan),
 }
 
 impl Entry {
@@ -95,6 +115,7 @@ impl Entry {
             Self::Claim(..) => CLAIMS_TABLE,
             Self::Ask(_) => ASKS_TABLE,
             Self::Answer(_) => ANSWERS_TABLE,
+            Self::Loan(_) => LOANS_TABLE,
         }
     }
 
@@ -104,6 +125,7 @@ impl Entry {
             Self::Claim(block, _) => block.0.to_string(),
             Self::Ask(a) => format!("{}/{}", a.asker, a.seq),
             Self::Answer(a) => format!("{}/{}/{}", a.donor, a.asker, a.seq),
+            Self::Loan(l) => format!("{}/{}", l.borrower, l.value),
         }
     }
 
@@ -113,6 +135,7 @@ impl Entry {
             Self::Claim(_, c) => postcard::to_allocvec(c),
             Self::Ask(a) => postcard::to_allocvec(a),
             Self::Answer(a) => postcard::to_allocvec(a),
+            Self::Loan(l) => postcard::to_allocvec(l),
         };
         // Serializing these plain types into a Vec cannot fail.
         encoded.unwrap_or_default()
@@ -136,6 +159,9 @@ impl Entry {
             }
             ANSWERS_TABLE => {
                 Self::Answer(postcard::from_bytes(value).map_err(|_| malformed(ANSWERS_TABLE))?)
+            }
+            LOANS_TABLE => {
+                Self::Loan(postcard::from_bytes(value).map_err(|_| malformed(LOANS_TABLE))?)
             }
             _ => {
                 return Err(IpamError::Malformed {
@@ -179,6 +205,11 @@ mod tests {
                     block: BlockId(4),
                     epoch: 1,
                 },
+            }),
+            Entry::Loan(Loan {
+                borrower: "b".into(),
+                value: 77,
+                donor: "a".into(),
             }),
         ];
         for e in entries {

@@ -5,8 +5,10 @@
 )]
 //! Property tests: several allocators exchanging their entries through a network that
 //! reorders, duplicates and loses them, with nodes that crash and restart from their saved
-//! state. After every step no value is held by two nodes and no block is believed owned by
-//! two nodes; once the network delivers everything, every allocation is answered.
+//! state, and nodes lost for good whose space a live node reclaims once the survivors'
+//! entries have spread (the operator's `netagent ipam reclaim`). After every step no value is
+//! held by two live nodes and no block is believed owned by two live nodes; once the network
+//! delivers everything, every allocation is answered.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -34,6 +36,16 @@ enum Op {
     Tick,
     /// The node crashes and restarts from its saved state (messages to it meanwhile are lost).
     Restart(usize),
+    /// The node is lost for good (while more than two live); once everything in flight is
+    /// delivered, the second node reclaims its space.
+    Die(usize, usize),
+}
+
+/// What travels between nodes: an entry written, or a loan deleted by its borrower.
+#[derive(Clone, Debug)]
+enum Msg {
+    Entry(Entry),
+    LoanWithdrawn(NodeId, u32),
 }
 
 fn op(nodes: usize) -> impl Strategy<Value = Op> {
@@ -45,19 +57,22 @@ fn op(nodes: usize) -> impl Strategy<Value = Op> {
         1 => (0usize..64).prop_map(Op::Lose),
         1 => Just(Op::Tick),
         1 => (0..nodes).prop_map(Op::Restart),
+        1 => (0..nodes, 0..nodes).prop_map(|(n, by)| Op::Die(n, by)),
     ]
 }
 
 struct World {
     pool: Pool,
     nodes: Vec<Allocator>,
-    /// Entries in flight: (destination, entry).
-    flight: Vec<(usize, Entry)>,
+    /// Messages in flight: (destination, message).
+    flight: Vec<(usize, Msg)>,
     now: Instant,
     /// Tickets waiting for an answer, per node.
     waiting: Vec<BTreeMap<Ticket, Request>>,
     /// What each node saved at its last [`Output::Persist`]: a restart resumes from there.
     saved: Vec<Snapshot>,
+    /// Nodes lost for good.
+    dead: BTreeSet<usize>,
 }
 
 fn name(i: usize) -> NodeId {
@@ -75,6 +90,7 @@ impl World {
             now,
             waiting: vec![BTreeMap::new(); n],
             saved: vec![Snapshot::default(); n],
+            dead: BTreeSet::new(),
         };
         for i in 0..n {
             w.nodes.push(Allocator::new(
@@ -91,16 +107,47 @@ impl World {
         w
     }
 
-    /// Carries out node `i`'s outputs: writes go to every other node.
+    /// The live members, by name.
+    fn members(&self) -> BTreeSet<NodeId> {
+        (0..self.nodes.len())
+            .filter(|i| !self.dead.contains(i))
+            .map(name)
+            .collect()
+    }
+
+    /// Sends `msg` to every live node but `from`.
+    fn broadcast(&mut self, from: usize, msg: &Msg) {
+        for j in 0..self.nodes.len() {
+            if j != from && !self.dead.contains(&j) {
+                self.flight.push((j, msg.clone()));
+            }
+        }
+    }
+
+    /// Hands `msg` to node `to`.
+    fn deliver(&mut self, to: usize, msg: Msg) {
+        if self.dead.contains(&to) {
+            return;
+        }
+        match msg {
+            Msg::Entry(entry) => self.nodes[to].handle_entry(self.now, entry),
+            Msg::LoanWithdrawn(borrower, value) => {
+                self.nodes[to].handle_loan_withdrawn(&borrower, value);
+            }
+        }
+        self.drain(to);
+    }
+
+    /// Carries out node `i`'s outputs: writes, and the deletions of loans, go to every other
+    /// node.
     fn drain(&mut self, i: usize) {
         while let Some(out) = self.nodes[i].poll_output() {
             match out {
-                Output::Write(entry) => {
-                    for j in 0..self.nodes.len() {
-                        if j != i {
-                            self.flight.push((j, entry.clone()));
-                        }
-                    }
+                Output::Write(entry) => self.broadcast(i, &Msg::Entry(entry)),
+                Output::Delete { table, key } if table == ipam::LOANS_TABLE => {
+                    let (borrower, value) = key.split_once('/').unwrap();
+                    let msg = Msg::LoanWithdrawn(borrower.into(), value.parse().unwrap());
+                    self.broadcast(i, &msg);
                 }
                 Output::Delete { .. } => {}
                 Output::Persist => self.saved[i] = self.nodes[i].snapshot().clone(),
@@ -117,6 +164,8 @@ impl World {
 
     fn step(&mut self, op: &Op) {
         match *op {
+            Op::Alloc(i, _) | Op::Release(i, _) | Op::Restart(i) | Op::Die(i, _)
+                if self.dead.contains(&i) => {}
             Op::Alloc(i, value) => {
                 let request = match value {
                     Some(off) => Request::Value(u32::from(self.base()) + off),
@@ -141,13 +190,12 @@ impl World {
             }
             Op::Deliver(k) | Op::Duplicate(k) if !self.flight.is_empty() => {
                 let k = k % self.flight.len();
-                let (to, entry) = if matches!(op, Op::Deliver(_)) {
+                let (to, msg) = if matches!(op, Op::Deliver(_)) {
                     self.flight.swap_remove(k)
                 } else {
                     self.flight[k].clone()
                 };
-                self.nodes[to].handle_entry(self.now, entry);
-                self.drain(to);
+                self.deliver(to, msg);
             }
             Op::Lose(k) if !self.flight.is_empty() => {
                 let k = k % self.flight.len();
@@ -156,13 +204,15 @@ impl World {
             Op::Tick => {
                 self.now += Duration::from_secs(6);
                 for i in 0..self.nodes.len() {
-                    self.nodes[i].handle_timeout(self.now);
-                    self.drain(i);
+                    if !self.dead.contains(&i) {
+                        self.nodes[i].handle_timeout(self.now);
+                        self.drain(i);
+                    }
                 }
             }
             Op::Restart(i) => {
                 let saved = self.saved[i].clone();
-                let members: BTreeSet<NodeId> = (0..self.nodes.len()).map(name).collect();
+                let members = self.members();
                 let mut fresh = Allocator::new(name(i), name(0), self.pool.clone(), saved);
                 fresh.set_members(self.now, members);
                 self.nodes[i] = fresh;
@@ -170,6 +220,49 @@ impl World {
                 self.waiting[i].clear();
                 self.flight.retain(|(to, _)| *to != i);
                 self.drain(i);
+            }
+            Op::Die(i, by) => {
+                let live = self.nodes.len() - self.dead.len();
+                let heirs: Vec<usize> = (0..self.nodes.len())
+                    .filter(|j| *j != i && !self.dead.contains(j))
+                    .collect();
+                if live <= 2 {
+                    return;
+                }
+                self.dead.insert(i);
+                self.waiting[i].clear();
+                self.flight.retain(|(to, _)| *to != i);
+                let members = self.members();
+                for j in heirs.clone() {
+                    self.nodes[j].set_members(self.now, members.clone());
+                    self.drain(j);
+                }
+                // The operator reclaims a host gone for good, after the survivors' entries
+                // have spread (NetworkDB's anti-entropy: here, their claims and loans sent
+                // again, which the lossy network may have dropped).
+                for j in heirs.clone() {
+                    let snapshot = self.nodes[j].snapshot().clone();
+                    let blocks: Vec<_> = self.pool.block_ids().collect();
+                    for b in blocks {
+                        if let Some(claim) = snapshot.claims.get(b)
+                            && claim.owner == name(j)
+                        {
+                            self.broadcast(j, &Msg::Entry(Entry::Claim(b, claim.clone())));
+                        }
+                    }
+                    for (value, donor) in snapshot.borrowed {
+                        let loan = ipam::Loan {
+                            borrower: name(j),
+                            value,
+                            donor,
+                        };
+                        self.broadcast(j, &Msg::Entry(Entry::Loan(loan)));
+                    }
+                }
+                self.settle();
+                let by = heirs[by % heirs.len()];
+                self.nodes[by].reclaim(self.now, &name(i)).unwrap();
+                self.drain(by);
             }
             Op::Deliver(_) | Op::Duplicate(_) | Op::Lose(_) => {}
         }
@@ -180,10 +273,11 @@ impl World {
     }
 
     /// No value held twice; no block believed owned by two nodes; every held value in a block
-    /// its holder owns, or borrowed.
+    /// its holder owns, or borrowed. Among live nodes: a node lost for good holds nothing.
     fn check(&self) {
         let mut holder: BTreeMap<u32, usize> = BTreeMap::new();
-        for (i, a) in self.nodes.iter().enumerate() {
+        let live = |i: &usize| !self.dead.contains(i);
+        for (i, a) in self.nodes.iter().enumerate().filter(|(i, _)| live(i)) {
             for v in a.held() {
                 if let Some(j) = holder.insert(*v, i) {
                     panic!("{} held by n{j} and n{i}", ipam::addr(*v));
@@ -198,7 +292,7 @@ impl World {
         }
         for b in self.pool.block_ids() {
             let believers: Vec<usize> = (0..self.nodes.len())
-                .filter(|i| self.nodes[*i].owner(b) == &name(*i))
+                .filter(|i| live(i) && self.nodes[*i].owner(b) == &name(*i))
                 .collect();
             assert!(believers.len() <= 1, "{b:?} owned by {believers:?}");
         }
@@ -208,11 +302,10 @@ impl World {
     fn settle(&mut self) {
         let mut delivered = 0u32;
         for _ in 0..200 {
-            while let Some((to, entry)) = self.flight.pop() {
+            while let Some((to, msg)) = self.flight.pop() {
                 delivered += 1;
-                assert!(delivered < 100_000, "message storm: {entry:?}");
-                self.nodes[to].handle_entry(self.now, entry);
-                self.drain(to);
+                assert!(delivered < 100_000, "message storm: {msg:?}");
+                self.deliver(to, msg);
                 self.check();
             }
             if self.waiting.iter().all(BTreeMap::is_empty) {
@@ -247,6 +340,7 @@ proptest! {
                 Op::Alloc(i, v) => Op::Alloc(i % n, v),
                 Op::Release(i, k) => Op::Release(i % n, k),
                 Op::Restart(i) => Op::Restart(i % n),
+                Op::Die(i, by) => Op::Die(i % n, by),
                 o => o,
             })
             .collect();

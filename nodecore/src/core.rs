@@ -296,15 +296,17 @@ impl NodeCore {
                     self.pools
                         .handle_entry(now, table, event.key.as_str(), value);
                     self.drain_pools(db, now);
-                } else if table == ipam::ASKS_TABLE
-                    && matches!(
-                        db.get_entry(table, GLOBAL_NETWORK, event.key.as_str()),
-                        Err(networkdb::Error::Deleted { .. })
-                    )
-                {
-                    // The asker deleted its ask (a tombstone, not a failed writer's hidden
-                    // entry): the answer to it goes too.
-                    self.pools.handle_ask_withdrawn(event.key.as_str());
+                } else if matches!(
+                    db.get_entry(table, GLOBAL_NETWORK, event.key.as_str()),
+                    Err(networkdb::Error::Deleted { .. })
+                ) {
+                    // Deleted by its writer (a tombstone, not a failed writer's hidden entry):
+                    // an ask's answer goes too; a loan's value is free again.
+                    if table == ipam::ASKS_TABLE {
+                        self.pools.handle_ask_withdrawn(event.key.as_str());
+                    } else if table == ipam::LOANS_TABLE {
+                        self.pools.handle_loan_withdrawn(event.key.as_str());
+                    }
                     self.drain_pools(db, now);
                 }
             } else if table == FOUNDERS_TABLE {

@@ -13,7 +13,12 @@ use networkdb::NetworkDb;
 use crate::catalogue::GLOBAL_NETWORK;
 
 /// The tables of the IPAM entries.
-pub const IPAM_TABLES: [&str; 3] = [ipam::CLAIMS_TABLE, ipam::ASKS_TABLE, ipam::ANSWERS_TABLE];
+pub const IPAM_TABLES: [&str; 4] = [
+    ipam::CLAIMS_TABLE,
+    ipam::ASKS_TABLE,
+    ipam::ANSWERS_TABLE,
+    ipam::LOANS_TABLE,
+];
 
 /// What the pools ask of the core.
 #[derive(Debug)]
@@ -203,6 +208,20 @@ impl Pools {
         let Ok(seq) = seq.parse() else { return };
         if let Some(a) = self.pools.get_mut(pool) {
             a.handle_ask_withdrawn(&NodeId::from(asker), seq);
+        }
+    }
+
+    /// A loan of the `ipam_loans` table (key `<pool>/<borrower>/<value>`) was deleted by its
+    /// borrower.
+    pub(crate) fn handle_loan_withdrawn(&mut self, key: &str) {
+        let mut parts = key.splitn(3, '/');
+        let (Some(pool), Some(borrower), Some(value)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return;
+        };
+        let Ok(value) = value.parse() else { return };
+        if let Some(a) = self.pools.get_mut(pool) {
+            a.handle_loan_withdrawn(&NodeId::from(borrower), value);
         }
     }
 
