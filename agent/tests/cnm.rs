@@ -92,6 +92,14 @@ fn endpoint(network: &str, name: &str) -> EndpointCreate {
     }
 }
 
+/// An endpoint asking for address `ip`.
+fn endpoint_at(network: &str, name: &str, ip: &str) -> EndpointCreate {
+    EndpointCreate {
+        ip: Some(ip.into()),
+        ..endpoint(network, name)
+    }
+}
+
 /// Asserts an API error's status and that its message contains `needle`.
 fn refused<T: std::fmt::Debug>(result: Result<T, ClientError>, status: u16, needle: &str) {
     let err = result.unwrap_err();
@@ -318,10 +326,7 @@ async fn endpoints_join_publishes_records_and_leave_withdraws_them() {
     assert_eq!(web.sandbox, None);
 
     // Addresses: outside the subnet or reserved is bad input, taken is a conflict.
-    let with_ip = |name: &str, ip: &str| EndpointCreate {
-        ip: Some(ip.into()),
-        ..endpoint("blue", name)
-    };
+    let with_ip = |name: &str, ip: &str| endpoint_at("blue", name, ip);
     refused(
         a.api.create_endpoint(&with_ip("x", "198.18.5.7")).await,
         400,
@@ -1082,8 +1087,7 @@ async fn addresses_are_unique_across_agents_and_the_pool_is_shown() {
     let ips: std::collections::BTreeSet<_> = created.iter().map(|e| e.ip).collect();
     assert_eq!(ips.len(), 20, "{created:?}");
     let held = created.iter().find(|e| e.name == "n0-0").unwrap().ip;
-    let mut given = endpoint("ipnet", "copy");
-    given.ip = Some(held.to_string());
+    let given = endpoint_at("ipnet", "copy", &held.to_string());
     refused(
         b.api.create_endpoint(&given).await,
         409,
@@ -1124,9 +1128,10 @@ async fn a_reclaimed_nodes_loans_stay_with_their_borrowers() {
         .await
         .unwrap();
     let lent = "198.18.49.200";
-    let mut borrowed = endpoint("loannet", "borrowed");
-    borrowed.ip = Some(lent.into());
-    b.api.create_endpoint(&borrowed).await.unwrap();
+    b.api
+        .create_endpoint(&endpoint_at("loannet", "borrowed", lent))
+        .await
+        .unwrap();
     // node3 hears of the loan (node2's entry).
     poll_until_async("node2's loan known to node3", PATIENCE, async || {
         let loans = table(&c, ipam::LOANS_TABLE, "netagent.global").await;
@@ -1144,8 +1149,7 @@ async fn a_reclaimed_nodes_loans_stay_with_their_borrowers() {
     let pool = c.api.pool("loannet").await.unwrap();
     assert!(!pool.owners.contains_key("node1"), "{pool:?}");
 
-    let mut again = endpoint("loannet", "again");
-    again.ip = Some(lent.into());
+    let again = endpoint_at("loannet", "again", lent);
     refused(
         c.api.create_endpoint(&again).await,
         409,

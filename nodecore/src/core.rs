@@ -300,13 +300,8 @@ impl NodeCore {
                     db.get_entry(table, GLOBAL_NETWORK, event.key.as_str()),
                     Err(networkdb::Error::Deleted { .. })
                 ) {
-                    // Deleted by its writer (a tombstone, not a failed writer's hidden entry):
-                    // an ask's answer goes too; a loan's value is free again.
-                    if table == ipam::ASKS_TABLE {
-                        self.pools.handle_ask_withdrawn(event.key.as_str());
-                    } else if table == ipam::LOANS_TABLE {
-                        self.pools.handle_loan_withdrawn(event.key.as_str());
-                    }
+                    // Deleted by its writer (a tombstone, not a failed writer's hidden entry).
+                    self.pools.handle_withdrawn(table, event.key.as_str());
                     self.drain_pools(db, now);
                 }
             } else if table == FOUNDERS_TABLE {

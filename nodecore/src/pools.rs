@@ -198,30 +198,27 @@ impl Pools {
         }
     }
 
-    /// An ask of the `ipam_asks` table (key `<pool>/<asker>/<seq>`) was deleted by its asker.
-    pub(crate) fn handle_ask_withdrawn(&mut self, key: &str) {
+    /// An entry of `table` (key `<pool>/<node>/<number>`) was deleted by its writer (a
+    /// tombstone): an ask by its asker (its answer goes too), a loan by its borrower (its
+    /// value is free again). Other tables and malformed keys are ignored.
+    pub(crate) fn handle_withdrawn(&mut self, table: &str, key: &str) {
         let mut parts = key.splitn(3, '/');
-        let (Some(pool), Some(asker), Some(seq)) = (parts.next(), parts.next(), parts.next())
+        let (Some(pool), Some(node), Some(number)) = (parts.next(), parts.next(), parts.next())
         else {
             return;
         };
-        let Ok(seq) = seq.parse() else { return };
-        if let Some(a) = self.pools.get_mut(pool) {
-            a.handle_ask_withdrawn(&NodeId::from(asker), seq);
-        }
-    }
-
-    /// A loan of the `ipam_loans` table (key `<pool>/<borrower>/<value>`) was deleted by its
-    /// borrower.
-    pub(crate) fn handle_loan_withdrawn(&mut self, key: &str) {
-        let mut parts = key.splitn(3, '/');
-        let (Some(pool), Some(borrower), Some(value)) = (parts.next(), parts.next(), parts.next())
-        else {
+        let (Some(a), Ok(number)) = (self.pools.get_mut(pool), number.parse::<u64>()) else {
             return;
         };
-        let Ok(value) = value.parse() else { return };
-        if let Some(a) = self.pools.get_mut(pool) {
-            a.handle_loan_withdrawn(&NodeId::from(borrower), value);
+        let node = NodeId::from(node);
+        match table {
+            ipam::ASKS_TABLE => a.handle_ask_withdrawn(&node, number),
+            ipam::LOANS_TABLE => {
+                if let Ok(value) = u32::try_from(number) {
+                    a.handle_loan_withdrawn(&node, value);
+                }
+            }
+            _ => {}
         }
     }
 
