@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cluster::{MemberEvent, Node, NodeConfig, NodeIdentity, Output};
-use discovery::{EndpointRecord, PortConfig, Protocol, ServiceDiscovery, ServiceTable};
+use discovery::{EndpointRecord, PortConfig, Protocol, ServiceDiscovery};
 use networkdb::{Key, NetworkDb, NetworkId, TableName, WatchEvent, WatchFilter};
 use nodecore::{Event as CoreEvent, LocalState, NamesChange, NodeCore, Settings, Stack, Step};
 use overlay::{Dataplane, FakeKernel, Mac, PeerDb, PeerRecord};
@@ -949,8 +949,13 @@ impl Simulation {
                             h.balancers.remove(&id);
                         }
                         NamesChange::Record(event) if sd.apply(&event) => {
-                            // What the agent does for each sandbox on the network.
-                            let want = ServiceTable::of(sd.network(event.network.as_str()));
+                            // What the agent does for each sandbox on the network: the
+                            // network's shared table (the checker compares it with one
+                            // computed afresh from the records).
+                            let want = sd
+                                .services(event.network.as_str())
+                                .cloned()
+                                .unwrap_or_default();
                             let b = h.balancers.entry(event.network.clone()).or_default();
                             self.balancer_seq = self.balancer_seq.wrapping_add(1 << 20);
                             if let Some(p) = b.balancer.prepare(&want, self.balancer_seq) {
