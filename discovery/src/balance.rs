@@ -63,6 +63,9 @@ impl ServiceTable {
         };
         let mut merged = first.clone();
         for table in tables {
+            if table.is_empty() {
+                continue;
+            }
             if merged.is_empty() {
                 merged = table.clone();
                 continue;

@@ -113,12 +113,14 @@ pub struct Snapshot {
     pub lent: BTreeMap<u32, NodeId>,
     /// Values the node holds in others' blocks, with their donor.
     pub borrowed: BTreeMap<u32, NodeId>,
-    /// Values other nodes hold on loan, with their borrower, from the borrowers' [`Loan`]
-    /// entries: never free here, whoever owns their block (an heir after a reclaim knows
-    /// them from these only). Saved, so a restart keeps them even when the borrower's
-    /// entries are out of sight; dropped when the borrower deletes its entry.
+    /// Values other nodes lent to others, by value, borrower and donor, from the borrowers'
+    /// [`Loan`] entries: never free here, whoever owns their block (an heir after a
+    /// reclaim knows them from these only). A donor's own loans are not kept here (its
+    /// `lent` is their record, cleared by the borrower's release ask). Saved, so a restart
+    /// keeps them even when the borrower's entries are out of sight; dropped when the
+    /// borrower deletes its entry, or when the borrower's own space is reclaimed here.
     #[serde(default)]
-    pub loans: BTreeMap<u32, NodeId>,
+    pub loans: BTreeMap<u32, BTreeMap<NodeId, NodeId>>,
     /// The next ask's sequence number.
     pub next_seq: u64,
 }
@@ -350,6 +352,18 @@ impl Allocator {
         for block in &blocks {
             self.grant(*block, &heir);
         }
+        // What it borrowed went with its host: free here (other replicas keep their record
+        // until a retirement record tells them; see docs/IPAM.md).
+        let mut changed = false;
+        self.state.lent.retain(|_, borrower| {
+            changed |= borrower == dead;
+            borrower != dead
+        });
+        self.state.loans.retain(|_, known| {
+            changed |= known.remove(dead).is_some();
+            !known.is_empty()
+        });
+        self.dirty |= changed;
         if heir == self.me {
             self.serve_waiting(now);
         }
@@ -375,9 +389,20 @@ impl Allocator {
             Entry::Claim(block, claim) => self.handle_claim(now, block, claim),
             Entry::Ask(ask) if ask.donor == self.me => self.handle_ask(ask),
             Entry::Answer(answer) if answer.asker == self.me => self.handle_answer(now, answer),
-            Entry::Loan(loan) if loan.borrower != self.me => {
-                if self.state.loans.get(&loan.value) != Some(&loan.borrower) {
-                    self.state.loans.insert(loan.value, loan.borrower);
+            Entry::Loan(loan) if loan.borrower == self.me => {
+                // An entry of this node's that outlived its value (a crash between the
+                // release and the deletion, or state wiped): nobody else would delete it.
+                if !self.state.borrowed.contains_key(&loan.value) {
+                    self.out.push_back(Output::Delete {
+                        table: crate::LOANS_TABLE,
+                        key: format!("{}/{}", self.me, loan.value),
+                    });
+                }
+            }
+            Entry::Loan(loan) if loan.donor != self.me => {
+                let known = self.state.loans.entry(loan.value).or_default();
+                if known.get(&loan.borrower) != Some(&loan.donor) {
+                    known.insert(loan.borrower, loan.donor);
                     self.dirty = true;
                 }
             }
@@ -390,9 +415,14 @@ impl Allocator {
     /// tombstone), not for an entry hidden because its writer failed: a borrower cut off
     /// may still hold the value.
     pub fn handle_loan_withdrawn(&mut self, borrower: &NodeId, value: u32) {
-        if self.state.loans.get(&value) == Some(borrower) {
-            self.state.loans.remove(&value);
+        let Some(known) = self.state.loans.get_mut(&value) else {
+            return;
+        };
+        if known.remove(borrower).is_some() {
             self.dirty = true;
+        }
+        if known.is_empty() {
+            self.state.loans.remove(&value);
         }
     }
 
@@ -935,6 +965,77 @@ mod tests {
 
     fn members(names: &[&str]) -> BTreeSet<NodeId> {
         names.iter().map(|n| NodeId::from(*n)).collect()
+    }
+
+    fn loan(borrower: &str, value: u32, donor: &str) -> Entry {
+        Entry::Loan(Loan {
+            borrower: borrower.into(),
+            value,
+            donor: donor.into(),
+        })
+    }
+
+    fn drain(a: &mut Allocator) -> Vec<Output> {
+        std::iter::from_fn(|| a.poll_output()).collect()
+    }
+
+    /// Found by review: loans were kept by value alone, so an older borrower's loan and its
+    /// deletion could free a value another borrower holds.
+    #[test]
+    fn a_value_lent_twice_stays_taken_until_both_borrowers_release_it() {
+        let now = epoch();
+        // "h" owns everything (the origin), as an heir would; "d" lent the value before.
+        let mut h = Allocator::new("h".into(), "h".into(), pool(), Snapshot::default());
+        let v = u32::from(std::net::Ipv4Addr::new(198, 18, 10, 9));
+        h.handle_entry(now, loan("b2", v, "d"));
+        h.handle_entry(now, loan("b1", v, "d"));
+        h.handle_loan_withdrawn(&"b1".into(), v);
+        assert_eq!(h.allocate(now, Request::Value(v)), Err(IpamError::Taken(v)));
+        h.handle_loan_withdrawn(&"b2".into(), v);
+        assert_eq!(
+            h.allocate(now, Request::Value(v)).unwrap(),
+            Allocation::Done(v)
+        );
+    }
+
+    /// Found by review: a donor that restarted and missed the borrower's deletion kept the
+    /// value taken forever; a donor's own loans are its `lent` (cleared by the release ask).
+    #[test]
+    fn a_donor_goes_by_its_own_record_of_what_it_lent() {
+        let now = epoch();
+        let mut d = Allocator::new("d".into(), "d".into(), pool(), Snapshot::default());
+        let v = u32::from(std::net::Ipv4Addr::new(198, 18, 10, 9));
+        d.handle_entry(now, loan("b", v, "d"));
+        assert!(d.snapshot().loans.is_empty());
+        assert_eq!(
+            d.allocate(now, Request::Value(v)).unwrap(),
+            Allocation::Done(v)
+        );
+    }
+
+    /// Found by review: a loan entry of this node's that outlived its value (a crash between
+    /// the release and the deletion) was never deleted, and kept the value taken elsewhere.
+    #[test]
+    fn a_borrower_deletes_its_loan_entries_of_values_it_does_not_hold() {
+        let now = epoch();
+        let mut b = Allocator::new("b".into(), "d".into(), pool(), Snapshot::default());
+        let v = u32::from(std::net::Ipv4Addr::new(198, 18, 10, 9));
+        b.handle_entry(now, loan("b", v, "d"));
+        assert_eq!(
+            drain(&mut b),
+            [Output::Delete {
+                table: crate::LOANS_TABLE,
+                key: format!("b/{v}"),
+            }]
+        );
+        // One it holds stays.
+        let mut held = Snapshot::default();
+        held.held.insert(v);
+        held.borrowed.insert(v, "d".into());
+        let mut b = Allocator::new("b".into(), "d".into(), pool(), held);
+        assert_eq!(drain(&mut b), [Output::Write(loan("b", v, "d"))]);
+        b.handle_entry(now, loan("b", v, "d"));
+        assert_eq!(drain(&mut b), []);
     }
 
     #[test]

@@ -67,7 +67,7 @@ pub struct ApiBindError {
 /// | `GET /v1/ipam/{network}` | | [`PoolInfo`](crate::cnm::PoolInfo) |
 /// | `POST /v1/ipam/reclaim` | [`ReclaimRequest`](crate::cnm::ReclaimRequest) | [`ReclaimAnswer`](crate::cnm::ReclaimAnswer) |
 ///
-/// Every error is JSON [`ErrorBody`] `{"error": "..."}` with 400 (malformed JSON, unknown
+/// Every error is JSON [`ErrorBody`] `{"error": "...", "code": "..."}` with 400 (malformed JSON, unknown
 /// field, bad name, CIDR, address, MAC or VNI), 404 (no such object or path), 405, 409
 /// (conflict), 413 (body over [`MAX_BODY_BYTES`]), 500 (state file) or 503 (node stopped).
 /// A refused request changes nothing.
