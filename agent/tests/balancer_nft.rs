@@ -12,8 +12,9 @@
 //! and checks which backends answered. Only 198.18.60.0/24 is used, in namespaces this test
 //! makes and removes, panics included.
 //!
-//! A second test stalls one sandbox's sync (its namespace path is a FIFO, whose opening
-//! blocks) and checks that another sandbox is synced meanwhile.
+//! Two more tests stall one sandbox's sync (its namespace path is a FIFO, whose opening
+//! blocks) and check that another sandbox is synced meanwhile: through `SandboxBalancers`,
+//! and through the agent's feed task, change after change.
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
@@ -52,6 +53,10 @@ fn main() {
             (
                 "a_stalled_sandbox_holds_up_only_itself",
                 a_stalled_sandbox_holds_up_only_itself,
+            ),
+            (
+                "the_feed_goes_on_past_a_stalled_sandbox",
+                the_feed_goes_on_past_a_stalled_sandbox,
             ),
         ],
     );
@@ -332,4 +337,102 @@ fn a_stalled_sandbox_holds_up_only_itself() {
         assert!(rt.block_on(stalled).unwrap().is_err());
     }
     assert_eq!(rt.block_on(balancers.programmed("stalled")), None);
+}
+
+/// A task of service "web" (VIP [`VIP`]) at `ip`, as the directory receives it.
+fn task_event(ip: Ipv4Addr) -> nodecore::NamesChange {
+    let record = discovery::EndpointRecord {
+        name: format!("web-{ip}"),
+        service_name: "web".into(),
+        service_id: "sid".into(),
+        virtual_ip: VIP.to_string(),
+        endpoint_ip: ip.to_string(),
+        ..Default::default()
+    };
+    nodecore::NamesChange::Record(networkdb::WatchEvent {
+        table: discovery::ENDPOINT_TABLE.into(),
+        network: "net".into(),
+        key: format!("ep-{ip}").as_str().into(),
+        prev: None,
+        value: Some(record.encode().into()),
+    })
+}
+
+/// Found by review: the feed waited for every sandbox's sync before it looked at the next
+/// change, so one stalled namespace (up to the 10 s timeout) delayed every other sandbox.
+fn the_feed_goes_on_past_a_stalled_sandbox() {
+    use agent::balancer::{BalancerStats, run};
+    use agent::dns::directory::Directory;
+
+    let tag = std::process::id();
+    let made = Made {
+        netns: format!("lbf{tag}"),
+        dir: std::env::temp_dir().join(format!("balancer-feed-{tag}")),
+    };
+    lab::add_netns(&made.netns).unwrap();
+    std::fs::create_dir_all(&made.dir).unwrap();
+    let fifo = made.dir.join("stalled-netns");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+
+    let directory = Directory::new();
+    directory.apply_change(&nodecore::NamesChange::Attach("net".into()));
+    directory.set_sandbox_netns(
+        [
+            ("stalled".to_owned(), fifo.clone()),
+            ("good".to_owned(), netns_path(&made.netns)),
+        ]
+        .into(),
+    );
+    directory.apply_change(&nodecore::NamesChange::Topology {
+        networks: [("net".to_owned(), "net".to_owned())].into(),
+        sandboxes: [
+            ("stalled".to_owned(), vec!["net".to_owned()]),
+            ("good".to_owned(), vec!["net".to_owned()]),
+        ]
+        .into(),
+    });
+    let balancers = Arc::new(SandboxBalancers::new());
+    let feed = rt.spawn(run(
+        Arc::clone(&balancers),
+        directory.clone(),
+        Arc::new(BalancerStats::default()),
+    ));
+    let holds = |n: usize| {
+        let balancers = Arc::clone(&balancers);
+        rt.block_on(async move {
+            // Far below the stalled sync's 10 s timeout.
+            for _ in 0..300 {
+                let got = balancers.programmed("good").await;
+                if got.as_ref().and_then(|t| t.backends(VIP)).map(|b| b.len()) == Some(n) {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            false
+        })
+    };
+    // Two changes, one after the other, while the stalled sandbox's first sync waits.
+    directory.apply_change(&task_event(BACKENDS[0]));
+    assert!(holds(1), "the first change never reached the good sandbox");
+    directory.apply_change(&task_event(BACKENDS[1]));
+    assert!(holds(2), "the second change waited for the stalled sandbox");
+    assert_eq!(rt.block_on(balancers.programmed("stalled")), None);
+
+    // Release the stalled opening (a FIFO is no namespace: that sync fails), then stop.
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let _writer = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+            .open(&fifo);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    feed.abort();
+    // A retry of the stalled sandbox may be waiting in a new opening: do not wait for it.
+    rt.shutdown_timeout(Duration::from_millis(100));
 }

@@ -84,7 +84,7 @@ struct Slot {
 
 /// The VIP balancers of this agent's sandboxes (root only: they live in the containers'
 /// namespaces). Syncs of one sandbox are serialized (a lock each); syncs of different
-/// sandboxes run side by side, so a namespace that stalls delays only its own.
+/// sandboxes run side by side. A sync of a sandbox forgotten meanwhile does nothing.
 #[derive(Debug, Default)]
 pub struct SandboxBalancers {
     /// Each sandbox's slot, empty while its kernel state is unknown (never synced, or the
@@ -146,6 +146,14 @@ impl SandboxBalancers {
             .map_err(netlink)?;
         let cell = self.cell(sandbox);
         let mut slot = cell.lock().await;
+        if !self
+            .cells()
+            .get(sandbox)
+            .is_some_and(|current| Arc::ptr_eq(current, &cell))
+        {
+            // Forgotten while this sync waited for the lock: nothing to bring up to date.
+            return Ok((SyncOutcome::default(), None));
+        }
         let (mut balancer, socket) = match slot.take() {
             Some(s) if s.netns == netns && s.id == id => (s.balancer, Some(s.socket)),
             Some(s) => {
@@ -359,6 +367,38 @@ pub struct FlowCleanup {
 }
 
 impl FlowCleanup {
+    /// The sandbox whose flows it forgets.
+    pub fn sandbox(&self) -> &str {
+        &self.sandbox
+    }
+
+    /// Takes in `later`, a cleanup of the same sandbox made after this one, so one dump
+    /// serves both: its pairs are added, and its numbering used. A cleanup made for another
+    /// socket (the sandbox's namespace changed) replaces this one.
+    pub fn absorb(&mut self, later: FlowCleanup) {
+        if Arc::ptr_eq(&self.socket, &later.socket) {
+            self.first_seq = later.first_seq;
+            for pair in later.withdrawn {
+                if !self.withdrawn.contains(&pair) {
+                    self.withdrawn.push(pair);
+                }
+            }
+        } else {
+            *self = later;
+        }
+    }
+
+    /// Drops the pairs `programmed` serves again (a task withdrawn, then back before its
+    /// flows were forgotten: new flows to it are right). Returns whether any pair is left.
+    pub fn keep_withdrawn(&mut self, programmed: &ServiceTable) -> bool {
+        self.withdrawn.retain(|(vip, backend)| {
+            !programmed
+                .backends(*vip)
+                .is_some_and(|b| b.contains(backend))
+        });
+        !self.withdrawn.is_empty()
+    }
+
     /// Deletes the sandbox's UDP flows to the withdrawn backends; how many. A failure is
     /// logged: the flows then end by themselves (conntrack's UDP timeouts).
     pub async fn run(self) -> usize {

@@ -294,15 +294,18 @@ async fn kernel(
         }
     };
     wait(false, services - 1, TASKS - 1).await?;
-    let mut fanout = Vec::new();
+    let (mut disabled, mut enabled) = (Vec::new(), Vec::new());
     for k in 0..trials {
         let (s, t) = (k % services, k % TASKS);
         let started = Instant::now();
         set(s, t, true);
         wait(true, s, t).await?;
-        fanout.push(started.elapsed());
+        disabled.push(started.elapsed());
+        // At once: the disable's conntrack cleanups may still be running.
+        let started = Instant::now();
         set(s, t, false);
         wait(false, s, t).await?;
+        enabled.push(started.elapsed());
     }
     feed.abort();
     report(
@@ -310,7 +313,11 @@ async fn kernel(
             "a task disabled until all {SANDBOXES} sandboxes' balancers drop it ({services} \
              services x {TASKS} tasks, through the agent's feed)"
         ),
-        fanout,
+        disabled,
+    );
+    report(
+        &format!("then enabled again at once, until all {SANDBOXES} sandboxes hold it"),
+        enabled,
     );
     Ok(())
 }
