@@ -421,7 +421,6 @@ fn the_feed_goes_on_past_a_stalled_sandbox() {
     assert!(holds(1), "the first change never reached the good sandbox");
     directory.apply_change(&task_event(BACKENDS[1]));
     assert!(holds(2), "the second change waited for the stalled sandbox");
-    assert_eq!(rt.block_on(balancers.programmed("stalled")), None);
 
     // Release the stalled opening (a FIFO is no namespace: that sync fails), then stop.
     {

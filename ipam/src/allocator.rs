@@ -113,12 +113,12 @@ pub struct Snapshot {
     pub lent: BTreeMap<u32, NodeId>,
     /// Values the node holds in others' blocks, with their donor.
     pub borrowed: BTreeMap<u32, NodeId>,
-    /// Values other nodes lent to others, by value, borrower and donor, from the borrowers'
-    /// [`Loan`] entries: never free here, whoever owns their block (an heir after a
-    /// reclaim knows them from these only). A donor's own loans are not kept here (its
-    /// `lent` is their record, cleared by the borrower's release ask). Saved, so a restart
-    /// keeps them even when the borrower's entries are out of sight; dropped when the
-    /// borrower deletes its entry, or when the borrower's own space is reclaimed here.
+    /// Values lent to other nodes, by value, borrower and donor, from the borrowers' [`Loan`]
+    /// entries: never free here, whoever owns their block (an heir after a reclaim knows
+    /// them from these only; a donor whose state was wiped too). Saved, so a restart keeps
+    /// them even when the borrower's entries are out of sight; dropped when the borrower
+    /// deletes its entry, when it asks this node (the donor) for the release, or when the
+    /// borrower's own space is reclaimed here.
     #[serde(default)]
     pub loans: BTreeMap<u32, BTreeMap<NodeId, NodeId>>,
     /// The next ask's sequence number.
@@ -399,14 +399,14 @@ impl Allocator {
                     });
                 }
             }
-            Entry::Loan(loan) if loan.donor != self.me => {
+            Entry::Loan(loan) => {
                 let known = self.state.loans.entry(loan.value).or_default();
                 if known.get(&loan.borrower) != Some(&loan.donor) {
                     known.insert(loan.borrower, loan.donor);
                     self.dirty = true;
                 }
             }
-            Entry::Ask(_) | Entry::Answer(_) | Entry::Loan(_) => {}
+            Entry::Ask(_) | Entry::Answer(_) => {}
         }
     }
 
@@ -753,6 +753,18 @@ impl Allocator {
                     self.state.lent.remove(&v);
                     self.dirty = true;
                 }
+                // The borrower's own word: its loan of this donor is done with, even if the
+                // deletion of its entry never reaches this node (the ask stays until
+                // answered).
+                if let Some(known) = self.state.loans.get_mut(&v)
+                    && known.get(&ask.asker) == Some(&self.me)
+                {
+                    known.remove(&ask.asker);
+                    if known.is_empty() {
+                        self.state.loans.remove(&v);
+                    }
+                    self.dirty = true;
+                }
                 Outcome::Released
             }
             Want::Value(v) => match self.pool.block_of(v) {
@@ -979,6 +991,28 @@ mod tests {
         std::iter::from_fn(|| a.poll_output()).collect()
     }
 
+    /// Found by review: a donor whose state was wiped (as docs/IPAM.md asks of a reclaimed
+    /// node before it returns) ignored the live loan naming it as donor, and handed the
+    /// value out again once the block came back to it.
+    #[test]
+    fn a_wiped_donor_that_inherits_its_old_block_keeps_its_old_loans() {
+        let now = epoch();
+        let v = u32::from(std::net::Ipv4Addr::new(198, 18, 10, 9));
+        let block = pool().block_of(v).unwrap();
+        let mut d = Allocator::new("d".into(), "o".into(), pool(), Snapshot::default());
+        d.set_members(now, members(&["z"]));
+        let claim = Claim {
+            owner: "h".into(),
+            epoch: 1,
+        };
+        d.handle_entry(now, Entry::Claim(block, claim));
+        d.handle_entry(now, loan("z", v, "d"));
+        // "h" dies for good; "d" reclaims its space and is the heir.
+        d.reclaim(now, &"h".into()).unwrap();
+        assert_eq!(d.owner(block), &NodeId::from("d"));
+        assert_eq!(d.allocate(now, Request::Value(v)), Err(IpamError::Taken(v)));
+    }
+
     /// Found by review: loans were kept by value alone, so an older borrower's loan and its
     /// deletion could free a value another borrower holds.
     #[test]
@@ -999,13 +1033,23 @@ mod tests {
     }
 
     /// Found by review: a donor that restarted and missed the borrower's deletion kept the
-    /// value taken forever; a donor's own loans are its `lent` (cleared by the release ask).
+    /// value taken forever; the borrower's release ask (kept until answered) frees it.
     #[test]
-    fn a_donor_goes_by_its_own_record_of_what_it_lent() {
+    fn a_donor_frees_a_lent_value_at_the_release_ask_without_the_deletion() {
         let now = epoch();
         let mut d = Allocator::new("d".into(), "d".into(), pool(), Snapshot::default());
         let v = u32::from(std::net::Ipv4Addr::new(198, 18, 10, 9));
         d.handle_entry(now, loan("b", v, "d"));
+        assert_eq!(d.allocate(now, Request::Value(v)), Err(IpamError::Taken(v)));
+        d.handle_entry(
+            now,
+            Entry::Ask(Ask {
+                asker: "b".into(),
+                seq: 0,
+                donor: "d".into(),
+                want: Want::Release(v),
+            }),
+        );
         assert!(d.snapshot().loans.is_empty());
         assert_eq!(
             d.allocate(now, Request::Value(v)).unwrap(),

@@ -99,7 +99,13 @@ pub async fn run(
     // Each task's sandbox, and whether it is a sync.
     let mut tasks: HashMap<tokio::task::Id, (String, bool)> = HashMap::new();
     loop {
-        let retry = failing.values().map(|f| f.next).min();
+        // Retries not made due yet (one due or running needs no wake: a timer already past
+        // would fire again and again while it runs).
+        let retry = failing
+            .iter()
+            .filter(|(s, _)| !busy.contains(*s) && !due.iter().any(|(d, _, _)| d == *s))
+            .map(|(_, f)| f.next)
+            .min();
         let mut wake = false;
         tokio::select! {
             () = directory.changed() => wake = true,
@@ -117,14 +123,29 @@ pub async fn run(
                 match joined {
                     Ok((_, Done::Synced { vips, result })) => {
                         synced(&stats, &mut failing, &mut cleanups, sandbox.clone(), vips, result);
+                        if failing.contains_key(&sandbox) {
+                            // Retried at its time, with what is wanted then (not at once
+                            // from a want queued while it ran, which skipped the backoff and
+                            // let a later change fall out of `due`).
+                            due.retain(|(s, _, _)| *s != sandbox);
+                        }
                     }
                     Ok((_, Done::Cleaned(n))) => {
                         stats.flows_forgotten.fetch_add(n as u64, Ordering::Relaxed);
                     }
-                    // The sandbox is synced again at the next change.
-                    Err(e) => tracing::error!(%sandbox, error = %e, "VIP balancer task failed"),
+                    Err(e) => {
+                        tracing::error!(%sandbox, error = %e, "VIP balancer task failed");
+                        if sync {
+                            failing.entry(sandbox.clone()).or_insert(Failing {
+                                next: tokio::time::Instant::now() + RETRY,
+                                backoff: (RETRY * 2).min(MAX_RETRY),
+                            });
+                            due.retain(|(s, _, _)| *s != sandbox);
+                        }
+                    }
                 }
                 if gone_busy.remove(&sandbox) {
+                    failing.remove(&sandbox);
                     cleanups.retain(|c| c.sandbox() != sandbox);
                     balancers.forget(&sandbox).await;
                 }

@@ -373,18 +373,16 @@ impl FlowCleanup {
     }
 
     /// Takes in `later`, a cleanup of the same sandbox made after this one, so one dump
-    /// serves both: its pairs are added, and its numbering used. A cleanup made for another
-    /// socket (the sandbox's namespace changed) replaces this one.
+    /// serves both: its pairs are added, and its socket and numbering used (a failed sync
+    /// in between opened a new socket; a pair of a namespace since replaced matches no flow
+    /// of the new one).
     pub fn absorb(&mut self, later: FlowCleanup) {
-        if Arc::ptr_eq(&self.socket, &later.socket) {
-            self.first_seq = later.first_seq;
-            for pair in later.withdrawn {
-                if !self.withdrawn.contains(&pair) {
-                    self.withdrawn.push(pair);
-                }
+        self.socket = later.socket;
+        self.first_seq = later.first_seq;
+        for pair in later.withdrawn {
+            if !self.withdrawn.contains(&pair) {
+                self.withdrawn.push(pair);
             }
-        } else {
-            *self = later;
         }
     }
 
