@@ -15,6 +15,7 @@
 //! sync, only the VIPs that changed, then the withdrawn backends' UDP flows forgotten.
 
 mod feed;
+mod schedule;
 
 pub use feed::{BalancerStats, MAX_RETRY, PARALLEL_SYNCS, RETRY, run};
 
