@@ -197,18 +197,22 @@ fn udp_from(client: &str, port: u16) -> Option<Ipv4Addr> {
     rx.recv_timeout(Duration::from_secs(10)).unwrap()
 }
 
+/// The record of a task of service "web" (VIP [`VIP`]) at `ip`.
+fn task(ip: Ipv4Addr) -> discovery::EndpointRecord {
+    discovery::EndpointRecord {
+        name: format!("web-{ip}"),
+        service_name: "web".into(),
+        service_id: "sid".into(),
+        virtual_ip: VIP.to_string(),
+        endpoint_ip: ip.to_string(),
+        ..Default::default()
+    }
+}
+
 fn table(backends: &[Ipv4Addr]) -> ServiceTable {
     let mut records = NetworkRecords::default();
     for ip in backends {
-        let record = discovery::EndpointRecord {
-            name: format!("web-{ip}"),
-            service_name: "web".into(),
-            service_id: "sid".into(),
-            virtual_ip: VIP.to_string(),
-            endpoint_ip: ip.to_string(),
-            ..Default::default()
-        };
-        records.add(&discovery::claims(&record).unwrap().unwrap());
+        records.add(&discovery::claims(&task(*ip)).unwrap().unwrap());
     }
     ServiceTable::of([&records])
 }
@@ -292,16 +296,25 @@ impl Drop for Made {
     }
 }
 
+impl Made {
+    /// A namespace `<prefix><pid>`, and a directory holding a FIFO whose opening blocks
+    /// until a writer opens it (a namespace path that stalls).
+    fn with_fifo(prefix: &str) -> (Self, std::path::PathBuf) {
+        let tag = std::process::id();
+        let made = Made {
+            netns: format!("{prefix}{tag}"),
+            dir: std::env::temp_dir().join(format!("balancer-{prefix}-{tag}")),
+        };
+        lab::add_netns(&made.netns).unwrap();
+        std::fs::create_dir_all(&made.dir).unwrap();
+        let fifo = made.dir.join("stalled-netns");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        (made, fifo)
+    }
+}
+
 fn a_stalled_sandbox_holds_up_only_itself() {
-    let tag = std::process::id();
-    let made = Made {
-        netns: format!("lbg{tag}"),
-        dir: std::env::temp_dir().join(format!("balancer-nft-{tag}")),
-    };
-    lab::add_netns(&made.netns).unwrap();
-    std::fs::create_dir_all(&made.dir).unwrap();
-    let fifo = made.dir.join("stalled-netns");
-    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let (made, fifo) = Made::with_fifo("lbg");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -341,14 +354,7 @@ fn a_stalled_sandbox_holds_up_only_itself() {
 
 /// A task of service "web" (VIP [`VIP`]) at `ip`, as the directory receives it.
 fn task_event(ip: Ipv4Addr) -> nodecore::NamesChange {
-    let record = discovery::EndpointRecord {
-        name: format!("web-{ip}"),
-        service_name: "web".into(),
-        service_id: "sid".into(),
-        virtual_ip: VIP.to_string(),
-        endpoint_ip: ip.to_string(),
-        ..Default::default()
-    };
+    let record = task(ip);
     nodecore::NamesChange::Record(networkdb::WatchEvent {
         table: discovery::ENDPOINT_TABLE.into(),
         network: "net".into(),
@@ -364,15 +370,7 @@ fn the_feed_goes_on_past_a_stalled_sandbox() {
     use agent::balancer::{BalancerStats, run};
     use agent::dns::directory::Directory;
 
-    let tag = std::process::id();
-    let made = Made {
-        netns: format!("lbf{tag}"),
-        dir: std::env::temp_dir().join(format!("balancer-feed-{tag}")),
-    };
-    lab::add_netns(&made.netns).unwrap();
-    std::fs::create_dir_all(&made.dir).unwrap();
-    let fifo = made.dir.join("stalled-netns");
-    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let (made, fifo) = Made::with_fifo("lbf");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

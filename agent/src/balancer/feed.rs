@@ -71,7 +71,7 @@ impl Queued for FlowCleanup {
 
 /// Keeps every sandbox's balancer in step with `directory`, until the task is aborted.
 ///
-/// The decisions are [`Schedule`]'s: each change of the directory makes every sandbox due;
+/// The decisions are those of the feed's `Schedule`: each change of the directory makes every sandbox due;
 /// up to [`PARALLEL_SYNCS`] are synced at once, each in its own task, never two tasks of one
 /// sandbox at once (they share its socket). A sandbox whose sync stalls (up to
 /// [`SYNC_TIMEOUT`](super::SYNC_TIMEOUT)) holds up only itself: the others are synced at the
