@@ -95,6 +95,19 @@ pub struct Loan {
     pub donor: NodeId,
 }
 
+impl Loan {
+    /// The key of `borrower`'s loan of `value` in [`LOANS_TABLE`].
+    pub fn key(borrower: &NodeId, value: u32) -> String {
+        format!("{borrower}/{value}")
+    }
+}
+
+/// The node and number of an ask's key (`<asker>/<seq>`) or a loan's (`<borrower>/<value>`).
+pub(crate) fn node_and_number(key: &str) -> Option<(NodeId, u64)> {
+    let (node, number) = key.split_once('/')?;
+    Some((NodeId::from(node), number.parse().ok()?))
+}
+
 /// One entry of the IPAM tables.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Entry {
@@ -125,7 +138,7 @@ impl Entry {
             Self::Claim(block, _) => block.0.to_string(),
             Self::Ask(a) => format!("{}/{}", a.asker, a.seq),
             Self::Answer(a) => format!("{}/{}/{}", a.donor, a.asker, a.seq),
-            Self::Loan(l) => format!("{}/{}", l.borrower, l.value),
+            Self::Loan(l) => Loan::key(&l.borrower, l.value),
         }
     }
 

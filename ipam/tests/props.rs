@@ -45,7 +45,8 @@ enum Op {
 #[derive(Clone, Debug)]
 enum Msg {
     Entry(Entry),
-    LoanWithdrawn(NodeId, u32),
+    /// A deletion by its writer (a tombstone): `(table, key)`.
+    Withdrawn(&'static str, String),
 }
 
 fn op(nodes: usize) -> impl Strategy<Value = Op> {
@@ -131,9 +132,7 @@ impl World {
         }
         match msg {
             Msg::Entry(entry) => self.nodes[to].handle_entry(self.now, entry),
-            Msg::LoanWithdrawn(borrower, value) => {
-                self.nodes[to].handle_loan_withdrawn(&borrower, value);
-            }
+            Msg::Withdrawn(table, key) => self.nodes[to].handle_withdrawn(table, &key),
         }
         self.drain(to);
     }
@@ -145,9 +144,7 @@ impl World {
             match out {
                 Output::Write(entry) => self.broadcast(i, &Msg::Entry(entry)),
                 Output::Delete { table, key } if table == ipam::LOANS_TABLE => {
-                    let (borrower, value) = key.split_once('/').unwrap();
-                    let msg = Msg::LoanWithdrawn(borrower.into(), value.parse().unwrap());
-                    self.broadcast(i, &msg);
+                    self.broadcast(i, &Msg::Withdrawn(table, key));
                 }
                 Output::Delete { .. } => {}
                 Output::Persist => self.saved[i] = self.nodes[i].snapshot().clone(),

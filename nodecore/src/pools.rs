@@ -198,27 +198,14 @@ impl Pools {
         }
     }
 
-    /// An entry of `table` (key `<pool>/<node>/<number>`) was deleted by its writer (a
-    /// tombstone): an ask by its asker (its answer goes too), a loan by its borrower (its
-    /// value is free again). Other tables and malformed keys are ignored.
+    /// An entry of `table` (key `<pool>/<entry key>`) was deleted by its writer (a
+    /// tombstone); its pool's allocator takes it in (`Allocator::handle_withdrawn`).
     pub(crate) fn handle_withdrawn(&mut self, table: &str, key: &str) {
-        let mut parts = key.splitn(3, '/');
-        let (Some(pool), Some(node), Some(number)) = (parts.next(), parts.next(), parts.next())
-        else {
+        let Some((pool, rest)) = key.split_once('/') else {
             return;
         };
-        let (Some(a), Ok(number)) = (self.pools.get_mut(pool), number.parse::<u64>()) else {
-            return;
-        };
-        let node = NodeId::from(node);
-        match table {
-            ipam::ASKS_TABLE => a.handle_ask_withdrawn(&node, number),
-            ipam::LOANS_TABLE => {
-                if let Ok(value) = u32::try_from(number) {
-                    a.handle_loan_withdrawn(&node, value);
-                }
-            }
-            _ => {}
+        if let Some(a) = self.pools.get_mut(pool) {
+            a.handle_withdrawn(table, rest);
         }
     }
 

@@ -59,16 +59,6 @@ enum Done {
     Cleaned(usize),
 }
 
-impl Queued for FlowCleanup {
-    fn sandbox(&self) -> &str {
-        FlowCleanup::sandbox(self)
-    }
-
-    fn absorb(&mut self, later: Self) {
-        FlowCleanup::absorb(self, later);
-    }
-}
-
 /// Keeps every sandbox's balancer in step with `directory`, until the task is aborted.
 ///
 /// The decisions are those of the feed's `Schedule`: each change of the directory makes every sandbox due;

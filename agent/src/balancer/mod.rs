@@ -367,9 +367,8 @@ pub struct FlowCleanup {
     withdrawn: Vec<(Ipv4Addr, Ipv4Addr)>,
 }
 
-impl FlowCleanup {
-    /// The sandbox whose flows it forgets.
-    pub fn sandbox(&self) -> &str {
+impl schedule::Queued for FlowCleanup {
+    fn sandbox(&self) -> &str {
         &self.sandbox
     }
 
@@ -377,7 +376,7 @@ impl FlowCleanup {
     /// serves both: its pairs are added, and its socket and numbering used (a failed sync
     /// in between opened a new socket; a pair of a namespace since replaced matches no flow
     /// of the new one).
-    pub fn absorb(&mut self, later: FlowCleanup) {
+    fn absorb(&mut self, later: FlowCleanup) {
         self.socket = later.socket;
         self.first_seq = later.first_seq;
         for pair in later.withdrawn {
@@ -386,7 +385,9 @@ impl FlowCleanup {
             }
         }
     }
+}
 
+impl FlowCleanup {
     /// Drops the pairs `programmed` serves again (a task withdrawn, then back before its
     /// flows were forgotten: new flows to it are right). Returns whether any pair is left.
     pub fn keep_withdrawn(&mut self, programmed: &ServiceTable) -> bool {

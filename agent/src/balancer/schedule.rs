@@ -45,10 +45,10 @@ pub(crate) struct Schedule<T, C> {
     parallel: usize,
     /// Sandboxes to sync, with what they want, in the directory's order.
     due: VecDeque<(String, T)>,
-    /// Sandboxes with a task running.
+    /// Sandboxes with a task running (one each): as many as tasks run.
     busy: HashSet<String>,
+    /// Of those, the tasks that are syncs.
     syncing: usize,
-    running: usize,
     failing: HashMap<String, Failing>,
     /// Sandboxes of the directory at the last wake.
     known: HashSet<String>,
@@ -65,7 +65,6 @@ impl<T, C: Queued> Schedule<T, C> {
             due: VecDeque::new(),
             busy: HashSet::new(),
             syncing: 0,
-            running: 0,
             failing: HashMap::new(),
             known: HashSet::new(),
             gone_busy: HashSet::new(),
@@ -108,7 +107,6 @@ impl<T, C: Queued> Schedule<T, C> {
         let (sandbox, want) = self.due.remove(k)?;
         self.busy.insert(sandbox.clone());
         self.syncing += 1;
-        self.running += 1;
         Some((sandbox, want))
     }
 
@@ -123,7 +121,6 @@ impl<T, C: Queued> Schedule<T, C> {
     ) -> Ended {
         self.busy.remove(sandbox);
         self.syncing -= 1;
-        self.running -= 1;
         let mut first_failure = false;
         match result {
             Ok(cleanup) => {
@@ -162,19 +159,17 @@ impl<T, C: Queued> Schedule<T, C> {
     /// The next cleanup to run, while no sync is due or running and no cleanup runs; it
     /// counts as running from now.
     pub(crate) fn next_cleanup(&mut self) -> Option<C> {
-        if self.syncing > 0 || self.running > 0 || !self.due.is_empty() {
+        if !self.busy.is_empty() || !self.due.is_empty() {
             return None;
         }
         let cleanup = self.cleanups.pop_front()?;
         self.busy.insert(cleanup.sandbox().to_owned());
-        self.running += 1;
         Some(cleanup)
     }
 
     /// The cleanup of `sandbox` ended. Returns whether to forget the sandbox now.
     pub(crate) fn cleanup_ended(&mut self, sandbox: &str) -> bool {
         self.busy.remove(sandbox);
-        self.running -= 1;
         self.ended(sandbox)
     }
 
